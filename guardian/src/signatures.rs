@@ -1,0 +1,434 @@
+//! Layer 1: signatures kept as data and compiled into one `RegexSet`.
+//!
+//! The embedded set lives in `data/signatures.toml` and is compiled into the binary;
+//! a newer file can be loaded at run time with [`SignatureSet::from_file`] (or the
+//! `signatures_file` setting) without rebuilding.
+
+use std::path::Path;
+
+use aho_corasick::AhoCorasick;
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::View;
+use crate::GuardianError;
+
+/// The signature file compiled into the crate.
+pub const EMBEDDED_SIGNATURES: &str = include_str!("../data/signatures.toml");
+
+/// The signature file format this crate reads (`format = 1` in the file, the default).
+pub const SIGNATURE_FORMAT: u32 = 1;
+
+/// How severe a signature match is on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Weak evidence; only counts together with other layers.
+    Low,
+    /// Moderate evidence; flags text only when other evidence agrees.
+    Medium,
+    /// Strong evidence; makes the text at least suspicious on its own.
+    High,
+    /// Unambiguous attack; makes the text malicious on its own.
+    Critical,
+}
+
+impl Severity {
+    /// The risk (0-1) one match of this severity contributes to the signature layer.
+    pub fn risk(self) -> f64 {
+        match self {
+            Severity::Low => 0.15,
+            Severity::Medium => 0.4,
+            Severity::High => 0.75,
+            Severity::Critical => 1.0,
+        }
+    }
+
+    /// Lower-case name, as written in signature files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which rendering of the text a signature is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureView {
+    /// The normalized text (and its de-obfuscated variant).
+    #[default]
+    Normalized,
+    /// Letter-spaced runs with every separator removed (`i g n o r e` → `ignore`).
+    Squeezed,
+}
+
+/// One signature: an attack pattern with its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// Stable identifier, e.g. `IO-001`.
+    pub id: String,
+    /// Attack family, e.g. `instruction-override` or `data-exfiltration`.
+    pub category: String,
+    /// Severity of a match.
+    pub severity: Severity,
+    /// One-line human description.
+    pub description: String,
+    /// `regex` pattern over lower-cased normalized text (byte mode, ASCII classes).
+    pub pattern: String,
+    /// Which rendering of the text the pattern is matched against.
+    #[serde(default)]
+    pub view: SignatureView,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureFile {
+    #[serde(default = "default_format")]
+    format: u32,
+    version: u32,
+    #[serde(rename = "signature", default)]
+    signatures: Vec<Signature>,
+}
+
+fn default_format() -> u32 {
+    SIGNATURE_FORMAT
+}
+
+/// A match of one signature, located in the original text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawHit {
+    pub index: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A compiled, immutable set of signatures.
+///
+/// ```
+/// let set = omni_guardian::SignatureSet::embedded()?;
+/// assert!(set.len() >= 79);
+/// # Ok::<(), omni_guardian::GuardianError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SignatureSet {
+    version: u32,
+    signatures: Vec<Signature>,
+    normalized_set: RegexSet,
+    squeezed_set: RegexSet,
+    squeezed_ids: Vec<usize>,
+    regexes: Vec<Regex>,
+    /// The same patterns anchored at the start (`\A(?:...)`), for verifying a
+    /// prefilter hit in time proportional to the match, not the text.
+    anchored: Vec<Regex>,
+    /// Whether a pattern starts with a word boundary (checked by hand when anchored).
+    starts_with_boundary: Vec<bool>,
+    /// Prefix literals of the normalized-view signatures; a signature is verified only
+    /// where one of its literals occurs. The combined `RegexSet` is exact but its lazy
+    /// DFA thrashes on a hundred patterns with bounded gaps, so this prefilter is what
+    /// keeps a scan in microseconds.
+    prefilter: AhoCorasick,
+    /// For each prefilter literal, the signatures it belongs to.
+    literal_owners: Vec<Vec<usize>>,
+    /// Normalized-view signatures without usable prefix literals, matched as a set.
+    unanchored_set: RegexSet,
+    unanchored_ids: Vec<usize>,
+}
+
+/// Longest match a signature is assumed to produce when verified around a prefilter
+/// hit; patterns bound their gaps well below this.
+const MAX_MATCH_BYTES: usize = 1024;
+
+/// Prefilter literals are cut to this many bytes.
+const PREFIX_BYTES: usize = 8;
+
+/// Prefix literals of a pattern, or `None` when it has no selective ones.
+fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    // The normalized text writes inline whitespace as a plain space, so `\s` can be
+    // read as one space here; without this the six-byte class multiplies the literals
+    // until the extractor gives up and keeps only a common first word.
+    let simplified = pattern.replace("\\s+", " ").replace("\\s*", "").replace("\\s", " ");
+    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&simplified).ok()?;
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix).limit_class(8).limit_repeat(4).limit_literal_len(24).limit_total(400);
+    let mut seq = ex.extract(&hir);
+    // Short literals keep the prefilter automaton small (and cache-resident); the
+    // anchored verification does the rest.
+    seq.keep_first_bytes(PREFIX_BYTES);
+    seq.dedup();
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
+        return None;
+    }
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+impl SignatureSet {
+    /// The signature set embedded at compile time.
+    pub fn embedded() -> Result<Self, GuardianError> {
+        Self::from_toml_str(EMBEDDED_SIGNATURES, "embedded signatures")
+    }
+
+    /// Loads a signature file (TOML, same format as `data/signatures.toml`).
+    pub fn from_file(path: &Path) -> Result<Self, GuardianError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GuardianError::SignatureFileRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and compiles signatures from TOML text; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, GuardianError> {
+        let file: SignatureFile = toml::from_str(text).map_err(|e| GuardianError::InvalidSignatures {
+            origin: origin.to_string(),
+            problem: e.to_string(),
+        })?;
+        if file.format != SIGNATURE_FORMAT {
+            return Err(GuardianError::InvalidSignatures {
+                origin: origin.to_string(),
+                problem: format!(
+                    "format {} is not supported; this build reads format {SIGNATURE_FORMAT}",
+                    file.format
+                ),
+            });
+        }
+        Self::new(file.version, file.signatures, origin)
+    }
+
+    /// Compiles a list of signatures, checking ids are unique and patterns valid.
+    pub fn new(version: u32, signatures: Vec<Signature>, origin: &str) -> Result<Self, GuardianError> {
+        let invalid = |problem: String| GuardianError::InvalidSignatures { origin: origin.to_string(), problem };
+        if signatures.is_empty() {
+            return Err(invalid("no [[signature]] entries; add at least one".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut regexes = Vec::with_capacity(signatures.len());
+        for s in &signatures {
+            if s.id.trim().is_empty() || s.description.trim().is_empty() || s.category.trim().is_empty() {
+                return Err(invalid(format!(
+                    "signature {:?} needs a non-empty id, category and description",
+                    s.id
+                )));
+            }
+            if !seen.insert(s.id.as_str()) {
+                return Err(invalid(format!("signature id {} appears twice; ids must be unique", s.id)));
+            }
+            let re = RegexBuilder::new(&s.pattern)
+                .unicode(false)
+                .size_limit(8 << 20)
+                .build()
+                .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
+            regexes.push(re);
+        }
+        let mut anchored = Vec::with_capacity(signatures.len());
+        for s in &signatures {
+            let re = RegexBuilder::new(&format!("\\A(?:{})", s.pattern))
+                .unicode(false)
+                .size_limit(8 << 20)
+                .build()
+                .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
+            anchored.push(re);
+        }
+        let starts_with_boundary = signatures.iter().map(|s| s.pattern.starts_with("\\b")).collect();
+        let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
+            RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
+                .unicode(false)
+                .size_limit(64 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+                .map_err(|e| invalid(format!("signature set does not compile: {e}")))
+        };
+        let ids_of = |view: SignatureView| -> Vec<usize> {
+            signatures.iter().enumerate().filter(|(_, s)| s.view == view).map(|(i, _)| i).collect()
+        };
+        let normalized_ids = ids_of(SignatureView::Normalized);
+        let squeezed_ids = ids_of(SignatureView::Squeezed);
+        let normalized_set = build_set(&normalized_ids)?;
+        let squeezed_set = build_set(&squeezed_ids)?;
+
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut literal_owners: Vec<Vec<usize>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+        let mut unanchored_ids = Vec::new();
+        for &i in &normalized_ids {
+            match prefix_literals(&signatures[i].pattern) {
+                Some(lits) => {
+                    for lit in lits {
+                        let slot = *index.entry(lit.clone()).or_insert_with(|| {
+                            literals.push(lit);
+                            literal_owners.push(Vec::new());
+                            literals.len() - 1
+                        });
+                        if !literal_owners[slot].contains(&i) {
+                            literal_owners[slot].push(i);
+                        }
+                    }
+                }
+                None => unanchored_ids.push(i),
+            }
+        }
+        let prefilter = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&literals)
+            .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
+        let unanchored_set = build_set(&unanchored_ids)?;
+        Ok(Self {
+            version,
+            signatures,
+            normalized_set,
+            squeezed_set,
+            squeezed_ids,
+            regexes,
+            anchored,
+            starts_with_boundary,
+            prefilter,
+            literal_owners,
+            unanchored_set,
+            unanchored_ids,
+        })
+    }
+
+    /// Version number declared by the signature file.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Number of signatures.
+    pub fn len(&self) -> usize {
+        self.signatures.len()
+    }
+
+    /// Whether the set is empty (never true for a compiled set).
+    pub fn is_empty(&self) -> bool {
+        self.signatures.is_empty()
+    }
+
+    /// All signatures, in file order.
+    pub fn signatures(&self) -> &[Signature] {
+        &self.signatures
+    }
+
+    /// Whether any normalized-view signature matches `bytes` (used as a benchmark floor
+    /// and a fast pre-check).
+    pub fn is_match_raw(&self, bytes: &[u8]) -> bool {
+        self.normalized_set.is_match(bytes)
+    }
+
+    /// Matches a view and appends hits located in the view's original text.
+    pub(crate) fn scan_view(&self, view: &View, which: SignatureView, out: &mut Vec<RawHit>) {
+        let hay = &view.bytes[..];
+        let record = |index: usize, out: &mut Vec<RawHit>, found: Option<regex::bytes::Match<'_>>| {
+            if let Some(m) = found {
+                let (start, end) = view.original_span(m.start(), m.end());
+                out.push(RawHit { index, start, end });
+            }
+        };
+        let (set, ids) = match which {
+            SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
+            SignatureView::Normalized => {
+                // A prefix literal at `p` means a match can only start at `p`: verify
+                // with the anchored pattern, which reads no further than the match.
+                let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+                for m in self.prefilter.find_overlapping_iter(hay) {
+                    let p = m.start();
+                    for &index in &self.literal_owners[m.pattern().as_usize()] {
+                        if self.starts_with_boundary[index] && p > 0 && word(hay[p - 1]) {
+                            continue;
+                        }
+                        if out.iter().any(|h| h.index == index) {
+                            continue;
+                        }
+                        let end = (p + MAX_MATCH_BYTES).min(hay.len());
+                        if let Some(mm) = self.anchored[index].find(&hay[p..end]) {
+                            let (start, end) = view.original_span(p + mm.start(), p + mm.end());
+                            out.push(RawHit { index, start, end });
+                        }
+                    }
+                }
+                (&self.unanchored_set, &self.unanchored_ids)
+            }
+        };
+        for local in set.matches(hay).iter() {
+            let index = ids[local];
+            if out.iter().any(|h| h.index == index) {
+                continue;
+            }
+            let found = self.regexes[index].find(hay);
+            record(index, out, found);
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn prefilter_hits(&self, text: &[u8]) -> Vec<(String, usize)> {
+        let mut counts = vec![0usize; self.signatures.len()];
+        for m in self.prefilter.find_overlapping_iter(text) {
+            for &i in &self.literal_owners[m.pattern().as_usize()] {
+                counts[i] += 1;
+            }
+        }
+        let mut v: Vec<(String, usize)> = counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (self.signatures[i].id.clone(), *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v
+    }
+
+    /// Signature ids matched without a literal prefilter (for diagnostics).
+    pub fn unanchored(&self) -> impl Iterator<Item = &str> {
+        self.unanchored_ids.iter().map(|&i| self.signatures[i].id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_set_compiles_and_is_large_enough() {
+        let set = SignatureSet::embedded().expect("embedded signatures compile");
+        assert!(set.len() >= 79, "only {} signatures", set.len());
+        let unanchored: Vec<&str> = set.unanchored().collect();
+        assert!(unanchored.len() <= 24, "too many signatures without prefix literals: {unanchored:?}");
+        let cats: std::collections::BTreeSet<&str> = set.signatures().iter().map(|s| s.category.as_str()).collect();
+        for needed in [
+            "instruction-override",
+            "role-spoofing",
+            "jailbreak",
+            "prompt-extraction",
+            "secret-extraction",
+            "data-exfiltration",
+            "code-execution",
+            "hidden-text",
+            "template-injection",
+            "encoding-bypass",
+            "persistence",
+            "tool-abuse",
+            "indirect-injection",
+        ] {
+            assert!(cats.contains(needed), "missing category {needed}");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let dup = "version = 1\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='a'\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='b'\n";
+        let err = SignatureSet::from_toml_str(dup, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("appears twice"), "{err}");
+        let bad = "version = 1\n[[signature]]\nid='B'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='('\n";
+        let err = SignatureSet::from_toml_str(bad, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("signature B has an invalid pattern"), "{err}");
+        let fmt = "format = 9\nversion = 1\n";
+        let err = SignatureSet::from_toml_str(fmt, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("format 9 is not supported"), "{err}");
+    }
+}

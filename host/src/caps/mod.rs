@@ -1,0 +1,89 @@
+//! Capability backends and their linker wiring.
+//!
+//! One module per capability with a real backend on this host. Each module holds its
+//! backend trait (what an embedder replaces), the default backend, the `Host` impl of its
+//! WIT interface for [`CallState`], and its tests. A capability without a module here is
+//! linked as an "unavailable" stub when granted (see `sandbox::build_linker`).
+//!
+//! Adding a capability: write its module, then add one line to [`link_backend`].
+
+pub mod http;
+pub mod kv;
+
+use std::time::Duration;
+
+use omni_capabilities::Scope;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::{CapError, RateLimitedInfo};
+use crate::policy::{AccessRequest, Denial};
+use crate::sandbox::CallState;
+
+/// Links the real backend of `capability`; `false` when this host has none.
+pub(crate) fn link_backend(linker: &mut Linker<CallState>, capability: &str) -> wasmtime::Result<bool> {
+    use crate::bindings::omni::caps;
+    match capability {
+        "network.http" => caps::http::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "storage.persistent" => caps::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+impl CallState {
+    /// Asks the permission engine whether this call may use `capability` on `target`.
+    ///
+    /// Runs on every host call, so a revocation or the kill switch refuses a call that is
+    /// already running at its next host call. `check` receives the granted scope.
+    pub(crate) async fn authorize(
+        &mut self,
+        capability: &'static str,
+        target: &str,
+        check: &(dyn Fn(&Scope) -> Result<(), String> + Send + Sync),
+    ) -> Result<(), CapError> {
+        let request = AccessRequest {
+            session: &self.session,
+            extension: &self.ext.id,
+            capability,
+            target,
+            check_scope: check,
+        };
+        match self.host.policy.authorize_async(&request).await {
+            Ok(_) => Ok(()),
+            Err(denial) => {
+                let error = denial_to_error(denial);
+                if let CapError::PermissionDenied(m) | CapError::OutOfScope(m) = &error {
+                    self.denials.push(format!("{capability} {target}: {m}"));
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Maps the permission engine's refusal to the WIT error the guest sees.
+pub(crate) fn denial_to_error(denial: Denial) -> CapError {
+    match denial {
+        Denial::PermissionDenied(m) => CapError::PermissionDenied(m),
+        Denial::OutOfScope(m) => CapError::OutOfScope(m),
+        Denial::RateLimited { retry_after, reason } => CapError::RateLimited(RateLimitedInfo {
+            retry_after_ms: duration_ms(retry_after),
+            reason,
+        }),
+        Denial::Unavailable(m) => CapError::Unavailable(m),
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Turns a trap-or-error pair into the `Host` return shape: the outer error traps.
+macro_rules! try_budget {
+    ($state:expr, $len:expr) => {
+        if let Err(e) = $state.budget.take_in($len)? {
+            return Ok(Err(e));
+        }
+    };
+}
+pub(crate) use try_budget;

@@ -1,0 +1,64 @@
+//! The harness Omni's suites share: one engine per test process, the sample extensions
+//! built once per test run, and hosts on throwaway data dirs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use omni_host::policy::{Decision, GrantDuration};
+use omni_host::{Omni, OmniConfig, OmniEngine, PermissionDecision};
+
+pub use xtask::standin::StandIn;
+
+/// The engine every test in this process shares (it owns the instance pool).
+pub fn engine() -> OmniEngine {
+    static ENGINE: OnceLock<OmniEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| xtask::default_engine().expect("the WebAssembly engine starts")).clone()
+}
+
+/// Built sample folders by extension id, built once per test process.
+///
+/// Cargo makes a second build in another test process a quick no-op.
+pub fn samples() -> &'static HashMap<String, PathBuf> {
+    static SAMPLES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    SAMPLES.get_or_init(|| {
+        let built = xtask::build_samples(&engine()).unwrap_or_else(|e| panic!("building the sample extensions failed: {e:#}"));
+        built.into_iter().map(|b| (b.manifest.extension.id.clone(), b.dir)).collect()
+    })
+}
+
+/// The built folder of sample `id` (e.g. `dev.omni.calculator`).
+pub fn sample(id: &str) -> PathBuf {
+    samples().get(id).cloned().unwrap_or_else(|| panic!("no sample extension with id {id}"))
+}
+
+/// A host on a fresh data dir. Keep the `TempDir` alive as long as the host.
+pub fn host(config: OmniConfig) -> (tempfile::TempDir, Omni) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let omni = Omni::builder(dir.path()).engine(engine()).config(config).open().expect("host opens");
+    (dir, omni)
+}
+
+/// Installs sample `id`, granting every capability it declares, Always.
+pub fn install_granting_all(omni: &Omni, id: &str) {
+    let plan = omni.prepare_install(&sample(id)).unwrap_or_else(|e| panic!("prepare {id}: {e}"));
+    let decisions: Vec<PermissionDecision> = plan
+        .manifest
+        .permissions
+        .iter()
+        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: Decision::Allow, duration: GrantDuration::Always })
+        .collect();
+    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {id}: {e}"));
+}
+
+/// A multi-threaded runtime for a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("tokio runtime")
+}
+
+/// A config that maps `api.open-meteo.com` to the stand-in.
+pub fn config_with_standin(standin: &StandIn) -> OmniConfig {
+    let mut config = OmniConfig::default();
+    config.network.resolve.insert("api.open-meteo.com".into(), standin.base_url());
+    config
+}
