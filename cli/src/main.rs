@@ -151,17 +151,15 @@ fn open(cli: &Cli) -> anyhow::Result<Omni> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match &cli.command {
-        Command::Guardian(cmd) => return guardian_cmd::run(cmd.clone(), cli.json),
-        Command::Install(args) => return install(&cli, args),
-        _ => {}
-    }
-    let omni = open(&cli)?;
-    match cli.command {
-        Command::List => list(&omni, cli.json),
+    let Cli { data_dir, config, json, command } = cli;
+    let env = Cli { data_dir, config, json, command: Command::List };
+    match command {
+        Command::Guardian(cmd) => guardian_cmd::run(cmd, json),
+        Command::Install(args) => install(&env, &args),
+        Command::List => list(&open(&env)?, json),
         Command::Uninstall { id } => {
-            let removed = omni.uninstall(&id)?;
-            if cli.json {
+            let removed = open(&env)?.uninstall(&id)?;
+            if json {
                 println!("{}", json!({ "id": id, "removed": removed }));
             } else if removed {
                 println!("uninstalled {id}: its grants, storage and files are gone");
@@ -170,11 +168,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if removed { 0 } else { 1 })
         }
-        Command::Call { id, tool, args, session } => call(&omni, &id, &tool, args, session, cli.json),
-        Command::Grants(cmd) => grants_cmd::run(cmd, omni.policy(), cli.json),
-        Command::KillSwitch => grants_cmd::kill_switch(omni.policy(), cli.json),
-        Command::Audit(args) => audit_cmd::run(args, omni.audit(), cli.json),
-        Command::Install(_) | Command::Guardian(_) => unreachable!("handled above"),
+        Command::Call { id, tool, args, session } => call(&open(&env)?, &id, &tool, args, session, json),
+        Command::Grants(cmd) => grants_cmd::run(cmd, open(&env)?.policy(), json),
+        Command::KillSwitch => grants_cmd::kill_switch(open(&env)?.policy(), json),
+        Command::Audit(args) => audit_cmd::run(&args, open(&env)?.audit(), json),
     }
 }
 

@@ -35,8 +35,11 @@ fn text_of(len: usize) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let plain = Guardian::new(GuardianConfig { ml_classifier: false, ..GuardianConfig::default() })
-        .expect("guardian builds");
+    let plain = Guardian::new(GuardianConfig {
+        ml_classifier: false,
+        ..GuardianConfig::default()
+    })
+    .expect("guardian builds");
     let kb = text_of(1024);
     let mb = text_of(1 << 20);
 
@@ -45,20 +48,26 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor: RegexSet over raw text", |b| {
         b.iter(|| black_box(plain.signatures().is_match_raw(black_box(kb.as_bytes()))))
     });
-    g.bench_function("layers 1-2", |b| b.iter(|| black_box(plain.scan(black_box(&kb), ScanPoint::UserInput))));
+    g.bench_function("layers 1-2", |b| {
+        b.iter(|| black_box(plain.scan(black_box(&kb), ScanPoint::UserInput)))
+    });
     #[cfg(feature = "ml-classifier")]
     {
         let full = Guardian::new(GuardianConfig::default()).expect("guardian builds");
-        g.bench_function("layers 1-3 (ML)", |b| b.iter(|| black_box(full.scan(black_box(&kb), ScanPoint::UserInput))));
+        g.bench_function("layers 1-3 (ML)", |b| {
+            b.iter(|| black_box(full.scan(black_box(&kb), ScanPoint::UserInput)))
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("scan-1MB-document");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(mb.len() as u64));
-    g.bench_with_input(BenchmarkId::new("floor: RegexSet over raw text", "1MB"), &mb, |b, t| {
-        b.iter(|| black_box(plain.signatures().is_match_raw(t.as_bytes())))
-    });
+    g.bench_with_input(
+        BenchmarkId::new("floor: RegexSet over raw text", "1MB"),
+        &mb,
+        |b, t| b.iter(|| black_box(plain.signatures().is_match_raw(t.as_bytes()))),
+    );
     g.bench_with_input(BenchmarkId::new("layers 1-2", "1MB"), &mb, |b, t| {
         b.iter(|| black_box(plain.scan(t, ScanPoint::ToolResult)))
     });

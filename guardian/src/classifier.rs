@@ -80,7 +80,12 @@ impl Model {
             .chunks_exact(2)
             .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / WEIGHT_SCALE)
             .collect();
-        Ok(Self { bias, platt_a, platt_b, weights })
+        Ok(Self {
+            bias,
+            platt_a,
+            platt_b,
+            weights,
+        })
     }
 
     /// Serializes the model (header plus fixed-point weights).
@@ -92,7 +97,9 @@ impl Model {
         out.extend_from_slice(&self.platt_a.to_le_bytes());
         out.extend_from_slice(&self.platt_b.to_le_bytes());
         for w in &self.weights {
-            let q = (w * WEIGHT_SCALE).round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
+            let q = (w * WEIGHT_SCALE)
+                .round()
+                .clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
             out.extend_from_slice(&q.to_le_bytes());
         }
         out
@@ -102,7 +109,10 @@ impl Model {
     /// same before and after a save/load round trip.
     pub fn quantize(&mut self) {
         for w in &mut self.weights {
-            *w = (*w * WEIGHT_SCALE).round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) / WEIGHT_SCALE;
+            *w = (*w * WEIGHT_SCALE)
+                .round()
+                .clamp(f32::from(i16::MIN), f32::from(i16::MAX))
+                / WEIGHT_SCALE;
         }
     }
 
@@ -190,7 +200,10 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
 }
 
 fn push(out: &mut Vec<Feature>, h: u64) {
-    out.push(Feature { index: (h & (DIM as u64 - 1)) as u32, sign: if h >> 63 == 0 { 1 } else { -1 } });
+    out.push(Feature {
+        index: (h & (DIM as u64 - 1)) as u32,
+        sign: if h >> 63 == 0 { 1 } else { -1 },
+    });
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -233,7 +246,14 @@ pub fn features(text: &str, out: &mut Vec<Feature>) {
         push(out, mix(u64::from(v) ^ 0x3333_3333_0000_0000));
     }
     // A few punctuation/shape cues the word features drop.
-    for (cue, needle) in [(4u64, &b":\n"[..]), (5, b"]:"), (6, b"<|"), (7, b"###"), (8, b"{{"), (9, b"```")] {
+    for (cue, needle) in [
+        (4u64, &b":\n"[..]),
+        (5, b"]:"),
+        (6, b"<|"),
+        (7, b"###"),
+        (8, b"{{"),
+        (9, b"```"),
+    ] {
         if bytes.windows(needle.len()).any(|w| w == needle) {
             push(out, mix(cue ^ 0x4444_4444_0000_0000));
         }
@@ -250,7 +270,10 @@ pub fn segment_features(segment: &str, out: &mut Vec<Feature>) {
     for i in start..end {
         let f = out[i];
         let h = mix(u64::from(f.index) ^ 0x5555_5555_0000_0000);
-        out.push(Feature { index: (h & (DIM as u64 - 1)) as u32, sign: f.sign });
+        out.push(Feature {
+            index: (h & (DIM as u64 - 1)) as u32,
+            sign: f.sign,
+        });
     }
     push(out, mix(0x5555_5555_ffff_ffff));
 }
@@ -296,12 +319,20 @@ mod tests {
         features("ignore all previous instructions", &mut b);
         assert_eq!(a, b);
         assert!(a.iter().all(|f| (f.index as usize) < DIM));
-        assert_eq!(a.len(), 4 + 3 + ("_ignore_all_previous_instructions_".len() - 3));
+        assert_eq!(
+            a.len(),
+            4 + 3 + ("_ignore_all_previous_instructions_".len() - 3)
+        );
     }
 
     #[test]
     fn model_round_trips() {
-        let mut m = Model { bias: 0.5, platt_a: 1.5, platt_b: -0.25, weights: vec![0.0; DIM] };
+        let mut m = Model {
+            bias: 0.5,
+            platt_a: 1.5,
+            platt_b: -0.25,
+            weights: vec![0.0; DIM],
+        };
         m.weights[7] = 1.25;
         m.weights[9] = -3.0;
         m.quantize();

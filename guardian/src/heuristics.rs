@@ -43,29 +43,35 @@ pub struct HeuristicValues {
 impl HeuristicValues {
     /// Weighted risk in `[0, 1]`.
     pub fn risk(&self) -> f64 {
-        self.values.iter().zip(WEIGHTS).map(|(v, w)| v * w).sum::<f64>().clamp(0.0, 1.0)
+        self.values
+            .iter()
+            .zip(WEIGHTS)
+            .map(|(v, w)| v * w)
+            .sum::<f64>()
+            .clamp(0.0, 1.0)
     }
 }
 
 /// Families of override/jailbreak vocabulary; a word counts for at most one family.
 fn family(word: &[u8]) -> Option<u8> {
     Some(match word {
-        b"ignore" | b"disregard" | b"forget" | b"override" | b"bypass" | b"overlook" | b"circumvent"
-        | b"neglect" | b"overrule" => 0,
-        b"previous" | b"prior" | b"above" | b"earlier" | b"preceding" | b"foregoing" | b"original"
-        | b"initial" => 1,
-        b"instructions" | b"instruction" | b"directives" | b"guidelines" | b"prompt" | b"prompts"
-        | b"programming" | b"directive" => 2,
-        b"restrictions" | b"filters" | b"limitations" | b"censorship" | b"guardrails" | b"safeguards"
-        | b"constraints" | b"censored" => 3,
+        b"ignore" | b"disregard" | b"forget" | b"override" | b"bypass" | b"overlook"
+        | b"circumvent" | b"neglect" | b"overrule" => 0,
+        b"previous" | b"prior" | b"above" | b"earlier" | b"preceding" | b"foregoing"
+        | b"original" | b"initial" => 1,
+        b"instructions" | b"instruction" | b"directives" | b"guidelines" | b"prompt"
+        | b"prompts" | b"programming" | b"directive" => 2,
+        b"restrictions" | b"filters" | b"limitations" | b"censorship" | b"guardrails"
+        | b"safeguards" | b"constraints" | b"censored" => 3,
         b"pretend" | b"roleplay" | b"persona" | b"character" | b"simulate" | b"impersonate" => 4,
-        b"unrestricted" | b"unfiltered" | b"uncensored" | b"jailbreak" | b"jailbroken" | b"amoral"
-        | b"unethical" | b"immoral" | b"dan" | b"unlimited" => 5,
+        b"unrestricted" | b"unfiltered" | b"uncensored" | b"jailbreak" | b"jailbroken"
+        | b"amoral" | b"unethical" | b"immoral" | b"dan" | b"unlimited" => 5,
         b"ethical" | b"ethics" | b"moral" | b"morals" | b"legality" | b"illegal" | b"policy"
         | b"policies" => 6,
         b"reveal" | b"disclose" | b"leak" | b"expose" | b"exfiltrate" | b"divulge" => 7,
         b"secret" | b"password" | b"confidential" | b"hidden" | b"credentials" | b"passphrase" => 8,
-        b"openai" | b"chatgpt" | b"gpt" | b"llm" | b"ai" | b"assistant" | b"chatbot" | b"anthropic" => 9,
+        b"openai" | b"chatgpt" | b"gpt" | b"llm" | b"ai" | b"assistant" | b"chatbot"
+        | b"anthropic" => 9,
         b"system" | b"developer" | b"admin" | b"administrator" | b"sudo" | b"root" => 10,
         b"anything" | b"everything" | b"whatever" | b"regardless" => 11,
         _ => return None,
@@ -73,118 +79,184 @@ fn family(word: &[u8]) -> Option<u8> {
 }
 
 fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|b| !(b.is_ascii_alphanumeric() || *b == b'\'' || *b >= 0x80)).filter(|w| !w.is_empty())
+    text.split(|b| !(b.is_ascii_alphanumeric() || *b == b'\'' || *b >= 0x80))
+        .filter(|w| !w.is_empty())
 }
 
 const MARKERS: &[&str] = &[
-    "<|im_start|>", "<|system|>", "<|assistant|>", "<|user|>", "[/inst]", "<<sys>>", "<|eot_id|>",
-    "<|endoftext|>", "[system]", "</system>",
+    "<|im_start|>",
+    "<|system|>",
+    "<|assistant|>",
+    "<|user|>",
+    "[/inst]",
+    "<<sys>>",
+    "<|eot_id|>",
+    "<|endoftext|>",
+    "[system]",
+    "</system>",
 ];
 
 const ADDRESSED: &[&str] = &[
-    "you must", "you will now", "you are to ", "you have to", "you shall", "your task is", "your new task",
-    "your goal is", "do not tell", "don't tell", "from now on", "you are now", "you will always",
-    "you will never", "you can do anything", "you are free", "you are going to", "you will respond",
-    "you will answer", "you will act",
+    "you must",
+    "you will now",
+    "you are to ",
+    "you have to",
+    "you shall",
+    "your task is",
+    "your new task",
+    "your goal is",
+    "do not tell",
+    "don't tell",
+    "from now on",
+    "you are now",
+    "you will always",
+    "you will never",
+    "you can do anything",
+    "you are free",
+    "you are going to",
+    "you will respond",
+    "you will answer",
+    "you will act",
 ];
 
 const CONTROL: &[&str] = &[
-    "respond only with", "reply only with", "answer only with", "output only", "only output",
-    "only respond with", "say exactly", "print exactly", "begin your response with", "begin your reply with",
-    "start your response with", "start your reply with", "start your answer with", "repeat after me", "pwned",
-    "i have been", "your first sentence", "without any explanation", "and nothing else", "do not include any",
+    "respond only with",
+    "reply only with",
+    "answer only with",
+    "output only",
+    "only output",
+    "only respond with",
+    "say exactly",
+    "print exactly",
+    "begin your response with",
+    "begin your reply with",
+    "start your response with",
+    "start your reply with",
+    "start your answer with",
+    "repeat after me",
+    "pwned",
+    "i have been",
+    "your first sentence",
+    "without any explanation",
+    "and nothing else",
+    "do not include any",
 ];
 
-/// Phrase matchers built once per Guardian.
+/// Phrase matchers built once per Guardian: one automaton for the three phrase lists
+/// (pattern ids below `MARKERS.len()` are markers, then addressed, then control).
 #[derive(Debug, Clone)]
 pub(crate) struct Heuristics {
-    markers: AhoCorasick,
-    addressed: AhoCorasick,
-    control: AhoCorasick,
+    phrases: AhoCorasick,
 }
 
 impl Heuristics {
     pub(crate) fn new() -> Result<Self, aho_corasick::BuildError> {
+        let all = MARKERS.iter().chain(ADDRESSED).chain(CONTROL);
         Ok(Self {
-            markers: AhoCorasick::new(MARKERS)?,
-            addressed: AhoCorasick::new(ADDRESSED)?,
-            control: AhoCorasick::new(CONTROL)?,
+            phrases: AhoCorasick::new(all)?,
         })
     }
 
-/// Evaluates every rule on one window of normalized text.
-pub(crate) fn evaluate(&self, text: &[u8], stats: &ObfuscationStats) -> HeuristicValues {
-    let mut v = [0.0f64; 6];
-
-    // Override language: distinct vocabulary families, weighed by density.
-    let mut seen = 0u32;
-    let mut n_words = 0usize;
-    let mut hits = 0usize;
-    for w in words(text) {
-        n_words += 1;
-        if let Some(f) = family(w) {
-            seen |= 1 << f;
-            hits += 1;
-        }
-    }
-    let distinct = seen.count_ones() as f64;
-    if distinct >= 2.0 {
-        let density = (hits as f64 / n_words.max(1) as f64 * 12.0).min(1.0);
-        v[0] = ((distinct - 1.0) / 5.0).min(1.0) * (0.5 + 0.5 * density);
-    }
-
-    // Role boundaries.
-    let mut roles = 0usize;
-    for line in text.split(|&b| b == b'\n') {
-        let l = line.trim_ascii_start();
-        let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
-        for label in [&b"system:"[..], b"assistant:", b"user:", b"human:", b"ai:", b"developer:", b"[system]", b"### instruction", b"### system", b"<system>", b"[inst]"] {
-            if l.starts_with(label) {
-                roles += 1;
+    /// Counts phrase hits per list: (markers, addressed, control).
+    fn phrase_counts(&self, text: &[u8]) -> (usize, usize, usize) {
+        let (mut m, mut a, mut c) = (0, 0, 0);
+        for hit in self.phrases.find_iter(text) {
+            let id = hit.pattern().as_usize();
+            if id < MARKERS.len() {
+                m += 1;
+            } else if id < MARKERS.len() + ADDRESSED.len() {
+                a += 1;
+            } else {
+                c += 1;
             }
         }
+        (m, a, c)
     }
-    roles += self.markers.find_iter(text).count();
-    v[1] = (roles as f64 / 3.0).min(1.0);
 
-    // Obfuscation.
-    let s = stats;
-    let mut ob = 0.0;
-    if s.invisible > 0 {
-        ob += 0.3 + (s.invisible as f64 / 20.0).min(0.3);
-    }
-    if s.tags > 0 {
-        ob += 0.6;
-    }
-    if s.compat_letters >= 4 {
-        ob += 0.3;
-    }
-    if s.mixed_script_words > 0 {
-        ob += 0.3 + (s.mixed_script_words as f64 / 10.0).min(0.3);
-    }
-    if s.spaced_runs > 0 {
-        ob += 0.4;
-    }
-    if s.leet_words >= 3 {
-        ob += 0.3;
-    }
-    if s.decoded_runs > 0 {
-        ob += 0.3;
-    }
-    v[2] = f64::min(ob, 1.0);
+    /// Evaluates every rule on one window of normalized text.
+    pub(crate) fn evaluate(&self, text: &[u8], stats: &ObfuscationStats) -> HeuristicValues {
+        let mut v = [0.0f64; 6];
 
-    // Second-person commands aimed at the model.
-    let addressed = self.addressed.find_iter(text).count();
-    v[3] = (addressed as f64 / 4.0).min(1.0);
+        // Override language: distinct vocabulary families, weighed by density.
+        let mut seen = 0u32;
+        let mut n_words = 0usize;
+        let mut hits = 0usize;
+        for w in words(text) {
+            n_words += 1;
+            if let Some(f) = family(w) {
+                seen |= 1 << f;
+                hits += 1;
+            }
+        }
+        let distinct = seen.count_ones() as f64;
+        if distinct >= 2.0 {
+            let density = (hits as f64 / n_words.max(1) as f64 * 12.0).min(1.0);
+            v[0] = ((distinct - 1.0) / 5.0).min(1.0) * (0.5 + 0.5 * density);
+        }
 
-    // Output control.
-    let control = self.control.find_iter(text).count();
-    v[4] = (control as f64 / 2.0).min(1.0);
+        // Role boundaries.
+        let mut roles = 0usize;
+        for line in text.split(|&b| b == b'\n') {
+            let l = line.trim_ascii_start();
+            let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
+            for label in [
+                &b"system:"[..],
+                b"assistant:",
+                b"user:",
+                b"human:",
+                b"ai:",
+                b"developer:",
+                b"[system]",
+                b"### instruction",
+                b"### system",
+                b"<system>",
+                b"[inst]",
+            ] {
+                if l.starts_with(label) {
+                    roles += 1;
+                }
+            }
+        }
+        let (markers, addressed, control) = self.phrase_counts(text);
+        roles += markers;
+        v[1] = (roles as f64 / 3.0).min(1.0);
 
-    // Script mixing.
-    v[5] = (s.mixed_script_words as f64 / 2.0).min(1.0);
+        // Obfuscation.
+        let s = stats;
+        let mut ob = 0.0;
+        if s.invisible > 0 {
+            ob += 0.3 + (s.invisible as f64 / 20.0).min(0.3);
+        }
+        if s.tags > 0 {
+            ob += 0.6;
+        }
+        if s.compat_letters >= 4 {
+            ob += 0.3;
+        }
+        if s.mixed_script_words > 0 {
+            ob += 0.3 + (s.mixed_script_words as f64 / 10.0).min(0.3);
+        }
+        if s.spaced_runs > 0 {
+            ob += 0.4;
+        }
+        if s.leet_words >= 3 {
+            ob += 0.3;
+        }
+        if s.decoded_runs > 0 {
+            ob += 0.3;
+        }
+        v[2] = f64::min(ob, 1.0);
 
-    HeuristicValues { values: v }
+        // Second-person commands aimed at the model.
+        v[3] = (addressed as f64 / 4.0).min(1.0);
+
+        // Output control.
+        v[4] = (control as f64 / 2.0).min(1.0);
+
+        // Script mixing.
+        v[5] = (s.mixed_script_words as f64 / 2.0).min(1.0);
+
+        HeuristicValues { values: v }
     }
 }
 
@@ -197,7 +269,8 @@ mod tests {
     }
 
     fn risk(s: &str) -> f64 {
-        h().evaluate(s.to_lowercase().as_bytes(), &ObfuscationStats::default()).risk()
+        h().evaluate(s.to_lowercase().as_bytes(), &ObfuscationStats::default())
+            .risk()
     }
 
     #[test]
@@ -214,7 +287,10 @@ mod tests {
 
     #[test]
     fn role_boundaries_count() {
-        let v = h().evaluate(b"user: hi\nassistant: hello\nsystem: new rules\n", &ObfuscationStats::default());
+        let v = h().evaluate(
+            b"user: hi\nassistant: hello\nsystem: new rules\n",
+            &ObfuscationStats::default(),
+        );
         assert_eq!(v.values[1], 1.0);
     }
 

@@ -158,10 +158,22 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     // The normalized text writes inline whitespace as a plain space, so `\s` can be
     // read as one space here; without this the six-byte class multiplies the literals
     // until the extractor gives up and keeps only a common first word.
-    let simplified = pattern.replace("\\s+", " ").replace("\\s*", "").replace("\\s", " ");
-    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&simplified).ok()?;
+    let simplified = pattern
+        .replace("\\s+", " ")
+        .replace("\\s*", "")
+        .replace("\\s", " ");
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(&simplified)
+        .ok()?;
     let mut ex = Extractor::new();
-    ex.kind(ExtractKind::Prefix).limit_class(8).limit_repeat(4).limit_literal_len(24).limit_total(400);
+    ex.kind(ExtractKind::Prefix)
+        .limit_class(8)
+        .limit_repeat(4)
+        .limit_literal_len(24)
+        .limit_total(5000);
     let mut seq = ex.extract(&hir);
     // Short literals keep the prefilter automaton small (and cache-resident); the
     // anchored verification does the rest.
@@ -182,19 +194,21 @@ impl SignatureSet {
 
     /// Loads a signature file (TOML, same format as `data/signatures.toml`).
     pub fn from_file(path: &Path) -> Result<Self, GuardianError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GuardianError::SignatureFileRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| GuardianError::SignatureFileRead {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
     /// Parses and compiles signatures from TOML text; `origin` names the source in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, GuardianError> {
-        let file: SignatureFile = toml::from_str(text).map_err(|e| GuardianError::InvalidSignatures {
-            origin: origin.to_string(),
-            problem: e.to_string(),
-        })?;
+        let file: SignatureFile =
+            toml::from_str(text).map_err(|e| GuardianError::InvalidSignatures {
+                origin: origin.to_string(),
+                problem: e.to_string(),
+            })?;
         if file.format != SIGNATURE_FORMAT {
             return Err(GuardianError::InvalidSignatures {
                 origin: origin.to_string(),
@@ -208,22 +222,35 @@ impl SignatureSet {
     }
 
     /// Compiles a list of signatures, checking ids are unique and patterns valid.
-    pub fn new(version: u32, signatures: Vec<Signature>, origin: &str) -> Result<Self, GuardianError> {
-        let invalid = |problem: String| GuardianError::InvalidSignatures { origin: origin.to_string(), problem };
+    pub fn new(
+        version: u32,
+        signatures: Vec<Signature>,
+        origin: &str,
+    ) -> Result<Self, GuardianError> {
+        let invalid = |problem: String| GuardianError::InvalidSignatures {
+            origin: origin.to_string(),
+            problem,
+        };
         if signatures.is_empty() {
             return Err(invalid("no [[signature]] entries; add at least one".into()));
         }
         let mut seen = std::collections::HashSet::new();
         let mut regexes = Vec::with_capacity(signatures.len());
         for s in &signatures {
-            if s.id.trim().is_empty() || s.description.trim().is_empty() || s.category.trim().is_empty() {
+            if s.id.trim().is_empty()
+                || s.description.trim().is_empty()
+                || s.category.trim().is_empty()
+            {
                 return Err(invalid(format!(
                     "signature {:?} needs a non-empty id, category and description",
                     s.id
                 )));
             }
             if !seen.insert(s.id.as_str()) {
-                return Err(invalid(format!("signature id {} appears twice; ids must be unique", s.id)));
+                return Err(invalid(format!(
+                    "signature id {} appears twice; ids must be unique",
+                    s.id
+                )));
             }
             let re = RegexBuilder::new(&s.pattern)
                 .unicode(false)
@@ -241,7 +268,10 @@ impl SignatureSet {
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
             anchored.push(re);
         }
-        let starts_with_boundary = signatures.iter().map(|s| s.pattern.starts_with("\\b")).collect();
+        let starts_with_boundary = signatures
+            .iter()
+            .map(|s| s.pattern.starts_with("\\b"))
+            .collect();
         let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
             RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
                 .unicode(false)
@@ -251,7 +281,12 @@ impl SignatureSet {
                 .map_err(|e| invalid(format!("signature set does not compile: {e}")))
         };
         let ids_of = |view: SignatureView| -> Vec<usize> {
-            signatures.iter().enumerate().filter(|(_, s)| s.view == view).map(|(i, _)| i).collect()
+            signatures
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.view == view)
+                .map(|(i, _)| i)
+                .collect()
         };
         let normalized_ids = ids_of(SignatureView::Normalized);
         let squeezed_ids = ids_of(SignatureView::Squeezed);
@@ -329,12 +364,13 @@ impl SignatureSet {
     /// Matches a view and appends hits located in the view's original text.
     pub(crate) fn scan_view(&self, view: &View, which: SignatureView, out: &mut Vec<RawHit>) {
         let hay = &view.bytes[..];
-        let record = |index: usize, out: &mut Vec<RawHit>, found: Option<regex::bytes::Match<'_>>| {
-            if let Some(m) = found {
-                let (start, end) = view.original_span(m.start(), m.end());
-                out.push(RawHit { index, start, end });
-            }
-        };
+        let record =
+            |index: usize, out: &mut Vec<RawHit>, found: Option<regex::bytes::Match<'_>>| {
+                if let Some(m) = found {
+                    let (start, end) = view.original_span(m.start(), m.end());
+                    out.push(RawHit { index, start, end });
+                }
+            };
         let (set, ids) = match which {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
@@ -378,14 +414,21 @@ impl SignatureSet {
                 counts[i] += 1;
             }
         }
-        let mut v: Vec<(String, usize)> = counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| (self.signatures[i].id.clone(), *c)).collect();
+        let mut v: Vec<(String, usize)> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (self.signatures[i].id.clone(), *c))
+            .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1));
         v
     }
 
     /// Signature ids matched without a literal prefilter (for diagnostics).
     pub fn unanchored(&self) -> impl Iterator<Item = &str> {
-        self.unanchored_ids.iter().map(|&i| self.signatures[i].id.as_str())
+        self.unanchored_ids
+            .iter()
+            .map(|&i| self.signatures[i].id.as_str())
     }
 }
 
@@ -398,8 +441,15 @@ mod tests {
         let set = SignatureSet::embedded().expect("embedded signatures compile");
         assert!(set.len() >= 79, "only {} signatures", set.len());
         let unanchored: Vec<&str> = set.unanchored().collect();
-        assert!(unanchored.len() <= 24, "too many signatures without prefix literals: {unanchored:?}");
-        let cats: std::collections::BTreeSet<&str> = set.signatures().iter().map(|s| s.category.as_str()).collect();
+        assert!(
+            unanchored.len() <= 24,
+            "too many signatures without prefix literals: {unanchored:?}"
+        );
+        let cats: std::collections::BTreeSet<&str> = set
+            .signatures()
+            .iter()
+            .map(|s| s.category.as_str())
+            .collect();
         for needed in [
             "instruction-override",
             "role-spoofing",
@@ -422,13 +472,22 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         let dup = "version = 1\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='a'\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='b'\n";
-        let err = SignatureSet::from_toml_str(dup, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = SignatureSet::from_toml_str(dup, "t")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("appears twice"), "{err}");
         let bad = "version = 1\n[[signature]]\nid='B'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='('\n";
-        let err = SignatureSet::from_toml_str(bad, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = SignatureSet::from_toml_str(bad, "t")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("signature B has an invalid pattern"), "{err}");
         let fmt = "format = 9\nversion = 1\n";
-        let err = SignatureSet::from_toml_str(fmt, "t").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = SignatureSet::from_toml_str(fmt, "t")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("format 9 is not supported"), "{err}");
     }
 }

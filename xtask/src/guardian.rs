@@ -18,7 +18,11 @@ fn project_root() -> PathBuf {
 }
 
 fn default_dev_dir(root: &Path) -> PathBuf {
-    root.parent().unwrap_or(root).join("shared").join("datasets").join("guardian-dev")
+    root.parent()
+        .unwrap_or(root)
+        .join("shared")
+        .join("datasets")
+        .join("guardian-dev")
 }
 
 struct Args {
@@ -52,13 +56,19 @@ fn parse(args: &[String]) -> Result<Args> {
         }
     }
     if !a.dev.is_dir() {
-        bail!("dev-set directory {} does not exist; pass --dev DIR", a.dev.display());
+        bail!(
+            "dev-set directory {} does not exist; pass --dev DIR",
+            a.dev.display()
+        );
     }
     Ok(a)
 }
 
 fn benign_corpus() -> Vec<PathBuf> {
-    vec![project_root().join("guardian").join("data").join("benign.jsonl")]
+    vec![project_root()
+        .join("guardian")
+        .join("data")
+        .join("benign.jsonl")]
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -75,13 +85,20 @@ pub fn train(args: &[String]) -> Result<()> {
     let corpus = Corpus::load(&a.dev, &benign_corpus(), &params)?;
     for s in &corpus.sources {
         let attacks = s.train.iter().filter(|r| r.label == 1).count();
-        eprintln!("{:<40} {:>6} training rows ({attacks} attacks)", s.name, s.train.len());
+        eprintln!(
+            "{:<40} {:>6} training rows ({attacks} attacks)",
+            s.name,
+            s.train.len()
+        );
     }
     if a.loso {
         let started = Instant::now();
-        let rows = train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
+        let rows =
+            train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
         println!("\nLeave-one-source-out (train on all other sources, evaluate the full Guardian on the one left out; balanced):\n");
-        println!("| left-out source | rows | attacks | benign | TPR | FPR | ML alone: error at p=0.5 |");
+        println!(
+            "| left-out source | rows | attacks | benign | TPR | FPR | ML alone: error at p=0.5 |"
+        );
         println!("|---|---|---|---|---|---|---|");
         for r in &rows {
             let m = &r.metrics;
@@ -108,7 +125,9 @@ pub fn train(args: &[String]) -> Result<()> {
     let train_err = rows
         .iter()
         .filter(|(_, r)| !r.kind.as_deref().is_some_and(|k| k.ends_with("_attack")))
-        .filter(|(_, r)| (check.probability(&omni_guardian::normalized(&r.text)) >= 0.5) != (r.label == 1))
+        .filter(|(_, r)| {
+            (check.probability(&omni_guardian::normalized(&r.text)) >= 0.5) != (r.label == 1)
+        })
         .count();
     println!(
         "trained on {} rows in {:.1} s; Platt a={:.3} b={:.3}; training error {:.2}%; wrote {} ({} bytes)",
@@ -148,13 +167,18 @@ pub fn eval(args: &[String]) -> Result<()> {
         let rows = eval::load_jsonl(&bipia)?;
         let test = eval::bipia_insertions(&rows, 3, Some("test"));
         let out = eval::run(&guardian, &test, ScanPoint::ToolResult, |_| {});
-        named.push(("bipia_inserted, test-split attacks into test-split contexts".into(), eval::metrics(&out)));
+        named.push((
+            "bipia_inserted, test-split attacks into test-split contexts".into(),
+            eval::metrics(&out),
+        ));
     }
     named.push(("all benign rows".into(), eval::metrics(&benign_pool)));
     named.push(("pooled".into(), eval::metrics(&pooled)));
     if a.json {
-        let obj: serde_json::Map<String, serde_json::Value> =
-            named.iter().map(|(n, m)| (n.clone(), serde_json::to_value(m).unwrap_or_default())).collect();
+        let obj: serde_json::Map<String, serde_json::Value> = named
+            .iter()
+            .map(|(n, m)| (n.clone(), serde_json::to_value(m).unwrap_or_default()))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         println!(
