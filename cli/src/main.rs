@@ -127,6 +127,7 @@ fn main() {
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     match e.downcast_ref::<OmniError>() {
         Some(OmniError::RequiredDenied { .. }) => EXIT_DENIED,
+        Some(OmniError::Blocked { .. }) => guardian_cmd::EXIT_BLOCKED,
         _ => 1,
     }
 }
@@ -362,16 +363,27 @@ fn call(omni: &Omni, id: &str, tool: &str, args: Option<String>, session: Option
     match result {
         Ok(out) => {
             let value: serde_json::Value = serde_json::from_str(&out.output).unwrap_or(serde_json::Value::String(out.output.clone()));
+            let guardian = out.verdict.as_ref().map(|v| json!({ "score": v.score, "verdict": v.kind.to_string() }));
             if json {
                 println!(
                     "{}",
                     json!({ "output": value, "stdout": out.stdout, "stderr": out.stderr,
-                            "elapsed_ms": out.elapsed.as_secs_f64() * 1000.0, "denials": out.denials })
+                            "elapsed_ms": out.elapsed.as_secs_f64() * 1000.0, "denials": out.denials,
+                            "guardian": guardian })
                 );
             } else {
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 for d in &out.denials {
                     eprintln!("note: refused during the call: {d}");
+                }
+                if let Some(v) = out.verdict.as_ref().filter(|v| v.kind != omni_guardian::VerdictKind::Clean) {
+                    let rules: Vec<&str> = v.matches.iter().map(|m| m.id.as_str()).collect();
+                    eprintln!(
+                        "warning: the Guardian finds this result {} (score {}/100{}); treat it as untrusted input",
+                        v.kind,
+                        v.score,
+                        if rules.is_empty() { String::new() } else { format!(", matched {}", rules.join(", ")) }
+                    );
                 }
             }
             Ok(0)
@@ -381,7 +393,9 @@ fn call(omni: &Omni, id: &str, tool: &str, args: Option<String>, session: Option
                 println!("{}", json!({ "error": message, "denials": denials, "exit_code": EXIT_DENIED }));
             } else {
                 eprintln!("permission denied: {}", denials.join("; "));
-                eprintln!("the tool failed: {message}");
+                if !denials.iter().any(|d| message.contains(d.as_str())) {
+                    eprintln!("the tool reported: {message}");
+                }
             }
             Ok(EXIT_DENIED)
         }

@@ -244,8 +244,10 @@ impl FromStr for ScanPoint {
 ///
 /// ```
 /// let cfg: omni_guardian::GuardianConfig =
-///     serde_json::from_str(r#"{"sensitivity": "strict", "allow_override": true}"#).unwrap();
+///     toml::from_str("sensitivity = \"strict\"\nallow_override = true\n")?;
 /// assert_eq!(cfg.sensitivity, omni_guardian::Sensitivity::Strict);
+/// assert!(cfg.allow_override);
+/// # Ok::<(), toml::de::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

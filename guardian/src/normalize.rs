@@ -96,6 +96,18 @@ fn is_combining_mark(c: char) -> bool {
         | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
+/// Whether `c` is a Latin letter with diacritics (its canonical decomposition starts
+/// with an ASCII letter).
+fn is_accented_latin(c: char) -> bool {
+    let mut first = None;
+    unicode_normalization::char::decompose_canonical(c, |d| {
+        if first.is_none() {
+            first = Some(d);
+        }
+    });
+    first.is_some_and(|d| d != c && d.is_ascii_alphabetic())
+}
+
 /// Maps one non-ASCII character to its UTS #39 prototype when that prototype is ASCII.
 fn ascii_skeleton(c: char, out: &mut String) -> bool {
     let mut buf = [0u8; 4];
@@ -154,50 +166,87 @@ struct Prescan {
     leet: bool,
 }
 
+const C_WORD: u8 = 1;
+const C_ALPHA: u8 = 2;
+const C_LEET: u8 = 4;
+const C_SPACE: u8 = 8;
+const C_ODD_SPACE: u8 = 16;
+
+/// Byte classes for [`prescan`], so each byte costs one table load.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b.is_ascii_alphanumeric() || b >= 0x80 {
+            c |= C_WORD;
+        }
+        if b.is_ascii_alphabetic() {
+            c |= C_ALPHA;
+        }
+        if matches!(
+            b,
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'8' | b'!' | b'@' | b'$' | b'|'
+        ) {
+            c |= C_LEET;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c) {
+            c |= C_SPACE;
+        }
+        if matches!(b, b'\t' | b'\r' | 0x0b | 0x0c) {
+            c |= C_ODD_SPACE;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 fn prescan(b: &[u8]) -> Prescan {
-    let mut p = Prescan {
-        words: 0,
-        collapse: false,
-        spaced: false,
-        leet: false,
-    };
-    let mut prev = b' ';
+    let mut words = 0u32;
+    let mut flags = 0u8; // C_ODD_SPACE: collapse needed; C_LEET: leetspeak seen
+    let mut spaced = false;
+    let mut prev = 0u8;
     let mut token_start = 0usize;
     let mut last_single_end: Option<usize> = None;
-    for (i, &c) in b.iter().enumerate() {
-        let word = c.is_ascii_alphanumeric() || c >= 0x80;
-        let prev_word = prev.is_ascii_alphanumeric() || prev >= 0x80;
-        if word && !prev_word {
-            p.words += 1;
-            token_start = i;
-        }
-        if !word && prev_word && i - token_start == 1 && prev.is_ascii_alphabetic() {
+    for (i, &byte) in b.iter().enumerate() {
+        let c = CLASS[byte as usize];
+        if c & C_WORD != 0 {
+            if prev & C_WORD == 0 {
+                words += 1;
+                token_start = i;
+            }
+        } else if prev & C_WORD != 0 && i - token_start == 1 && prev & C_ALPHA != 0 {
+            // A single-letter token just ended.
             if last_single_end.is_some_and(|e| token_start - e <= 3) {
-                p.spaced = true;
+                spaced = true;
             }
             last_single_end = Some(i);
         }
-        if (is_inline_space(c) && is_inline_space(prev)) || matches!(c, b'\t' | b'\r' | 0x0b | 0x0c)
-        {
-            p.collapse = true;
-        }
-        if (prev.is_ascii_alphabetic() && is_leet_symbol(c))
-            || (is_leet_symbol(prev) && c.is_ascii_alphabetic())
-        {
-            p.leet = true;
-        }
+        // Two inline spaces in a row, or a tab/CR/VT/FF, need collapsing.
+        flags |= c & C_ODD_SPACE;
+        flags |= u8::from(c & prev & C_SPACE != 0) * C_ODD_SPACE;
+        // A letter next to a leet symbol, either way round.
+        flags |= ((prev & C_ALPHA) << 1) & c & C_LEET;
+        flags |= u8::from(((prev & C_LEET) >> 1) & c & C_ALPHA != 0) * C_LEET;
         prev = c;
     }
     // A single letter at the very end.
     let n = b.len();
     if n > 0
-        && prev.is_ascii_alphabetic()
+        && prev & C_ALPHA != 0
         && n - token_start == 1
         && last_single_end.is_some_and(|e| token_start - e <= 3)
     {
-        p.spaced = true;
+        spaced = true;
     }
-    p
+    Prescan {
+        words,
+        collapse: flags & C_ODD_SPACE != 0,
+        spaced,
+        leet: flags & C_LEET != 0,
+    }
 }
 
 fn is_inline_space(b: u8) -> bool {
@@ -313,9 +362,14 @@ fn canonical_unicode(text: &str, stats: &mut ObfuscationStats) -> View {
                 tmp.clear();
                 ascii_skeleton(u.c, &mut tmp)
             });
-            if has_ascii && all_confusable || (!has_ascii && all_confusable && word.len() > 1) {
+            if all_confusable && (has_ascii || word.len() > 1) {
                 map_word = true;
-                if has_ascii {
+                // Accented Latin letters (ā, é) fold too, but are not script mixing.
+                if has_ascii
+                    && word
+                        .iter()
+                        .any(|u| !u.c.is_ascii() && !is_accented_latin(u.c))
+                {
                     stats.mixed_script_words += 1;
                 }
             }
@@ -433,10 +487,8 @@ fn derive(canonical: &View, stats: &mut ObfuscationStats) -> (Option<View>, Vec<
     let mut map = Vec::with_capacity(n);
     let mut pos = 0;
     for (start, end, letters) in &runs {
-        for p in pos..*start {
-            bytes.push(src[p]);
-            map.push(orig(p));
-        }
+        bytes.extend_from_slice(&src[pos..*start]);
+        map.extend((pos..*start).map(orig));
         let mut sq = View {
             bytes: Vec::with_capacity(letters.len()),
             map: Some(Vec::with_capacity(letters.len())),
@@ -452,10 +504,8 @@ fn derive(canonical: &View, stats: &mut ObfuscationStats) -> (Option<View>, Vec<
         squeezed.push(sq);
         pos = *end;
     }
-    for p in pos..n {
-        bytes.push(src[p]);
-        map.push(orig(p));
-    }
+    bytes.extend_from_slice(&src[pos..n]);
+    map.extend((pos..n).map(orig));
 
     // Leetspeak inside words that mix letters with leet symbols.
     let mut w = 0;
@@ -550,6 +600,19 @@ pub(crate) fn decode_embedded(text: &str, budget: &mut usize) -> Vec<Decoded> {
         }
     };
 
+    // One tight pass decides whether the base64 and hex scanners have anything to find:
+    // both need a long run of base64-alphabet bytes (hex digits are a subset), or
+    // escaped hex (`\x69`, `0x69`, `69 67 6e`-style pairs are found only alongside).
+    let mut longest = 0usize;
+    let mut run = 0usize;
+    for &b in bytes {
+        run = if is_b64(b) { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    if longest < 16 && !text.contains("\\x") && !text.contains("0x") {
+        return decode_escapes(text, budget, out, push);
+    }
+
     // Base64 (standard or URL-safe): long runs with both cases or digits, not plain words.
     let mut i = 0;
     while i < bytes.len() {
@@ -613,14 +676,13 @@ pub(crate) fn decode_embedded(text: &str, budget: &mut usize) -> Vec<Decoded> {
                 if k < bytes.len() && matches!(bytes[k], b' ' | b':' | b',') {
                     k += 1;
                 }
-                if k + 1 < bytes.len() && bytes[k] == b'\\' && bytes[k + 1] == b'x' {
-                    k += 2;
-                } else if k + 1 < bytes.len()
+                // An `\x` or `0x` prefix before the next pair.
+                let escape = k + 1 < bytes.len() && bytes[k] == b'\\' && bytes[k + 1] == b'x';
+                let zero_x = k + 3 < bytes.len()
                     && bytes[k] == b'0'
                     && bytes[k + 1] == b'x'
-                    && k + 3 < bytes.len()
-                    && bytes[k + 2].is_ascii_hexdigit()
-                {
+                    && bytes[k + 2].is_ascii_hexdigit();
+                if escape || zero_x {
                     k += 2;
                 }
             } else {
@@ -635,8 +697,17 @@ pub(crate) fn decode_embedded(text: &str, budget: &mut usize) -> Vec<Decoded> {
         i = last_end.max(i + 1);
     }
 
-    // Percent-encoding and HTML / JS escapes: decode whole whitespace-free tokens
-    // (encoded text has no raw spaces) that contain at least three escapes.
+    decode_escapes(text, budget, out, push)
+}
+
+/// Percent-encoding and HTML / JS escapes: decodes whole whitespace-free tokens
+/// (encoded text has no raw spaces) that contain at least three escapes.
+fn decode_escapes(
+    text: &str,
+    budget: &mut usize,
+    mut out: Vec<Decoded>,
+    push: impl Fn(&mut Vec<Decoded>, usize, usize, String, &mut usize),
+) -> Vec<Decoded> {
     if text.contains('%') || text.contains("&#") || text.contains("\\u") || text.contains("&lt;") {
         for (start, tok) in split_keep_offsets(text) {
             let escapes =
@@ -653,14 +724,23 @@ pub(crate) fn decode_embedded(text: &str, budget: &mut usize) -> Vec<Decoded> {
     out
 }
 
-fn split_keep_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.split(|c: char| c.is_whitespace())
-        .scan(0usize, move |pos, tok| {
-            let start = *pos;
-            *pos += tok.len() + 1;
-            Some((start, tok))
-        })
-        .filter(|(_, t)| !t.is_empty())
+/// Whitespace-separated tokens with their byte offsets.
+fn split_keep_offsets(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if let Some(s) = start.take() {
+                out.push((s, &text[s..i]));
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &text[s..]));
+    }
+    out
 }
 
 /// Decodes `%XX`, `+`, `&#NN;`, `&#xNN;`, common named entities, `\uXXXX` and `\xXX`.
@@ -777,6 +857,14 @@ mod tests {
         assert_eq!(n.canonical.bytes, b"a b\n\nc");
         assert_eq!(n.canonical.original_span(1, 2), (1, 5));
         assert_eq!(n.canonical.original_span(2, 3), (5, 6));
+    }
+
+    #[test]
+    fn accents_fold_without_counting_as_script_mixing() {
+        let n = normalize("Siddhārtha café");
+        assert_eq!(n.canonical.bytes, b"siddhartha cafe");
+        assert_eq!(n.stats.mixed_script_words, 0);
+        assert_eq!(normalize("p\u{0430}ypal").stats.mixed_script_words, 1);
     }
 
     #[test]

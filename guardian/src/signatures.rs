@@ -406,24 +406,6 @@ impl SignatureSet {
         }
     }
 
-    #[doc(hidden)]
-    pub fn prefilter_hits(&self, text: &[u8]) -> Vec<(String, usize)> {
-        let mut counts = vec![0usize; self.signatures.len()];
-        for m in self.prefilter.find_overlapping_iter(text) {
-            for &i in &self.literal_owners[m.pattern().as_usize()] {
-                counts[i] += 1;
-            }
-        }
-        let mut v: Vec<(String, usize)> = counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (self.signatures[i].id.clone(), *c))
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
-        v
-    }
-
     /// Signature ids matched without a literal prefilter (for diagnostics).
     pub fn unanchored(&self) -> impl Iterator<Item = &str> {
         self.unanchored_ids

@@ -292,3 +292,27 @@ fn signature_file_can_replace_the_embedded_set() {
         .contains("nope.toml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hostile_inputs_do_not_panic() {
+    let g = guardian();
+    let pieces = [
+        "", " ", "\u{200B}", "\u{E0069}", "\u{0301}", "і", "Ａ", "𝐢", "%", "%4", "%41", "&#", "&#x69;", "&lt;", "\\u00",
+        "\\x6", "0x", "aWdub3Jl", "==", "\n", "\t", "i g", ".", "1", "@", "é", "ß", "ﬁ", "İ", "\u{FEFF}", "<|im_start|>",
+        "![a](http://x?d={", "ignore", " previous ", "instructions", "中", "🙂",
+    ];
+    let mut state: u64 = 0x1234_5678;
+    for _ in 0..1500 {
+        let mut s = String::new();
+        for _ in 0..(state % 40) {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            s.push_str(pieces[(state >> 33) as usize % pieces.len()]);
+        }
+        let v = g.scan(&s, ScanPoint::ToolResult);
+        for m in &v.matches {
+            assert!(m.span.start <= m.span.end && m.span.end <= s.len(), "span out of range for {s:?}");
+            assert!(s.is_char_boundary(m.span.start) && s.is_char_boundary(m.span.end), "span splits a char in {s:?}");
+        }
+        state = state.wrapping_add(7);
+    }
+}

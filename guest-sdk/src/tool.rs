@@ -313,6 +313,9 @@ mod tests {
             "i/o error: disk full"
         );
         let raw = crate::bindings::omni::caps::types::Error::OutOfScope("host b.example".into());
-        assert_eq!(ToolError::from(raw), ToolError::failed("out of scope: host b.example"));
+        assert_eq!(
+            ToolError::from(raw),
+            ToolError::failed("out of scope: host b.example")
+        );
     }
 }

@@ -15,6 +15,7 @@ use omni_host::policy::{AccessRequest, Decision, DenyPrompter, GrantDuration, Po
 
 const EXT: &str = "com.example.bench";
 const CAP: &str = "clipboard.write";
+const MIN_PER_CALLER: u64 = 200;
 
 fn engine(dir: &tempfile::TempDir, audit_enabled: bool) -> PolicyEngine {
     let db = Arc::new(redb::Database::create(dir.path().join("bench.redb")).expect("create database"));
@@ -53,7 +54,10 @@ fn durable_decisions(c: &mut Criterion) {
         let before = engine.audit().stats();
         group.bench_with_input(BenchmarkId::from_parameter(callers), &callers, |b, &callers| {
             b.iter_custom(|iters| {
-                let per_caller = iters.div_ceil(callers as u64);
+                // Every caller makes at least MIN_PER_CALLER decisions, so thread start-up
+                // and the ramp at both ends do not dominate small samples; the time is
+                // scaled back to `iters` decisions.
+                let per_caller = iters.div_ceil(callers as u64).max(MIN_PER_CALLER);
                 let start = Instant::now();
                 std::thread::scope(|s| {
                     for _ in 0..callers {
@@ -66,7 +70,6 @@ fn durable_decisions(c: &mut Criterion) {
                         });
                     }
                 });
-                // Scale back to the requested count: extra calls from rounding up are few.
                 start.elapsed().mul_f64(iters as f64 / (per_caller * callers as u64) as f64)
             })
         });

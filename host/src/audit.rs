@@ -311,13 +311,13 @@ fn chain_hash(body: &[u8]) -> [u8; 32] {
 /// A position in the chain: a record's sequence number, hash and time. Used for the head
 /// (last record) and the checkpoint (last pruned record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChainPoint {
+struct ChainPoint {
     /// Sequence number.
-    pub seq: u64,
+    seq: u64,
     /// SHA-256 of the record.
-    pub hash: [u8; 32],
+    hash: [u8; 32],
     /// Its timestamp as Unix nanoseconds.
-    pub unix_nanos: i128,
+    unix_nanos: i128,
 }
 
 impl ChainPoint {

@@ -20,9 +20,9 @@ pub struct OmniConfig {
     pub network: NetworkConfig,
     /// `[limits]`: host-side bounds that apply to every extension.
     pub limits: HostLimits,
-    /// `[guardian]`: the anti-injection pipeline's settings, kept as a table here so the
-    /// host does not depend on the Guardian crate; the CLI parses it.
-    pub guardian: toml::Table,
+    /// `[guardian]`: the anti-injection pipeline that scans every tool result before it
+    /// is handed back (sensitivity, overrides, signature file, ML layer).
+    pub guardian: omni_guardian::GuardianConfig,
 }
 
 /// `[network]` settings.

@@ -46,6 +46,7 @@ pub(crate) struct HostShared {
     pub(crate) policy: policy::PolicyEngine,
     pub(crate) kv: Arc<dyn caps::kv::KvBackend>,
     pub(crate) http: Arc<dyn caps::http::HttpBackend>,
+    pub(crate) guardian: Arc<omni_guardian::Guardian>,
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

@@ -246,6 +246,20 @@ pub enum PolicyError {
     },
 }
 
+/// Every stored grant key of `extension`: its keys share the `grant_key(extension, "")` prefix.
+fn grant_keys_of(grants: &redb::Table<'_, &str, &[u8]>, extension: &str) -> Result<Vec<String>, PolicyError> {
+    let prefix = grant_key(extension, "");
+    let mut keys = Vec::new();
+    for entry in grants.range(prefix.as_str()..).map_err(storage)? {
+        let (k, _) = entry.map_err(storage)?;
+        if !k.value().starts_with(&prefix) {
+            break;
+        }
+        keys.push(k.value().to_owned());
+    }
+    Ok(keys)
+}
+
 fn storage(e: impl Into<redb::Error>) -> PolicyError {
     PolicyError::Storage(e.into().to_string())
 }
@@ -840,20 +854,9 @@ impl PolicyEngine {
         };
         let lockdown_bytes = Self::lockdown_bytes(&lockdown)?;
         self.persist(|grants, st| {
-            let prefix = grant_key(extension, "");
             let doomed: Vec<String> = match capability {
                 Some(cap) => vec![grant_key(extension, cap)],
-                None => {
-                    let mut keys = Vec::new();
-                    for entry in grants.range(prefix.as_str()..).map_err(storage)? {
-                        let (k, _) = entry.map_err(storage)?;
-                        if !k.value().starts_with(&prefix) {
-                            break;
-                        }
-                        keys.push(k.value().to_owned());
-                    }
-                    keys
-                }
+                None => grant_keys_of(grants, extension)?,
             };
             for k in doomed {
                 grants.remove(k.as_str()).map_err(storage)?;
@@ -886,16 +889,7 @@ impl PolicyEngine {
         self.inner.buckets.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&grant_key(extension, "")));
         let lockdown_bytes = Self::lockdown_bytes(&lockdown)?;
         self.persist(|grants, st| {
-            let prefix = grant_key(extension, "");
-            let mut keys = Vec::new();
-            for entry in grants.range(prefix.as_str()..).map_err(storage)? {
-                let (k, _) = entry.map_err(storage)?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                keys.push(k.value().to_owned());
-            }
-            for k in keys {
+            for k in grant_keys_of(grants, extension)? {
                 grants.remove(k.as_str()).map_err(storage)?;
             }
             st.insert(LOCKDOWN_KEY, lockdown_bytes.as_slice()).map_err(storage)?;

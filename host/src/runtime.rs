@@ -84,6 +84,31 @@ pub enum OmniError {
     /// The call itself failed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The Guardian judged the tool's result to be an attack; it was withheld.
+    #[error("the Guardian blocked the result of {extension}/{tool}: score {score}/100 ({kind}){}\nthe result was withheld; `omni audit --extension {extension}` shows the record", rules_note(.rules))]
+    Blocked {
+        /// The extension.
+        extension: String,
+        /// The tool.
+        tool: String,
+        /// The Guardian's score (0 = attack, 100 = clean).
+        score: u8,
+        /// The verdict band.
+        kind: String,
+        /// The signatures that matched, as `id: description`.
+        rules: Vec<String>,
+    },
+    /// The Guardian could not start (for example a bad signature file).
+    #[error("the Guardian could not start: {0}\nfix the [guardian] table of omni.toml")]
+    Guardian(String),
+}
+
+fn rules_note(rules: &[String]) -> String {
+    if rules.is_empty() {
+        String::new()
+    } else {
+        format!("; matched {}", rules.join(", "))
+    }
 }
 
 fn imports_message(problems: &[ImportError]) -> String {
@@ -226,10 +251,12 @@ impl OmniBuilder {
     pub fn open(self) -> Result<Omni, OmniError> {
         let data_dir = self.data_dir;
         std::fs::create_dir_all(&data_dir).map_err(|source| OmniError::Io { path: data_dir.clone(), source })?;
-        let config = match self.config {
+        let mut config = match self.config {
             Some(c) => c,
             None => OmniConfig::load(&self.config_path.unwrap_or_else(|| data_dir.join("omni.toml")))?,
         };
+        // Omni's own data dir (grants, audit, components) is always a blocked path.
+        config.security.data_dir = Some(data_dir.clone());
         let engine = match self.engine {
             Some(e) => e,
             None => OmniEngine::new(&config.limits)?,
@@ -251,8 +278,11 @@ impl OmniBuilder {
             None => Arc::new(ReqwestBackend::new(&config.network).map_err(policy_err)?),
         };
         let session = self.session.unwrap_or_else(new_session_id);
+        let guardian = Arc::new(
+            omni_guardian::Guardian::new(config.guardian.clone()).map_err(|e| OmniError::Guardian(e.to_string()))?,
+        );
         Ok(Omni {
-            shared: Arc::new(HostShared { config, policy, kv, http }),
+            shared: Arc::new(HostShared { config, policy, kv, http, guardian }),
             engine,
             audit,
             registry,
@@ -504,7 +534,43 @@ impl Omni {
             return Err(OmniError::Arguments { tool: tool.to_string(), problems: problems.join("; "), schema: schema() });
         }
         let pre = sandbox.template(&self.linkage(&sandbox))?;
-        Ok(sandbox.call(&self.shared, pre, session.into(), tool, arguments).await?)
+        let session: Arc<str> = session.into();
+        let mut out = sandbox.call(&self.shared, pre, session.clone(), tool, arguments).await?;
+        self.screen_output(&session, id, tool, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Scans a tool result with the Guardian before anyone (a model) sees it; a result
+    /// judged malicious is withheld, and every verdict that is not clean is audited.
+    async fn screen_output(&self, session: &str, id: &str, tool: &str, out: &mut CallOutput) -> Result<(), OmniError> {
+        let verdict = self.shared.guardian.scan(&out.output, omni_guardian::ScanPoint::ToolResult);
+        if verdict.kind != omni_guardian::VerdictKind::Clean {
+            let rules: Vec<String> = verdict.matches.iter().map(|m| format!("{}: {}", m.id, m.description)).collect();
+            self.audit
+                .append_async(NewRecord {
+                    session: session.to_string(),
+                    extension: id.to_string(),
+                    capability: None,
+                    target: Some(format!("result of {tool}")),
+                    decision: None,
+                    duration: None,
+                    reason: format!("{} (score {}/100){}", verdict.kind, verdict.score, rules_note(&rules)),
+                    kind: EventKind::GuardianVerdict,
+                })
+                .await
+                .map_err(policy_err)?;
+            if verdict.is_blocked() {
+                return Err(OmniError::Blocked {
+                    extension: id.to_string(),
+                    tool: tool.to_string(),
+                    score: verdict.score,
+                    kind: verdict.kind.to_string(),
+                    rules,
+                });
+            }
+        }
+        out.verdict = Some(verdict);
+        Ok(())
     }
 
     /// Instantiates extension `id` once without calling it: checks that it links with
@@ -518,19 +584,14 @@ impl Omni {
     /// How each capability the component imports is linked right now.
     fn linkage(&self, sandbox: &Sandbox) -> Vec<(&'static omni_capabilities::CapabilityInfo, Linkage)> {
         let id = &sandbox.identity.id;
-        let engine = sandbox.component().engine();
-        let mut out = Vec::new();
-        for (name, _) in sandbox.component().component_type().imports(engine) {
-            if let crate::sandbox::ImportKind::Capability(info) = crate::sandbox::classify_import(name) {
-                if sandbox.identity.manifest.permission(info.key).is_none() {
-                    // Undeclared: never linked, so instantiation fails on it.
-                    continue;
-                }
+        sandbox
+            .capability_imports()
+            .iter()
+            .map(|info| {
                 let how = if self.shared.policy.linkable(id, info.key) { Linkage::Granted } else { Linkage::Refused };
-                out.push((info, how));
-            }
-        }
-        out
+                (*info, how)
+            })
+            .collect()
     }
 
     fn cache_dir(&self) -> PathBuf {

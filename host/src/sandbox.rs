@@ -537,6 +537,8 @@ pub struct Sandbox {
     templates: Mutex<HashMap<Vec<(&'static str, Linkage)>, ExtensionPre<CallState>>>,
     /// Each tool's parameter schema, compiled once.
     validators: HashMap<String, Result<ArgumentValidator, String>>,
+    /// The declared capabilities the component imports, in import order.
+    capability_imports: Vec<&'static CapabilityInfo>,
 }
 
 /// What a finished call produced.
@@ -552,6 +554,8 @@ pub struct CallOutput {
     pub elapsed: Duration,
     /// Permission refusals the extension met (and handled) during the call.
     pub denials: Vec<String>,
+    /// The Guardian's verdict on the output (a blocked output never gets this far).
+    pub verdict: Option<omni_guardian::Verdict>,
 }
 
 /// Why a call did not produce a result.
@@ -600,7 +604,17 @@ impl Sandbox {
     pub(crate) fn new(engine: OmniEngine, component: Component, identity: ExtensionIdentity) -> Sandbox {
         let slots = Arc::new(Semaphore::new(identity.manifest.runtime.max_concurrent_calls.max(1) as usize));
         let validators = identity.manifest.tools.iter().map(|t| (t.name.clone(), t.compile_parameters())).collect();
+        let mut capability_imports = Vec::new();
+        for (name, _) in component.component_type().imports(engine.engine()) {
+            if let ImportKind::Capability(info) = classify_import(name) {
+                // Undeclared imports are never linked, so instantiation fails on them.
+                if identity.manifest.permission(info.key).is_some() && !capability_imports.contains(&info) {
+                    capability_imports.push(info);
+                }
+            }
+        }
         Sandbox {
+            capability_imports,
             identity: Arc::new(identity),
             component,
             engine,
@@ -622,6 +636,11 @@ impl Sandbox {
     /// The compiled component.
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// The declared capabilities the component imports.
+    pub fn capability_imports(&self) -> &[&'static CapabilityInfo] {
+        &self.capability_imports
     }
 
     /// The instance template for a linkage, built once and cached.
@@ -739,6 +758,7 @@ impl Sandbox {
             stderr: stderr.contents(),
             elapsed: started.elapsed(),
             denials: std::mem::take(&mut store.data_mut().denials),
+            verdict: None,
         })
     }
 }

@@ -183,3 +183,135 @@ fn a_call_waiting_in_a_host_function_is_stopped_at_its_time_limit() {
     );
     standin.release();
 }
+
+/// An HTTP transport that answers from a script and records every URL it was asked for.
+struct Scripted {
+    answers: std::sync::Mutex<Vec<omni_host::caps::http::InboundResponse>>,
+    seen: std::sync::Mutex<Vec<String>>,
+    /// Each answer waits for a permit, so a test can hold a call inside its host call.
+    gate: tokio::sync::Semaphore,
+}
+
+impl Scripted {
+    fn redirect_to(location: &str) -> omni_host::caps::http::InboundResponse {
+        omni_host::caps::http::InboundResponse {
+            status: 302,
+            headers: vec![("location".into(), location.into())],
+            body: Vec::new(),
+        }
+    }
+}
+
+impl omni_host::caps::http::HttpBackend for Scripted {
+    fn send(&self, request: omni_host::caps::http::OutboundRequest) -> omni_host::caps::http::SendFuture<'_> {
+        self.seen.lock().expect("lock").push(request.url.to_string());
+        let next = self.answers.lock().expect("lock").pop();
+        Box::pin(async move {
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+            next.ok_or_else(|| omni_host::caps::http::HttpError::Io("script exhausted".into()))
+        })
+    }
+}
+
+fn weather_with(answers: Vec<omni_host::caps::http::InboundResponse>) -> (tempfile::TempDir, omni_host::Omni, Arc<Scripted>) {
+    weather_gated(answers, tokio::sync::Semaphore::MAX_PERMITS)
+}
+
+fn weather_gated(
+    answers: Vec<omni_host::caps::http::InboundResponse>,
+    permits: usize,
+) -> (tempfile::TempDir, omni_host::Omni, Arc<Scripted>) {
+    let scripted = Arc::new(Scripted {
+        answers: std::sync::Mutex::new(answers),
+        seen: Default::default(),
+        gate: tokio::sync::Semaphore::new(permits),
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let omni = omni_host::Omni::builder(dir.path())
+        .engine(omni_tests::engine())
+        .http_backend(scripted.clone())
+        .open()
+        .expect("host");
+    install_granting_all(&omni, "dev.omni.weather");
+    (dir, omni, scripted)
+}
+
+#[test]
+fn redirect_out_of_scope_is_refused_before_anything_is_sent_to_it() {
+    for target in [
+        "https://evil.example.com/steal",
+        "https://api.open-meteo.com.evil.com/x",
+        "https://api.open-meteo.com@evil.com/x",
+        "http://api.open-meteo.com/v1/forecast",
+        "https://api.open-meteo.com:8443/v1/forecast",
+        "https://127.0.0.1/admin",
+    ] {
+        let (_dir, omni, scripted) = weather_with(vec![Scripted::redirect_to(target)]);
+        let err = runtime()
+            .block_on(omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#))
+            .unwrap_err();
+        let seen = scripted.seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 1, "only the first, in-scope request may be sent ({target}): {seen:?}");
+        assert!(seen[0].starts_with("https://api.open-meteo.com/"), "{seen:?}");
+        match err {
+            OmniError::Call(CallError::Tool { denials, .. }) => {
+                assert!(!denials.is_empty(), "the refused hop to {target} must be reported");
+            }
+            other => panic!("redirect to {target} should be refused, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn redirects_within_scope_are_followed_at_most_five_times() {
+    let ok = omni_host::caps::http::InboundResponse {
+        status: 200,
+        headers: vec![],
+        body: br#"{"latitude":1,"longitude":2,"timezone":"GMT","current_units":{"temperature_2m":"C","wind_speed_10m":"km/h","weather_code":"wmo"},"current":{"time":"t","interval":900,"temperature_2m":1.5,"wind_speed_10m":2.0,"weather_code":0}}"#.to_vec(),
+    };
+    let hop = || Scripted::redirect_to("https://api.open-meteo.com/v1/forecast?latitude=1&longitude=2&current=temperature_2m,wind_speed_10m,weather_code");
+    // Answers pop from the end: two hops, then the data.
+    let (_dir, omni, scripted) = weather_with(vec![ok, hop(), hop()]);
+    let out = runtime()
+        .block_on(omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#))
+        .expect("in-scope redirects are followed");
+    assert!(out.output.contains("1.5"), "{}", out.output);
+    assert_eq!(scripted.seen.lock().expect("lock").len(), 3);
+
+    let (_dir, omni, scripted) = weather_with((0..10).map(|_| hop()).collect());
+    runtime()
+        .block_on(omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#))
+        .unwrap_err();
+    assert_eq!(scripted.seen.lock().expect("lock").len(), 6, "the first request and five redirects, no more");
+}
+
+#[test]
+fn kill_switch_refuses_a_call_in_flight_at_its_next_host_call() {
+    // The first answer is a redirect within scope; following it is the call's next
+    // authorization, which must see the kill switch pulled while the call waited.
+    let hop = Scripted::redirect_to("https://api.open-meteo.com/v1/forecast?latitude=1&longitude=2");
+    let (_dir, omni, scripted) = weather_gated(vec![hop], 0);
+    let omni = Arc::new(omni);
+    let rt = runtime();
+    let call = rt.spawn({
+        let omni = omni.clone();
+        async move { omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#).await }
+    });
+    for _ in 0..500 {
+        if !scripted.seen.lock().expect("lock").is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(scripted.seen.lock().expect("lock").len(), 1, "the call should be waiting in its first request");
+    omni.policy().kill_switch().expect("kill switch");
+    scripted.gate.add_permits(10);
+    let err = rt.block_on(call).expect("task").unwrap_err();
+    match &err {
+        OmniError::Call(CallError::Tool { denials, .. }) => assert!(!denials.is_empty(), "{err}"),
+        other => panic!("the in-flight call must be refused after the kill switch, got {other}"),
+    }
+    assert_eq!(scripted.seen.lock().expect("lock").len(), 1, "nothing more may be sent after the kill switch");
+}

@@ -28,6 +28,7 @@ fn default_dev_dir(root: &Path) -> PathBuf {
 struct Args {
     loso: bool,
     json: bool,
+    no_ml: bool,
     dev: PathBuf,
     out: PathBuf,
     epochs: Option<usize>,
@@ -38,6 +39,7 @@ fn parse(args: &[String]) -> Result<Args> {
     let mut a = Args {
         loso: false,
         json: false,
+        no_ml: false,
         dev: default_dev_dir(&root),
         out: root.join("guardian").join("data").join("model.bin"),
         epochs: None,
@@ -47,12 +49,13 @@ fn parse(args: &[String]) -> Result<Args> {
         match arg.as_str() {
             "--loso" => a.loso = true,
             "--json" => a.json = true,
+            "--no-ml" => a.no_ml = true,
             "--dev" => a.dev = it.next().context("--dev needs a directory")?.into(),
             "--out" => a.out = it.next().context("--out needs a file")?.into(),
             "--epochs" => {
                 a.epochs = Some(it.next().context("--epochs needs a number")?.parse().context("--epochs needs a number")?)
             }
-            other => bail!("unknown argument {other:?}; expected --loso, --json, --dev DIR, --out FILE or --epochs N"),
+            other => bail!("unknown argument {other:?}; expected --loso, --json, --no-ml, --dev DIR, --out FILE or --epochs N"),
         }
     }
     if !a.dev.is_dir() {
@@ -142,10 +145,13 @@ pub fn train(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask guardian-eval [--dev DIR] [--json]`: the acceptance table.
+/// `cargo xtask guardian-eval [--dev DIR] [--json] [--no-ml]`: the acceptance table.
 pub fn eval(args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    let guardian = Guardian::new(GuardianConfig::default())?;
+    let guardian = Guardian::new(GuardianConfig {
+        ml_classifier: !a.no_ml,
+        ..GuardianConfig::default()
+    })?;
     let params = TrainParams::default();
     let corpus = Corpus::load(&a.dev, &[], &params)?;
     let mut named: Vec<(String, Metrics)> = Vec::new();
