@@ -78,11 +78,6 @@ fn family(word: &[u8]) -> Option<u8> {
     })
 }
 
-fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|b| !(b.is_ascii_alphanumeric() || *b == b'\'' || *b >= 0x80))
-        .filter(|w| !w.is_empty())
-}
-
 const MARKERS: &[&str] = &[
     "<|im_start|>",
     "<|system|>",
@@ -149,115 +144,187 @@ pub(crate) struct Heuristics {
     phrases: AhoCorasick,
 }
 
+/// Granularity of the per-position counts: window starts and ends are multiples of
+/// it, so a window's counts are the sum of its blocks' and the text is read once
+/// however much the windows overlap.
+const BLOCK: usize = 1024;
+
+/// What the rules count in one block of text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    words: u32,
+    family_hits: u32,
+    families: u32,
+    roles: u32,
+    addressed: u32,
+    control: u32,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.words += o.words;
+        self.family_hits += o.family_hits;
+        self.families |= o.families;
+        self.roles += o.roles;
+        self.addressed += o.addressed;
+        self.control += o.control;
+    }
+}
+
+const ROLE_LABELS: [&[u8]; 11] = [
+    b"system:",
+    b"assistant:",
+    b"user:",
+    b"human:",
+    b"ai:",
+    b"developer:",
+    b"[system]",
+    b"### instruction",
+    b"### system",
+    b"<system>",
+    b"[inst]",
+];
+
 impl Heuristics {
     pub(crate) fn new() -> Result<Self, aho_corasick::BuildError> {
         let all = MARKERS.iter().chain(ADDRESSED).chain(CONTROL);
         Ok(Self {
-            phrases: AhoCorasick::new(all)?,
+            phrases: AhoCorasick::builder()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(all)?,
         })
     }
 
-    /// Counts phrase hits per list: (markers, addressed, control).
-    fn phrase_counts(&self, text: &[u8]) -> (usize, usize, usize) {
-        let (mut m, mut a, mut c) = (0, 0, 0);
-        for hit in self.phrases.find_iter(text) {
-            let id = hit.pattern().as_usize();
-            if id < MARKERS.len() {
-                m += 1;
-            } else if id < MARKERS.len() + ADDRESSED.len() {
-                a += 1;
-            } else {
-                c += 1;
+    /// Counts everything the rules need, per [`BLOCK`] of `text`, in one pass.
+    fn block_counts(&self, text: &[u8]) -> Vec<Counts> {
+        let mut blocks = vec![Counts::default(); text.len().div_ceil(BLOCK).max(1)];
+        // Words and their vocabulary families, attributed to the block they start in.
+        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80;
+        let mut i = 0;
+        while i < text.len() {
+            if !is_word(text[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < text.len() && is_word(text[i]) {
+                i += 1;
+            }
+            let c = &mut blocks[start / BLOCK];
+            c.words += 1;
+            if let Some(f) = family(&text[start..i]) {
+                c.families |= 1 << f;
+                c.family_hits += 1;
             }
         }
-        (m, a, c)
-    }
-
-    /// Evaluates every rule on one window of normalized text.
-    pub(crate) fn evaluate(&self, text: &[u8], stats: &ObfuscationStats) -> HeuristicValues {
-        let mut v = [0.0f64; 6];
-
-        // Override language: distinct vocabulary families, weighed by density.
-        let mut seen = 0u32;
-        let mut n_words = 0usize;
-        let mut hits = 0usize;
-        for w in words(text) {
-            n_words += 1;
-            if let Some(f) = family(w) {
-                seen |= 1 << f;
-                hits += 1;
-            }
-        }
-        let distinct = seen.count_ones() as f64;
-        if distinct >= 2.0 {
-            let density = (hits as f64 / n_words.max(1) as f64 * 12.0).min(1.0);
-            v[0] = ((distinct - 1.0) / 5.0).min(1.0) * (0.5 + 0.5 * density);
-        }
-
-        // Role boundaries.
-        let mut roles = 0usize;
+        // Role labels at line starts.
+        let mut line_start = 0;
         for line in text.split(|&b| b == b'\n') {
             let l = line.trim_ascii_start();
             let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
-            for label in [
-                &b"system:"[..],
-                b"assistant:",
-                b"user:",
-                b"human:",
-                b"ai:",
-                b"developer:",
-                b"[system]",
-                b"### instruction",
-                b"### system",
-                b"<system>",
-                b"[inst]",
-            ] {
-                if l.starts_with(label) {
-                    roles += 1;
-                }
+            let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
+            blocks[line_start / BLOCK].roles += n;
+            line_start += line.len() + 1;
+        }
+        for hit in self.phrases.find_iter(text) {
+            let id = hit.pattern().as_usize();
+            let c = &mut blocks[hit.start() / BLOCK];
+            if id < MARKERS.len() {
+                c.roles += 1;
+            } else if id < MARKERS.len() + ADDRESSED.len() {
+                c.addressed += 1;
+            } else {
+                c.control += 1;
             }
         }
-        let (markers, addressed, control) = self.phrase_counts(text);
-        roles += markers;
-        v[1] = (roles as f64 / 3.0).min(1.0);
-
-        // Obfuscation.
-        let s = stats;
-        let mut ob = 0.0;
-        if s.invisible > 0 {
-            ob += 0.3 + (s.invisible as f64 / 20.0).min(0.3);
-        }
-        if s.tags > 0 {
-            ob += 0.6;
-        }
-        if s.compat_letters >= 4 {
-            ob += 0.3;
-        }
-        if s.mixed_script_words > 0 {
-            ob += 0.3 + (s.mixed_script_words as f64 / 10.0).min(0.3);
-        }
-        if s.spaced_runs > 0 {
-            ob += 0.4;
-        }
-        if s.leet_words >= 3 {
-            ob += 0.3;
-        }
-        if s.decoded_runs > 0 {
-            ob += 0.3;
-        }
-        v[2] = f64::min(ob, 1.0);
-
-        // Second-person commands aimed at the model.
-        v[3] = (addressed as f64 / 4.0).min(1.0);
-
-        // Output control.
-        v[4] = (control as f64 / 2.0).min(1.0);
-
-        // Script mixing.
-        v[5] = (s.mixed_script_words as f64 / 2.0).min(1.0);
-
-        HeuristicValues { values: v }
+        blocks
     }
+
+    /// Evaluates every rule on one window of normalized text.
+    #[cfg(test)]
+    pub(crate) fn evaluate(&self, text: &[u8], stats: &ObfuscationStats) -> HeuristicValues {
+        let mut total = Counts::default();
+        for c in self.block_counts(text) {
+            total.add(&c);
+        }
+        values(&total, stats)
+    }
+
+    /// Evaluates every rule on each overlapping window of `text` and returns the
+    /// riskiest window's values. Window bounds must be multiples of [`BLOCK`] except
+    /// for the text's end.
+    pub(crate) fn evaluate_windows(
+        &self,
+        text: &[u8],
+        stats: &ObfuscationStats,
+        windows: impl Iterator<Item = (usize, usize)>,
+    ) -> HeuristicValues {
+        let blocks = self.block_counts(text);
+        let mut best = HeuristicValues::default();
+        for (s, e) in windows {
+            let mut total = Counts::default();
+            let last = e.div_ceil(BLOCK).min(blocks.len());
+            for c in &blocks[(s / BLOCK).min(last)..last] {
+                total.add(c);
+            }
+            let hv = values(&total, stats);
+            if hv.risk() >= best.risk() {
+                best = hv;
+            }
+        }
+        best
+    }
+}
+
+/// The rule values for one window's counts.
+fn values(c: &Counts, s: &ObfuscationStats) -> HeuristicValues {
+    let mut v = [0.0f64; 6];
+
+    // Override language: distinct vocabulary families, weighed by density.
+    let distinct = c.families.count_ones() as f64;
+    if distinct >= 2.0 {
+        let density = (c.family_hits as f64 / c.words.max(1) as f64 * 12.0).min(1.0);
+        v[0] = ((distinct - 1.0) / 5.0).min(1.0) * (0.5 + 0.5 * density);
+    }
+
+    // Role boundaries: labels at line starts plus chat-template markers.
+    v[1] = (c.roles as f64 / 3.0).min(1.0);
+
+    // Obfuscation.
+    let mut ob = 0.0;
+    if s.invisible > 0 {
+        ob += 0.3 + (s.invisible as f64 / 20.0).min(0.3);
+    }
+    if s.tags > 0 {
+        ob += 0.6;
+    }
+    if s.compat_letters >= 4 {
+        ob += 0.3;
+    }
+    if s.mixed_script_words > 0 {
+        ob += 0.3 + (s.mixed_script_words as f64 / 10.0).min(0.3);
+    }
+    if s.spaced_runs > 0 {
+        ob += 0.4;
+    }
+    if s.leet_words >= 3 {
+        ob += 0.3;
+    }
+    if s.decoded_runs > 0 {
+        ob += 0.3;
+    }
+    v[2] = f64::min(ob, 1.0);
+
+    // Second-person commands aimed at the model.
+    v[3] = (c.addressed as f64 / 4.0).min(1.0);
+
+    // Output control.
+    v[4] = (c.control as f64 / 2.0).min(1.0);
+
+    // Script mixing.
+    v[5] = (s.mixed_script_words as f64 / 2.0).min(1.0);
+
+    HeuristicValues { values: v }
 }
 
 #[cfg(test)]

@@ -609,13 +609,9 @@ impl Guardian {
 
         // Heuristics and the classifier read the most de-obfuscated view.
         let view = norm.derived.as_ref().unwrap_or(&norm.canonical);
-        let mut best = HeuristicValues::default();
-        for (s, e) in windows(view.bytes.len()) {
-            let hv = self.heuristics.evaluate(&view.bytes[s..e], &norm.stats);
-            if hv.risk() >= best.risk() {
-                best = hv;
-            }
-        }
+        let mut best =
+            self.heuristics
+                .evaluate_windows(&view.bytes, &norm.stats, windows(view.bytes.len()));
         if child_heur.risk() > best.risk() {
             best = child_heur;
         }

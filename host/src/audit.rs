@@ -1290,7 +1290,6 @@ mod tests {
 
     /// 64 concurrent callers x 10,000 decisions: none lost, none duplicated, gap-free.
     #[test]
-    #[ignore = "load test; run with --ignored (release recommended)"]
     fn load_64_callers_10k_each() {
         let (_d, _p, db) = temp_db();
         let log = AuditLog::open(db).expect("open");
@@ -1356,7 +1355,6 @@ mod tests {
     /// survive and the chain must verify after each crash.
     #[cfg(unix)]
     #[test]
-    #[ignore = "crash test; spawns and kills child processes"]
     fn crash_safety_under_sigkill() {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};

@@ -62,7 +62,8 @@ pub struct HostLimits {
     pub max_bytes_into_host_per_call: u64,
     /// Largest single argument (string or byte list) accepted by a host call.
     pub max_host_arg_bytes: u64,
-    /// Host resource handles (connections, sessions) one call may hold at once.
+    /// Host resource handles (WASI streams and pollables, connections, sessions) one
+    /// call may hold at once; past it, creating another fails inside the guest.
     pub max_resource_handles: u32,
     /// Bytes of stdout and of stderr captured per call; the rest is dropped.
     pub max_log_bytes: usize,
@@ -79,7 +80,7 @@ impl Default for HostLimits {
         HostLimits {
             max_bytes_into_host_per_call: 32 * 1024 * 1024,
             max_host_arg_bytes: 8 * 1024 * 1024,
-            max_resource_handles: 64,
+            max_resource_handles: 256,
             max_log_bytes: 64 * 1024,
             max_tool_output_bytes: 4 * 1024 * 1024,
             max_memory_mb: 1024,

@@ -57,12 +57,6 @@ pub enum LimitExceeded {
         /// The limit.
         limit: u64,
     },
-    /// The extension held more host resource handles than one call may.
-    #[error("the extension opened more than {limit} host handles in one call (host limit max_resource_handles)")]
-    Handles {
-        /// The limit.
-        limit: u32,
-    },
     /// A table would have grown past the host's bound.
     #[error("the extension tried to grow a table to {wanted} elements, past the host's bound of {limit}")]
     Table {
@@ -227,8 +221,6 @@ pub(crate) struct CallBudget {
     bytes_in: u64,
     max_bytes_in: u64,
     max_arg: u64,
-    handles: u32,
-    max_handles: u32,
 }
 
 impl CallBudget {
@@ -237,8 +229,6 @@ impl CallBudget {
             bytes_in: 0,
             max_bytes_in: limits.max_bytes_into_host_per_call,
             max_arg: limits.max_host_arg_bytes,
-            handles: 0,
-            max_handles: limits.max_resource_handles,
         }
     }
 
@@ -259,22 +249,6 @@ impl CallBudget {
             ))));
         }
         Ok(Ok(()))
-    }
-
-    /// Accounts a new host handle; traps past the bound.
-    #[allow(dead_code)]
-    pub(crate) fn open_handle(&mut self) -> wasmtime::Result<()> {
-        if self.handles >= self.max_handles {
-            return Err(LimitExceeded::Handles { limit: self.max_handles }.into());
-        }
-        self.handles += 1;
-        Ok(())
-    }
-
-    /// Releases a handle accounted by [`CallBudget::open_handle`].
-    #[allow(dead_code)]
-    pub(crate) fn close_handle(&mut self) {
-        self.handles = self.handles.saturating_sub(1);
     }
 }
 
@@ -671,9 +645,13 @@ impl Sandbox {
         let stderr = LogPipe::new(limits.max_log_bytes);
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let max_memory = (runtime.max_memory_mb.min(limits.max_memory_mb) as usize) * 1024 * 1024;
+        // Every host resource of the call (WASI streams and pollables, capability
+        // handles) lives in this table; its capacity is the call's handle bound.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resource_handles as usize);
         let state = CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter { max_memory },
             host: host.clone(),
             ext: self.identity.clone(),
