@@ -16,8 +16,6 @@
 //! rules reward *combinations*, which is what separates an attack from ordinary text
 //! that merely contains a trigger word.
 
-use aho_corasick::AhoCorasick;
-
 use crate::normalize::ObfuscationStats;
 
 /// Weight of each heuristic rule, in the order of [`RULES`].
@@ -53,29 +51,31 @@ impl HeuristicValues {
 }
 
 /// Families of override/jailbreak vocabulary; a word counts for at most one family.
+const FAMILY_WORDS: [&[&[u8]]; 12] = [
+    &[b"ignore", b"disregard", b"forget", b"override", b"bypass", b"overlook", b"circumvent", b"neglect", b"overrule"],
+    &[b"previous", b"prior", b"above", b"earlier", b"preceding", b"foregoing", b"original", b"initial"],
+    &[b"instructions", b"instruction", b"directives", b"guidelines", b"prompt", b"prompts", b"programming", b"directive"],
+    &[b"restrictions", b"filters", b"limitations", b"censorship", b"guardrails", b"safeguards", b"constraints", b"censored"],
+    &[b"pretend", b"roleplay", b"persona", b"character", b"simulate", b"impersonate"],
+    &[b"unrestricted", b"unfiltered", b"uncensored", b"jailbreak", b"jailbroken", b"amoral", b"unethical", b"immoral", b"dan", b"unlimited"],
+    &[b"ethical", b"ethics", b"moral", b"morals", b"legality", b"illegal", b"policy", b"policies"],
+    &[b"reveal", b"disclose", b"leak", b"expose", b"exfiltrate", b"divulge"],
+    &[b"secret", b"password", b"confidential", b"hidden", b"credentials", b"passphrase"],
+    &[b"openai", b"chatgpt", b"gpt", b"llm", b"ai", b"assistant", b"chatbot", b"anthropic"],
+    &[b"system", b"developer", b"admin", b"administrator", b"sudo", b"root"],
+    &[b"anything", b"everything", b"whatever", b"regardless"],
+];
+
+/// The vocabulary family of a word, if any.
 fn family(word: &[u8]) -> Option<u8> {
-    Some(match word {
-        b"ignore" | b"disregard" | b"forget" | b"override" | b"bypass" | b"overlook"
-        | b"circumvent" | b"neglect" | b"overrule" => 0,
-        b"previous" | b"prior" | b"above" | b"earlier" | b"preceding" | b"foregoing"
-        | b"original" | b"initial" => 1,
-        b"instructions" | b"instruction" | b"directives" | b"guidelines" | b"prompt"
-        | b"prompts" | b"programming" | b"directive" => 2,
-        b"restrictions" | b"filters" | b"limitations" | b"censorship" | b"guardrails"
-        | b"safeguards" | b"constraints" | b"censored" => 3,
-        b"pretend" | b"roleplay" | b"persona" | b"character" | b"simulate" | b"impersonate" => 4,
-        b"unrestricted" | b"unfiltered" | b"uncensored" | b"jailbreak" | b"jailbroken"
-        | b"amoral" | b"unethical" | b"immoral" | b"dan" | b"unlimited" => 5,
-        b"ethical" | b"ethics" | b"moral" | b"morals" | b"legality" | b"illegal" | b"policy"
-        | b"policies" => 6,
-        b"reveal" | b"disclose" | b"leak" | b"expose" | b"exfiltrate" | b"divulge" => 7,
-        b"secret" | b"password" | b"confidential" | b"hidden" | b"credentials" | b"passphrase" => 8,
-        b"openai" | b"chatgpt" | b"gpt" | b"llm" | b"ai" | b"assistant" | b"chatbot"
-        | b"anthropic" => 9,
-        b"system" | b"developer" | b"admin" | b"administrator" | b"sudo" | b"root" => 10,
-        b"anything" | b"everything" | b"whatever" | b"regardless" => 11,
-        _ => return None,
-    })
+    FAMILY_WORDS
+        .iter()
+        .position(|f| f.iter().any(|w| *w == word))
+        .map(|i| i as u8)
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80
 }
 
 const MARKERS: &[&str] = &[
@@ -137,11 +137,18 @@ const CONTROL: &[&str] = &[
     "do not include any",
 ];
 
-/// Phrase matchers built once per Guardian: one automaton for the three phrase lists
-/// (pattern ids below `MARKERS.len()` are markers, then addressed, then control).
+/// Phrase lists indexed by their first word, built once per Guardian, so the one pass
+/// over the words finds phrases too (an automaton over every byte costs as much as the
+/// rest of the layer).
 #[derive(Debug, Clone)]
 pub(crate) struct Heuristics {
-    phrases: AhoCorasick,
+    /// For each first byte, a bit per word length (1..=31) that some family word has:
+    /// most words fail this test and cost nothing more.
+    family_candidate: [u32; 256],
+    /// The same for the first words of phrases.
+    phrase_candidate: [u32; 256],
+    /// Phrases grouped by first word: (first word, [(phrase, is_control)]).
+    phrases: Vec<(&'static [u8], Vec<(&'static [u8], bool)>)>,
 }
 
 /// Granularity of the per-position counts: window starts and ends are multiples of
@@ -186,35 +193,90 @@ const ROLE_LABELS: [&[u8]; 11] = [
 ];
 
 impl Heuristics {
-    pub(crate) fn new() -> Result<Self, aho_corasick::BuildError> {
-        let all = MARKERS.iter().chain(ADDRESSED).chain(CONTROL);
+    pub(crate) fn new() -> Result<Self, std::convert::Infallible> {
+        fn mark(table: &mut [u32; 256], w: &[u8]) {
+            if let Some(&f) = w.first() {
+                if w.len() < 32 {
+                    table[f as usize] |= 1 << w.len();
+                }
+            }
+        }
+        let mut family_candidate = [0u32; 256];
+        for w in FAMILY_WORDS.iter().flat_map(|f| f.iter()) {
+            mark(&mut family_candidate, w);
+        }
+        let mut phrase_candidate = [0u32; 256];
+        let mut phrases: Vec<(&'static [u8], Vec<(&'static [u8], bool)>)> = Vec::new();
+        let tagged = ADDRESSED
+            .iter()
+            .map(|p| (p, false))
+            .chain(CONTROL.iter().map(|p| (p, true)));
+        for (p, control) in tagged {
+            let p = p.as_bytes();
+            let first = p
+                .split(|&b| !is_word_byte(b))
+                .next()
+                .unwrap_or(p);
+            mark(&mut phrase_candidate, first);
+            match phrases.iter_mut().find(|(f, _)| *f == first) {
+                Some((_, list)) => list.push((p, control)),
+                None => phrases.push((first, vec![(p, control)])),
+            }
+        }
         Ok(Self {
-            phrases: AhoCorasick::builder()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(all)?,
+            family_candidate,
+            phrase_candidate,
+            phrases,
         })
     }
 
     /// Counts everything the rules need, per [`BLOCK`] of `text`, in one pass.
     fn block_counts(&self, text: &[u8]) -> Vec<Counts> {
         let mut blocks = vec![Counts::default(); text.len().div_ceil(BLOCK).max(1)];
-        // Words and their vocabulary families, attributed to the block they start in.
-        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80;
+        // Words, their vocabulary families and the phrases they start, attributed to
+        // the block they start in.
         let mut i = 0;
         while i < text.len() {
-            if !is_word(text[i]) {
+            let b = text[i];
+            if !is_word_byte(b) {
+                if (b == b'<' || b == b'[')
+                    && MARKERS.iter().any(|m| text[i..].starts_with(m.as_bytes()))
+                {
+                    blocks[i / BLOCK].roles += 1;
+                }
                 i += 1;
                 continue;
             }
             let start = i;
-            while i < text.len() && is_word(text[i]) {
+            while i < text.len() && is_word_byte(text[i]) {
                 i += 1;
             }
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
-            if let Some(f) = family(&text[start..i]) {
-                c.families |= 1 << f;
-                c.family_hits += 1;
+            let word = &text[start..i];
+            if word.len() >= 32 {
+                continue;
+            }
+            let bit = 1u32 << word.len();
+            if self.family_candidate[b as usize] & bit != 0 {
+                if let Some(f) = family(word) {
+                    c.families |= 1 << f;
+                    c.family_hits += 1;
+                }
+            }
+            if self.phrase_candidate[b as usize] & bit == 0 {
+                continue;
+            }
+            if let Some((_, list)) = self.phrases.iter().find(|(f, _)| *f == word) {
+                for (p, control) in list {
+                    if text[start..].starts_with(p) {
+                        if *control {
+                            c.control += 1;
+                        } else {
+                            c.addressed += 1;
+                        }
+                    }
+                }
             }
         }
         // Role labels at line starts.
@@ -225,17 +287,6 @@ impl Heuristics {
             let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
             blocks[line_start / BLOCK].roles += n;
             line_start += line.len() + 1;
-        }
-        for hit in self.phrases.find_iter(text) {
-            let id = hit.pattern().as_usize();
-            let c = &mut blocks[hit.start() / BLOCK];
-            if id < MARKERS.len() {
-                c.roles += 1;
-            } else if id < MARKERS.len() + ADDRESSED.len() {
-                c.addressed += 1;
-            } else {
-                c.control += 1;
-            }
         }
         blocks
     }

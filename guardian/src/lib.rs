@@ -304,7 +304,8 @@ pub struct LayerScores {
     pub signatures: Option<f64>,
     /// Layer 2.
     pub heuristics: Option<f64>,
-    /// Layer 3 (`100 * (1 - probability)`).
+    /// Layer 3: `100 * (1 - p)`, with `p` discounted when no other layer has evidence
+    /// (see [`caps::ML_ALONE_FLOOR`]).
     pub ml: Option<f64>,
     /// Layer 4, tool calls only.
     pub tool_call: Option<f64>,
@@ -414,6 +415,16 @@ pub mod caps {
     pub const HEURISTIC_STRONG_CAP: f64 = 70.0;
     /// Threshold for [`HEURISTIC_STRONG_CAP`].
     pub const HEURISTIC_STRONG: f64 = 0.5;
+    /// Heuristic risk at or above which the heuristics corroborate the classifier.
+    pub const HEURISTIC_CORROBORATES: f64 = 0.1;
+    /// Without a signature match or corroborating heuristics, the classifier's
+    /// probability counts only above this floor, rescaled to `[0, 1]`
+    /// (`(p - floor) / (1 - floor)`): a bag of n-grams is most often wrong on text
+    /// unlike anything it was trained on, so on its own it needs to be sure.
+    pub const ML_ALONE_FLOOR: f64 = 0.6;
+    /// Without corroboration the classifier reaches the malicious band only at or
+    /// above this probability (otherwise its cap is [`ML_LIKELY_CAP`], suspicious).
+    pub const ML_ALONE_CONFIDENT: f64 = 0.99;
     /// Undeclared tool or arguments that are not JSON.
     pub const TOOL_INVALID: f64 = 30.0;
     /// Arguments that violate the tool's schema.
@@ -683,10 +694,20 @@ impl Guardian {
                 .map(|m| 1.0 - m.severity.risk())
                 .product::<f64>();
         let heur_risk = a.heuristics.risk();
+        let corroborated = !matches.is_empty() || heur_risk >= caps::HEURISTIC_CORROBORATES;
+        // The probability the score uses: discounted when the classifier is the only
+        // layer with any evidence.
+        let ml_used = a.ml_probability.map(|p| {
+            if corroborated {
+                p
+            } else {
+                ((p - caps::ML_ALONE_FLOOR) / (1.0 - caps::ML_ALONE_FLOOR)).max(0.0)
+            }
+        });
         let mut layers = LayerScores {
             signatures: Some(100.0 * (1.0 - sig_risk)),
             heuristics: Some(100.0 * (1.0 - heur_risk)),
-            ml: a.ml_probability.map(|p| 100.0 * (1.0 - p)),
+            ml: ml_used.map(|p| 100.0 * (1.0 - p)),
             tool_call: None,
         };
         let mut tool_problems = Vec::new();
@@ -722,7 +743,12 @@ impl Guardian {
             _ => {}
         }
         if let Some(p) = a.ml_probability {
-            if p >= caps::ML_CONFIDENT {
+            let confident = if corroborated {
+                caps::ML_CONFIDENT
+            } else {
+                caps::ML_ALONE_CONFIDENT
+            };
+            if p >= confident {
                 cap = cap.min(caps::ML_CONFIDENT_CAP);
             } else if p >= caps::ML_LIKELY {
                 cap = cap.min(caps::ML_LIKELY_CAP);

@@ -65,8 +65,6 @@ pub(crate) struct ObfuscationStats {
     pub leet_words: u32,
     /// Embedded encoded runs that decoded to readable text.
     pub decoded_runs: u32,
-    /// Number of words in the canonical text.
-    pub words: u32,
 }
 
 /// Result of normalizing one text.
@@ -146,7 +144,6 @@ pub(crate) fn normalize(text: &str) -> Normalized {
     } else {
         (None, Vec::new())
     };
-    stats.words = flags.words;
     Normalized {
         canonical,
         derived,
@@ -157,7 +154,6 @@ pub(crate) fn normalize(text: &str) -> Normalized {
 
 /// What one pass over the canonical bytes says about the work still needed.
 struct Prescan {
-    words: u32,
     /// Inline whitespace other than single spaces.
     collapse: bool,
     /// Two single-letter tokens within four bytes (a possible letter-spaced run).
@@ -204,7 +200,6 @@ static CLASS: [u8; 256] = {
 };
 
 fn prescan(b: &[u8]) -> Prescan {
-    let mut words = 0u32;
     let mut flags = 0u8; // C_ODD_SPACE: collapse needed; C_LEET: leetspeak seen
     let mut spaced = false;
     let mut prev = 0u8;
@@ -214,7 +209,6 @@ fn prescan(b: &[u8]) -> Prescan {
         let c = CLASS[byte as usize];
         if c & C_WORD != 0 {
             if prev & C_WORD == 0 {
-                words += 1;
                 token_start = i;
             }
         } else if prev & C_WORD != 0 && i - token_start == 1 && prev & C_ALPHA != 0 {
@@ -242,7 +236,6 @@ fn prescan(b: &[u8]) -> Prescan {
         spaced = true;
     }
     Prescan {
-        words,
         collapse: flags & C_ODD_SPACE != 0,
         spaced,
         leet: flags & C_LEET != 0,
@@ -581,8 +574,44 @@ fn readable(s: &str) -> bool {
 }
 
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+    B64[b as usize]
 }
+
+/// Whether `bytes` holds a run of at least `min` (>= 15) base64-alphabet bytes. Such a
+/// run covers a whole aligned 8-byte chunk, so only chunks made entirely of base64
+/// bytes (eight independent table loads, no per-byte branch) are measured.
+fn has_b64_run(bytes: &[u8], min: usize) -> bool {
+    debug_assert!(min >= 15);
+    for (k, chunk) in bytes.chunks_exact(8).enumerate() {
+        if !chunk.iter().fold(true, |all, &b| all & B64[b as usize]) {
+            continue;
+        }
+        let mut start = k * 8;
+        while start > 0 && is_b64(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = k * 8 + 8;
+        while end < bytes.len() && is_b64(bytes[end]) && end - start < min {
+            end += 1;
+        }
+        if end - start >= min {
+            return true;
+        }
+    }
+    false
+}
+
+/// The base64 alphabets (standard and URL-safe) as a byte table.
+static B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        i += 1;
+    }
+    t
+};
 
 /// Finds base64, hex, percent-encoded and HTML/JS-escaped runs in `text` and decodes
 /// the readable ones. Bounded by [`MAX_DECODED_RUNS`] and `budget` bytes.
@@ -603,13 +632,7 @@ pub(crate) fn decode_embedded(text: &str, budget: &mut usize) -> Vec<Decoded> {
     // One tight pass decides whether the base64 and hex scanners have anything to find:
     // both need a long run of base64-alphabet bytes (hex digits are a subset), or
     // escaped hex (`\x69`, `0x69`, `69 67 6e`-style pairs are found only alongside).
-    let mut longest = 0usize;
-    let mut run = 0usize;
-    for &b in bytes {
-        run = if is_b64(b) { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    if longest < 16 && !text.contains("\\x") && !text.contains("0x") {
+    if !has_b64_run(bytes, 16) && !text.contains("\\x") && !text.contains("0x") {
         return decode_escapes(text, budget, out, push);
     }
 

@@ -731,7 +731,11 @@ fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, AuditError> {
     Ok(body.into_record(hash))
 }
 
+/// Longest the writer waits for more records before a commit, when writers are concurrent.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
+
 fn writer_loop(db: &Database, rx: &mpsc::Receiver<Pending>, counters: &Counters) {
+    let mut last_batch = 1usize;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -740,6 +744,20 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Pending>, counters: &Counters)
                 Err(_) => break,
             }
         }
+        // With concurrent writers, the callers acknowledged by the last commit are about to
+        // send their next record: waiting a moment for them lets one fsync cover them all.
+        // A lone writer (last batch of one) never waits.
+        if last_batch > 1 && batch.len() < last_batch {
+            let deadline = std::time::Instant::now() + LINGER;
+            while batch.len() < last_batch.min(MAX_BATCH) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_batch = batch.len();
         match commit_batch(db, &batch) {
             Ok(first_seq) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
