@@ -421,7 +421,7 @@ pub mod caps {
     /// probability counts only above this floor, rescaled to `[0, 1]`
     /// (`(p - floor) / (1 - floor)`): a bag of n-grams is most often wrong on text
     /// unlike anything it was trained on, so on its own it needs to be sure.
-    pub const ML_ALONE_FLOOR: f64 = 0.6;
+    pub const ML_ALONE_FLOOR: f64 = 0.4;
     /// Without corroboration the classifier reaches the malicious band only at or
     /// above this probability (otherwise its cap is [`ML_LIKELY_CAP`], suspicious).
     pub const ML_ALONE_CONFIDENT: f64 = 0.99;
@@ -894,6 +894,31 @@ mod tests {
         assert!(!v.may_override(&GuardianConfig::default()));
         v.kind = VerdictKind::Malicious;
         assert!(!v.may_override(&allow));
+    }
+
+    fn ml_only(p: f64, heuristic: f64) -> Analysis {
+        let mut heuristics = HeuristicValues::default();
+        heuristics.values[0] = heuristic / heuristics::WEIGHTS[0];
+        Analysis {
+            hits: Vec::new(),
+            heuristics,
+            ml_probability: Some(p),
+        }
+    }
+
+    #[test]
+    fn classifier_alone_needs_to_be_sure() {
+        let g = guardian();
+        let kind = |a| g.verdict(a, ScanPoint::UserInput, None).kind;
+        // Uncorroborated: moderate probabilities pass, confident ones are suspicious,
+        // only near-certain ones block.
+        assert_eq!(kind(ml_only(0.7, 0.0)), VerdictKind::Clean);
+        assert_eq!(kind(ml_only(0.9, 0.0)), VerdictKind::Suspicious);
+        assert_eq!(kind(ml_only(0.97, 0.0)), VerdictKind::Suspicious);
+        assert_eq!(kind(ml_only(0.995, 0.0)), VerdictKind::Malicious);
+        // With heuristic evidence the classifier counts in full.
+        assert_eq!(kind(ml_only(0.7, 0.15)), VerdictKind::Suspicious);
+        assert_eq!(kind(ml_only(0.97, 0.15)), VerdictKind::Malicious);
     }
 
     #[test]

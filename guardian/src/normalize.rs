@@ -964,6 +964,17 @@ mod tests {
     }
 
     #[test]
+    fn long_base64_runs_are_found_at_any_alignment() {
+        for pad in 0..9 {
+            let run = format!("{}{} tail", " ".repeat(pad), "A".repeat(16));
+            assert!(has_b64_run(run.as_bytes(), 16), "pad {pad}");
+            let short = format!("{}{} tail", " ".repeat(pad), "A".repeat(15));
+            assert!(!has_b64_run(short.as_bytes(), 16), "pad {pad}");
+        }
+        assert!(!has_b64_run(b"ordinary words only, nothing encoded", 16));
+    }
+
+    #[test]
     fn random_tokens_are_not_decoded() {
         let mut budget = MAX_DECODED_BYTES;
         let d = decode_embedded("sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 id Zx9Qk2LmP0aVbN7w", &mut budget);

@@ -374,11 +374,6 @@ impl SignatureSet {
         let (set, ids) = match which {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
-                // One pass of the combined set rules out most texts at once; only a
-                // text that matches something pays for locating each match.
-                if !self.normalized_set.is_match(hay) {
-                    return;
-                }
                 // A prefix literal at `p` means a match can only start at `p`: verify
                 // with the anchored pattern, which reads no further than the match.
                 let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';

@@ -40,6 +40,7 @@ fn dev_set_acceptance() {
     let fpr = eval::metrics(&eval::run(&g, &benign, ScanPoint::UserInput, |_| {}))
         .fpr
         .unwrap_or(1.0);
+    eprintln!("benign rows ({}): FPR {:.1}%", benign.len(), fpr * 100.0);
     assert!(fpr <= 0.01, "FPR {fpr}");
 
     for (file, min) in [
@@ -49,9 +50,11 @@ fn dev_set_acceptance() {
     ] {
         let rows = load(file).unwrap_or_default();
         let t = tpr(&rows);
+        eprintln!("{file} ({}): TPR {:.1}%", rows.len(), t * 100.0);
         assert!(t >= min, "{file}: TPR {t} < {min}");
     }
     let inserted = eval::bipia_insertions(&bipia, 3, None);
     let t = tpr(&inserted);
+    eprintln!("bipia inserted ({}): TPR {:.1}%", inserted.len(), t * 100.0);
     assert!(t >= 0.90, "BIPIA inserted: TPR {t}");
 }

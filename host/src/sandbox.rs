@@ -501,6 +501,9 @@ fn link_refusal(
     Ok(())
 }
 
+/// How every imported capability is linked, by key: what an instance template depends on.
+type LinkageKey = Vec<(&'static str, Linkage)>;
+
 /// One loaded extension: its compiled component, its instance templates, its slots.
 pub struct Sandbox {
     pub(crate) identity: Arc<ExtensionIdentity>,
@@ -508,7 +511,7 @@ pub struct Sandbox {
     engine: OmniEngine,
     slots: Arc<Semaphore>,
     /// Instance templates by linkage; a grant change picks (or builds) another one.
-    templates: Mutex<HashMap<Vec<(&'static str, Linkage)>, ExtensionPre<CallState>>>,
+    templates: Mutex<HashMap<LinkageKey, ExtensionPre<CallState>>>,
     /// Each tool's parameter schema, compiled once.
     validators: HashMap<String, Result<ArgumentValidator, String>>,
     /// The declared capabilities the component imports, in import order.
@@ -619,7 +622,7 @@ impl Sandbox {
 
     /// The instance template for a linkage, built once and cached.
     pub(crate) fn template(&self, linkage: &[(&'static CapabilityInfo, Linkage)]) -> Result<ExtensionPre<CallState>, CallError> {
-        let key: Vec<(&'static str, Linkage)> = linkage.iter().map(|(i, l)| (i.key, *l)).collect();
+        let key: LinkageKey = linkage.iter().map(|(i, l)| (i.key, *l)).collect();
         let mut templates = match self.templates.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
