@@ -112,31 +112,13 @@ fn dev_table(
     no_ml: bool,
     params: &TrainParams,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use omni_guardian::{eval, Guardian, GuardianConfig, ScanPoint};
+    use omni_guardian::{eval, Guardian, GuardianConfig};
     let guardian = Guardian::new(GuardianConfig {
         ml_classifier: !no_ml,
         ..GuardianConfig::default()
     })?;
     let corpus = Corpus::load(dev, &[], params)?;
-    let mut named = Vec::new();
-    let (mut pooled, mut benign) = (Vec::new(), Vec::new());
-    for s in corpus.sources.iter().filter(|s| !s.eval.is_empty()) {
-        let out = eval::run(&guardian, &s.eval, ScanPoint::UserInput, |_| {});
-        if s.eval.iter().all(|r| r.label == 0) {
-            benign.extend(out.iter().copied());
-        }
-        pooled.extend(out.iter().copied());
-        named.push((s.name.clone(), eval::metrics(&out)));
-    }
-    let rows = eval::load_jsonl(&dev.join("bipia.jsonl"))?;
-    let test = eval::bipia_insertions(&rows, 3, Some("test"));
-    let out = eval::run(&guardian, &test, ScanPoint::ToolResult, |_| {});
-    named.push((
-        "bipia_inserted, test-split attacks into test-split contexts".into(),
-        eval::metrics(&out),
-    ));
-    named.push(("all benign rows".into(), eval::metrics(&benign)));
-    named.push(("pooled".into(), eval::metrics(&pooled)));
+    let named = omni_guardian::train::dev_set_metrics(&guardian, &corpus, dev)?;
     print!("{}", eval::markdown_table(&named));
     Ok(())
 }

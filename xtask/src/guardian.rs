@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use omni_guardian::classifier::Model;
-use omni_guardian::eval::{self, Metrics};
+use omni_guardian::eval;
 use omni_guardian::train::{self, Corpus, TrainParams};
-use omni_guardian::{Guardian, GuardianConfig, ScanPoint};
+use omni_guardian::{Guardian, GuardianConfig};
 
 fn project_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -154,32 +154,7 @@ pub fn eval(args: &[String]) -> Result<()> {
     })?;
     let params = TrainParams::default();
     let corpus = Corpus::load(&a.dev, &[], &params)?;
-    let mut named: Vec<(String, Metrics)> = Vec::new();
-    let mut pooled = Vec::new();
-    let mut benign_pool = Vec::new();
-    for s in corpus.sources.iter().filter(|s| !s.eval.is_empty()) {
-        let out = eval::run(&guardian, &s.eval, ScanPoint::UserInput, |_| {});
-        if s.eval.iter().all(|r| r.label == 0) {
-            benign_pool.extend(out.iter().copied());
-        }
-        pooled.extend(out.iter().copied());
-        named.push((s.name.clone(), eval::metrics(&out)));
-    }
-    // The held-out BIPIA split: test attacks inserted into test contexts only.
-    if let Some(bipia) = std::fs::read_dir(&a.dev)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n == "bipia.jsonl"))
-    {
-        let rows = eval::load_jsonl(&bipia)?;
-        let test = eval::bipia_insertions(&rows, 3, Some("test"));
-        let out = eval::run(&guardian, &test, ScanPoint::ToolResult, |_| {});
-        named.push((
-            "bipia_inserted, test-split attacks into test-split contexts".into(),
-            eval::metrics(&out),
-        ));
-    }
-    named.push(("all benign rows".into(), eval::metrics(&benign_pool)));
-    named.push(("pooled".into(), eval::metrics(&pooled)));
+    let named = train::dev_set_metrics(&guardian, &corpus, &a.dev)?;
     if a.json {
         let obj: serde_json::Map<String, serde_json::Value> = named
             .iter()
