@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), omni_host::OmniError> {
 //! let omni = omni_host::Omni::builder("/var/lib/omni").open()?;
-//! let plan = omni.prepare_install("dist/calculator".as_ref())?;
+//! let plan = omni.prepare_install("target/omni-extensions/dev.omni.calculator".as_ref())?;
 //! omni.install(&plan, &[])?;
 //! let out = omni.call("dev.omni.calculator", "evaluate", r#"{"expression":"1+2"}"#).await?;
 //! println!("{}", out.output);

@@ -305,12 +305,11 @@ fn new_session_id() -> String {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), omni_host::OmniError> {
-/// use omni_host::{Omni, PermissionDecision, policy::{Decision, GrantDuration}};
-/// let omni = Omni::builder("/tmp/omni-data").open()?;
-/// let plan = omni.prepare_install("sample-extensions/calculator/dist".as_ref())?;
+/// let omni = omni_host::Omni::builder("/tmp/omni-data").open()?;
+/// let plan = omni.prepare_install("target/omni-extensions/dev.omni.calculator".as_ref())?;
 /// omni.install(&plan, &[])?;
 /// let out = omni.call("dev.omni.calculator", "evaluate", r#"{"expression":"2*(3+4)"}"#).await?;
-/// assert_eq!(out.output, "14.0");
+/// assert_eq!(out.output, "14");
 /// # Ok(()) }
 /// ```
 pub struct Omni {
