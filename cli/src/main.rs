@@ -23,6 +23,15 @@ const EXIT_DENIED: i32 = 3;
 #[derive(Parser)]
 #[command(name = "omni", version, about = "Run AI-agent extensions without trusting them", long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args)]
+struct Globals {
     /// Data directory (default: $OMNI_DATA_DIR, else the platform data dir).
     #[arg(long, global = true, env = "OMNI_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -32,8 +41,6 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Subcommand)]
@@ -108,7 +115,7 @@ impl From<DurationArg> for GrantDuration {
 
 fn main() {
     let cli = Cli::parse();
-    let json = cli.json;
+    let json = cli.globals.json;
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -132,7 +139,7 @@ fn exit_code_for(e: &anyhow::Error) -> i32 {
     }
 }
 
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+fn data_dir(cli: &Globals) -> anyhow::Result<PathBuf> {
     if let Some(d) = &cli.data_dir {
         return Ok(d.clone());
     }
@@ -141,7 +148,7 @@ fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
         .context("no platform data directory; pass --data-dir DIR or set OMNI_DATA_DIR")
 }
 
-fn open(cli: &Cli) -> anyhow::Result<Omni> {
+fn open(cli: &Globals) -> anyhow::Result<Omni> {
     let mut builder = Omni::builder(data_dir(cli)?);
     if let Some(c) = &cli.config {
         builder = builder.config_path(c);
@@ -152,8 +159,8 @@ fn open(cli: &Cli) -> anyhow::Result<Omni> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let Cli { data_dir, config, json, command } = cli;
-    let env = Cli { data_dir, config, json, command: Command::List };
+    let Cli { globals: env, command } = cli;
+    let json = env.json;
     match command {
         Command::Guardian(cmd) => guardian_cmd::run(cmd, json),
         Command::Install(args) => install(&env, &args),
@@ -176,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn install(cli: &Cli, args: &InstallArgs) -> anyhow::Result<i32> {
+fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
     let omni = open(cli)?;
     let plan = omni.prepare_install(&args.source)?;
     for cap in args.grant.iter().chain(&args.deny) {

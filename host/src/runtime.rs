@@ -452,13 +452,8 @@ impl Omni {
         self.audit
             .append(NewRecord {
                 session: self.session.to_string(),
-                extension: id.clone(),
-                capability: None,
                 target: Some(format!("{} {} sha256:{}", id, record.version, record.digest)),
-                decision: None,
-                duration: None,
-                reason: if plan.previous.is_some() { "updated".into() } else { "installed".into() },
-                kind: EventKind::Install,
+                ..NewRecord::event(EventKind::Install, &id, if plan.previous.is_some() { "updated" } else { "installed" })
             })
             .map_err(policy_err)?;
         self.forget_sandbox(&id);
@@ -476,13 +471,7 @@ impl Omni {
         self.audit
             .append(NewRecord {
                 session: self.session.to_string(),
-                extension: id.to_string(),
-                capability: None,
-                target: None,
-                decision: None,
-                duration: None,
-                reason: "uninstalled".into(),
-                kind: EventKind::Uninstall,
+                ..NewRecord::event(EventKind::Uninstall, id, "uninstalled")
             })
             .map_err(policy_err)?;
         self.forget_sandbox(id);
@@ -548,13 +537,12 @@ impl Omni {
             self.audit
                 .append_async(NewRecord {
                     session: session.to_string(),
-                    extension: id.to_string(),
-                    capability: None,
                     target: Some(format!("result of {tool}")),
-                    decision: None,
-                    duration: None,
-                    reason: format!("{} (score {}/100){}", verdict.kind, verdict.score, rules_note(&rules)),
-                    kind: EventKind::GuardianVerdict,
+                    ..NewRecord::event(
+                        EventKind::GuardianVerdict,
+                        id,
+                        format!("{} (score {}/100){}", verdict.kind, verdict.score, rules_note(&rules)),
+                    )
                 })
                 .await
                 .map_err(policy_err)?;
