@@ -339,9 +339,10 @@ impl CallState {
             if !config.resolve.contains_key(url.host_str().unwrap_or("")) {
                 if let Some(ip) = literal_ip(&target) {
                     if !is_public(ip) {
-                        return Err(CapError::OutOfScope(format!(
+                        let reason = format!(
                             "{ip} is not a public address; Omni refuses loopback, private, link-local and similar targets unless [network.resolve] in omni.toml maps the host"
-                        )));
+                        );
+                        return Err(self.refuse(CAPABILITY, &audit_target(method, &url), reason).await);
                     }
                 }
             }
@@ -353,7 +354,13 @@ impl CallState {
                 timeout,
                 max_body: config.max_response_bytes,
             };
-            let resp = host.http.send(out).await.map_err(io_error)?;
+            let resp = match host.http.send(out).await {
+                Ok(resp) => resp,
+                Err(HttpError::Refused(reason)) => {
+                    return Err(self.refuse(CAPABILITY, &audit_target(method, &url), reason).await)
+                }
+                Err(e) => return Err(io_error(e)),
+            };
             let location = resp
                 .headers
                 .iter()

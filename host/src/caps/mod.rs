@@ -16,7 +16,8 @@ use omni_capabilities::Scope;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{CapError, RateLimitedInfo};
-use crate::policy::{AccessRequest, Denial};
+use crate::audit::NewRecord;
+use crate::policy::{AccessRequest, Decision, Denial};
 use crate::sandbox::CallState;
 
 /// Links the real backend of `capability`; `false` when this host has none.
@@ -58,6 +59,23 @@ impl CallState {
                 Err(error)
             }
         }
+    }
+}
+
+impl CallState {
+    /// Refuses an access the permission engine allowed but the backend's own policy does
+    /// not (a name resolving to a private address, a symlink leaving the granted root...).
+    ///
+    /// The refusal is written to the audit log as a deny with `reason`, counted in the
+    /// call's denials, and returned as `out-of-scope` for the guest. Use it for every
+    /// refusal that is about *where* an extension tried to go, so the audit shows it.
+    pub(crate) async fn refuse(&mut self, capability: &'static str, target: &str, reason: String) -> CapError {
+        let record = NewRecord::decision(&self.session, &self.ext.id, capability, target, Decision::Deny, None, reason.clone());
+        // The refusal stands even when the audit cannot record it; the caller still
+        // sees it in the call's denials.
+        let _ = self.host.policy.audit().append_async(record).await;
+        self.denials.push(format!("{capability} {target}: {reason}"));
+        CapError::OutOfScope(reason)
     }
 }
 
