@@ -23,6 +23,18 @@ pub struct OmniConfig {
     /// `[guardian]`: the anti-injection pipeline that scans every tool result before it
     /// is handed back (sensitivity, overrides, signature file, ML layer).
     pub guardian: omni_guardian::GuardianConfig,
+    /// `[filesystem]`: host bounds of `filesystem.read` and `filesystem.write`.
+    pub filesystem: crate::caps::fs::FsConfig,
+    /// `[process]`: host bounds of `process.spawn`.
+    pub process: crate::caps::process::ProcessConfig,
+    /// `[inference]`: the chat-completions provider behind `ai.inference`, and the
+    /// per-extension daily budgets.
+    pub inference: crate::caps::inference::InferenceConfig,
+    /// `[messaging]`: where `channel.send` and `messaging.*` deliver (the channel bus, or a
+    /// webhook).
+    pub messaging: crate::caps::messaging::MessagingConfig,
+    /// `[scheduling]`: bounds on `system.scheduling` jobs.
+    pub scheduling: crate::caps::scheduling::SchedulingConfig,
 }
 
 /// `[network]` settings.

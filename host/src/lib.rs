@@ -46,7 +46,16 @@ pub(crate) struct HostShared {
     pub(crate) policy: policy::PolicyEngine,
     pub(crate) kv: Arc<dyn caps::kv::KvBackend>,
     pub(crate) http: Arc<dyn caps::http::HttpBackend>,
+    pub(crate) fs: Arc<dyn caps::fs::FsBackend>,
+    pub(crate) process: Arc<dyn caps::process::ProcessBackend>,
+    pub(crate) running: caps::process::Running,
     pub(crate) guardian: Arc<omni_guardian::Guardian>,
+    pub(crate) inference: Arc<dyn caps::inference::InferenceBackend>,
+    pub(crate) inference_usage: Arc<caps::inference::UsageLedger>,
+    pub(crate) messaging: Arc<dyn caps::messaging::MessagingBackend>,
+    pub(crate) channel_bus: caps::messaging::ChannelBus,
+    pub(crate) notifications: Arc<dyn caps::notifications::NotificationBackend>,
+    pub(crate) schedules: Arc<dyn caps::scheduling::ScheduleStore>,
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

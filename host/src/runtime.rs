@@ -10,7 +10,13 @@ use serde::Serialize;
 
 use crate::audit::{AuditLog, EventKind, NewRecord};
 use crate::caps::http::{HttpBackend, ReqwestBackend};
+use crate::caps::fs::{CapStdFs, FsBackend};
 use crate::caps::kv::{KvBackend, RedbKv};
+use crate::caps::process::{ProcessBackend, SystemProcess};
+use crate::caps::inference::{InferenceBackend, OpenAiCompatible, UsageLedger};
+use crate::caps::messaging::{BusBackend, ChannelBus, Delivery, MessagingBackend, WebhookBackend};
+use crate::caps::notifications::{Notification, NotificationBackend, NotificationLog};
+use crate::caps::scheduling::{RedbSchedules, ScheduleStore};
 use crate::config::{ConfigError, OmniConfig};
 use crate::engine::{EngineError, OmniEngine};
 use crate::policy::{Decision, DenyPrompter, GrantDuration, PolicyEngine, Prompter};
@@ -207,6 +213,12 @@ pub struct OmniBuilder {
     prompter: Option<Arc<dyn Prompter>>,
     kv: Option<Arc<dyn KvBackend>>,
     http: Option<Arc<dyn HttpBackend>>,
+    fs: Option<Arc<dyn FsBackend>>,
+    process: Option<Arc<dyn ProcessBackend>>,
+    inference: Option<Arc<dyn InferenceBackend>>,
+    messaging: Option<Arc<dyn MessagingBackend>>,
+    notifications: Option<Arc<dyn NotificationBackend>>,
+    schedules: Option<Arc<dyn ScheduleStore>>,
     session: Option<String>,
 }
 
@@ -239,6 +251,40 @@ impl OmniBuilder {
     /// Replaces the HTTP transport.
     pub fn http_backend(mut self, http: Arc<dyn HttpBackend>) -> Self {
         self.http = Some(http);
+        self
+    }
+    /// Replaces the file system behind `filesystem.read` and `filesystem.write` (default:
+    /// [`CapStdFs`], the host's files through cap-std directory handles).
+    pub fn fs_backend(mut self, fs: Arc<dyn FsBackend>) -> Self {
+        self.fs = Some(fs);
+        self
+    }
+    /// Replaces how `process.spawn` starts programs (default: [`SystemProcess`]).
+    pub fn process_backend(mut self, process: Arc<dyn ProcessBackend>) -> Self {
+        self.process = Some(process);
+        self
+    }
+    /// Replaces the `ai.inference` provider (default: the OpenAI-compatible client
+    /// configured in `[inference]`).
+    pub fn inference_backend(mut self, inference: Arc<dyn InferenceBackend>) -> Self {
+        self.inference = Some(inference);
+        self
+    }
+    /// Replaces where `channel.send` and `messaging.*` deliver (default: the channel bus,
+    /// or the `[messaging] webhook_url`).
+    pub fn messaging_backend(mut self, messaging: Arc<dyn MessagingBackend>) -> Self {
+        self.messaging = Some(messaging);
+        self
+    }
+    /// Replaces the `system.notifications` backend (default: an in-memory log).
+    pub fn notification_backend(mut self, notifications: Arc<dyn NotificationBackend>) -> Self {
+        self.notifications = Some(notifications);
+        self
+    }
+    /// Replaces the `system.scheduling` job store (default: tables in the data dir's
+    /// database).
+    pub fn schedule_store(mut self, schedules: Arc<dyn ScheduleStore>) -> Self {
+        self.schedules = Some(schedules);
         self
     }
     /// Names the session calls belong to (default: a fresh random id).
@@ -277,12 +323,45 @@ impl OmniBuilder {
             Some(h) => h,
             None => Arc::new(ReqwestBackend::new(&config.network).map_err(policy_err)?),
         };
+        let fs: Arc<dyn FsBackend> = self.fs.unwrap_or_else(|| Arc::new(CapStdFs));
+        let process: Arc<dyn ProcessBackend> = self.process.unwrap_or_else(|| Arc::new(SystemProcess));
+        let inference: Arc<dyn InferenceBackend> = match self.inference {
+            Some(i) => i,
+            None => Arc::new(OpenAiCompatible::new(&config.inference).map_err(policy_err)?),
+        };
+        let inference_usage = Arc::new(UsageLedger::new(db.clone()).map_err(policy_err)?);
+        let channel_bus = ChannelBus::new(config.messaging.bus_capacity);
+        let messaging: Arc<dyn MessagingBackend> = match (self.messaging, &config.messaging.webhook_url) {
+            (Some(m), _) => m,
+            (None, Some(_)) => Arc::new(WebhookBackend::new(&config.messaging).map_err(policy_err)?),
+            (None, None) => Arc::new(BusBackend::new(channel_bus.clone())),
+        };
+        let notifications = self.notifications.unwrap_or_else(|| Arc::new(NotificationLog::default()));
+        let schedules: Arc<dyn ScheduleStore> = match self.schedules {
+            Some(s) => s,
+            None => Arc::new(RedbSchedules::new(db.clone()).map_err(policy_err)?),
+        };
         let session = self.session.unwrap_or_else(new_session_id);
         let guardian = Arc::new(
             omni_guardian::Guardian::new(config.guardian.clone()).map_err(|e| OmniError::Guardian(e.to_string()))?,
         );
         Ok(Omni {
-            shared: Arc::new(HostShared { config, policy, kv, http, guardian }),
+            shared: Arc::new(HostShared {
+                config,
+                policy,
+                kv,
+                http,
+                fs,
+                process,
+                running: Default::default(),
+                guardian,
+                inference,
+                inference_usage,
+                messaging,
+                channel_bus,
+                notifications,
+                schedules,
+            }),
             engine,
             audit,
             registry,
@@ -333,6 +412,12 @@ impl Omni {
             prompter: None,
             kv: None,
             http: None,
+            fs: None,
+            process: None,
+            inference: None,
+            messaging: None,
+            notifications: None,
+            schedules: None,
             session: None,
         }
     }
@@ -360,6 +445,19 @@ impl Omni {
     /// This host's default session id.
     pub fn session(&self) -> &str {
         &self.session
+    }
+    /// A subscriber to the channel bus: every `channel.send` and `messaging.*` message
+    /// sent from now on through the default messaging backend (none while a webhook or
+    /// an embedder's backend delivers them).
+    pub fn subscribe_channel(&self) -> tokio::sync::broadcast::Receiver<Delivery> {
+        self.shared.channel_bus.subscribe()
+    }
+    /// The notifications the notification backend keeps, oldest first.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.shared.notifications.recent()
+    }
+    pub(crate) fn schedules(&self) -> &Arc<dyn ScheduleStore> {
+        &self.shared.schedules
     }
 
     /// Reads, validates and compiles an extension from a folder holding `manifest.toml`
@@ -467,6 +565,7 @@ impl Omni {
         }
         self.shared.policy.forget_extension(id).map_err(policy_err)?;
         self.shared.kv.clear(id).map_err(policy_err)?;
+        self.shared.schedules.clear(id).map_err(policy_err)?;
         let removed = self.registry.remove(id)?;
         self.audit
             .append(NewRecord {

@@ -7,8 +7,14 @@
 //!
 //! Adding a capability: write its module, then add one line to [`link_backend`].
 
+pub mod fs;
 pub mod http;
+pub mod inference;
 pub mod kv;
+pub mod process;
+pub mod messaging;
+pub mod notifications;
+pub mod scheduling;
 
 use std::time::Duration;
 
@@ -26,6 +32,16 @@ pub(crate) fn link_backend(linker: &mut Linker<CallState>, capability: &str) -> 
     match capability {
         "network.http" => caps::http::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "storage.persistent" => caps::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "filesystem.read" => caps::fs_read::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "filesystem.write" => caps::fs_write::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "process.spawn" => caps::process::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "ai.inference" => caps::inference::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "channel.send" => caps::channel::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "messaging.sms" => caps::sms::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "messaging.email" => caps::email::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "messaging.chat" => caps::chat::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "system.notifications" => caps::notifications::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "system.scheduling" => caps::scheduling::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         _ => return Ok(false),
     }
     Ok(true)
