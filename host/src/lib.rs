@@ -49,6 +49,7 @@ pub(crate) struct HostShared {
     pub(crate) fs: Arc<dyn caps::fs::FsBackend>,
     pub(crate) process: Arc<dyn caps::process::ProcessBackend>,
     pub(crate) running: caps::process::Running,
+    pub(crate) integrations: caps::Integrations,
     pub(crate) guardian: Arc<omni_guardian::Guardian>,
     pub(crate) inference: Arc<dyn caps::inference::InferenceBackend>,
     pub(crate) inference_usage: Arc<caps::inference::UsageLedger>,

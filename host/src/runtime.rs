@@ -219,6 +219,7 @@ pub struct OmniBuilder {
     messaging: Option<Arc<dyn MessagingBackend>>,
     notifications: Option<Arc<dyn NotificationBackend>>,
     schedules: Option<Arc<dyn ScheduleStore>>,
+    integrations: Option<crate::caps::Integrations>,
     session: Option<String>,
 }
 
@@ -285,6 +286,14 @@ impl OmniBuilder {
     /// database).
     pub fn schedule_store(mut self, schedules: Arc<dyn ScheduleStore>) -> Self {
         self.schedules = Some(schedules);
+        self
+    }
+    /// Replaces the backends of the integration capabilities (clipboard, devices,
+    /// automation, version control, MCP, code intelligence, debugging, sub-agents,
+    /// flowcharts). Default: [`Integrations::default`](crate::caps::Integrations), an
+    /// in-memory clipboard, an empty flowchart registry and `unavailable` for the rest.
+    pub fn integrations(mut self, integrations: crate::caps::Integrations) -> Self {
+        self.integrations = Some(integrations);
         self
     }
     /// Names the session calls belong to (default: a fresh random id).
@@ -354,13 +363,14 @@ impl OmniBuilder {
                 fs,
                 process,
                 running: Default::default(),
-                guardian,
                 inference,
                 inference_usage,
                 messaging,
                 channel_bus,
                 notifications,
                 schedules,
+                integrations: self.integrations.unwrap_or_default(),
+                guardian,
             }),
             engine,
             audit,
@@ -418,6 +428,7 @@ impl Omni {
             messaging: None,
             notifications: None,
             schedules: None,
+            integrations: None,
             session: None,
         }
     }

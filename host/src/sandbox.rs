@@ -31,7 +31,9 @@ use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 use crate::bindings::{CapError, ExtensionPre, ToolError};
 use crate::caps;
 use crate::config::HostLimits;
+use crate::audit::NewRecord;
 use crate::engine::OmniEngine;
+use crate::policy::Decision;
 use crate::HostShared;
 
 /// A limit that ended a call. Raised as a trap, so it unwinds the guest at once.
@@ -439,14 +441,14 @@ pub(crate) fn build_linker(
                     "{} is unavailable on this host: no backend for it is installed (an embedder can provide one)",
                     info.key
                 );
-                link_refusal(&mut linker, engine, import_name, item, "unavailable", msg)?;
+                link_refusal(&mut linker, engine, import_name, item, info.key, "unavailable", msg)?;
             }
             Linkage::Refused => {
                 let msg = format!(
                     "{} was not granted to this extension; a person can grant it by reinstalling with `omni install <DIR> --grant {}`",
                     info.key, info.key
                 );
-                link_refusal(&mut linker, engine, import_name, item, "permission-denied", msg)?;
+                link_refusal(&mut linker, engine, import_name, item, info.key, "permission-denied", msg)?;
             }
         }
     }
@@ -461,6 +463,7 @@ fn link_refusal(
     engine: &OmniEngine,
     import_name: &str,
     item: &ComponentItem,
+    capability: &'static str,
     case: &'static str,
     message: String,
 ) -> wasmtime::Result<()> {
@@ -479,20 +482,46 @@ fn link_refusal(
             ComponentItem::ComponentFunc(_) => {
                 let message = message.clone();
                 let fname = name.to_string();
-                inst.func_new(name, move |mut store, ty, _params, results| {
-                    if case == "permission-denied" {
-                        store.data_mut().denials.push(message.to_string());
-                    }
-                    let Some(slot) = results.first_mut() else {
-                        return Err(wasmtime::Error::msg(format!("{fname} has no result to carry the refusal")));
-                    };
-                    let is_error_result = ty.results().next().is_some_and(|t| matches!(t, wasmtime::component::Type::Result(_)));
-                    if !is_error_result {
-                        return Err(wasmtime::Error::msg(format!("{fname}: {message}")));
-                    }
-                    let payload = Val::Variant(case.to_string(), Some(Box::new(Val::String(message.to_string()))));
-                    *slot = Val::Result(Err(Some(Box::new(payload))));
-                    Ok(())
+                // `omni:caps/kv@0.1.0` + `get` -> `kv.get`, the target the audit shows.
+                let interface = import_name.rsplit('/').next().unwrap_or(import_name);
+                let target: Arc<str> = format!("{}.{name}", interface.split('@').next().unwrap_or(interface)).into();
+                inst.func_new_async(name, move |mut store, ty, _params, results| {
+                    let message = message.clone();
+                    let fname = fname.clone();
+                    let target = target.clone();
+                    Box::new(async move {
+                        if case == "permission-denied" {
+                            let state = store.data_mut();
+                            state.denials.push(message.to_string());
+                            // A refused call is a decision like any other: it goes to the
+                            // audit log so a person sees what the extension tried.
+                            if state.host.config.security.audit_enabled {
+                                let record = NewRecord::decision(
+                                    &state.session,
+                                    &state.ext.id,
+                                    capability,
+                                    &target,
+                                    Decision::Deny,
+                                    None,
+                                    message.to_string(),
+                                );
+                                let host = state.host.clone();
+                                // The refusal stands even if it cannot be recorded.
+                                let _ = host.policy.audit().append_async(record).await;
+                            }
+                        }
+                        let Some(slot) = results.first_mut() else {
+                            return Err(wasmtime::Error::msg(format!("{fname} has no result to carry the refusal")));
+                        };
+                        let is_error_result =
+                            ty.results().next().is_some_and(|t| matches!(t, wasmtime::component::Type::Result(_)));
+                        if !is_error_result {
+                            return Err(wasmtime::Error::msg(format!("{fname}: {message}")));
+                        }
+                        let payload = Val::Variant(case.to_string(), Some(Box::new(Val::String(message.to_string()))));
+                        *slot = Val::Result(Err(Some(Box::new(payload))));
+                        Ok(())
+                    })
                 })?;
             }
             _ => {}

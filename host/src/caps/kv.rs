@@ -4,6 +4,10 @@
 //! is a key range no other extension's calls can name. Usage (key bytes plus value
 //! bytes) is kept per extension in the same write transaction as the change it counts,
 //! so the quota can never drift from the data, even across a crash.
+//!
+//! The quota is the granted scope's `max_bytes` (what a person approved), read at each
+//! call; a write past it is refused as `out-of-scope` and written to the audit log as a
+//! deny, like any other refusal.
 
 use std::sync::Arc;
 
@@ -173,10 +177,26 @@ impl KvBackend for RedbKv {
     }
 }
 
-fn to_cap_error(e: KvError) -> CapError {
+/// A failed storage operation as the host function sees it: a quota refusal is audited
+/// by the caller, anything else goes to the guest as it is.
+enum KvRefusal {
+    Quota(String),
+    Other(CapError),
+}
+
+impl From<KvRefusal> for CapError {
+    fn from(r: KvRefusal) -> CapError {
+        match r {
+            KvRefusal::Quota(m) => CapError::OutOfScope(m),
+            KvRefusal::Other(e) => e,
+        }
+    }
+}
+
+fn to_refusal(e: KvError) -> KvRefusal {
     match e {
-        KvError::Quota { .. } => CapError::OutOfScope(e.to_string()),
-        KvError::Storage(m) => CapError::Io(m),
+        KvError::Quota { .. } => KvRefusal::Quota(e.to_string()),
+        KvError::Storage(m) => KvRefusal::Other(CapError::Io(m)),
     }
 }
 
@@ -207,10 +227,6 @@ fn any_key(_: &Scope) -> Result<(), String> {
 }
 
 impl CallState {
-    fn kv_quota(&self) -> u64 {
-        self.ext.manifest.permission(CAPABILITY).map(|p| quota(&p.scope)).unwrap_or(DEFAULT_MAX_BYTES)
-    }
-
     /// Runs a blocking storage operation off the async executor.
     ///
     /// Not an `async fn` on purpose: it takes what it needs from `self` up front, so
@@ -218,13 +234,13 @@ impl CallState {
     fn kv_blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn KvBackend, &str) -> Result<T, KvError> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<T, CapError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<T, KvRefusal>> + Send + 'static {
         let backend = self.host.kv.clone();
         let ns = self.ext.id.clone();
         async move {
             match tokio::task::spawn_blocking(move || op(backend.as_ref(), &ns)).await {
-                Ok(r) => r.map_err(to_cap_error),
-                Err(e) => Err(CapError::Io(format!("storage task failed: {e}"))),
+                Ok(r) => r.map_err(to_refusal),
+                Err(e) => Err(KvRefusal::Other(CapError::Io(format!("storage task failed: {e}")))),
             }
         }
     }
@@ -239,7 +255,7 @@ impl Host for CallState {
         if let Err(e) = self.authorize(CAPABILITY, &format!("get {key}"), &any_key).await {
             return Ok(Err(e));
         }
-        Ok(self.kv_blocking(move |b, ns| b.get(ns, &key)).await)
+        Ok(self.kv_blocking(move |b, ns| b.get(ns, &key)).await.map_err(CapError::from))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), CapError>> {
@@ -247,11 +263,19 @@ impl Host for CallState {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        if let Err(e) = self.authorize(CAPABILITY, &format!("set {key}"), &any_key).await {
-            return Ok(Err(e));
+        let target = format!("set {key}");
+        // The quota is the granted scope's, not the manifest's: they differ when a grant
+        // was narrowed after install, and the grant is what a person approved.
+        let scope = match self.authorize_scoped(CAPABILITY, &target, any_key).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let quota = scope.as_ref().map_or(DEFAULT_MAX_BYTES, quota);
+        match self.kv_blocking(move |b, ns| b.set(ns, &key, &value, quota)).await {
+            Err(KvRefusal::Quota(why)) => Ok(Err(self.refuse(CAPABILITY, &target, why).await)),
+            Err(KvRefusal::Other(e)) => Ok(Err(e)),
+            Ok(()) => Ok(Ok(())),
         }
-        let quota = self.kv_quota();
-        Ok(self.kv_blocking(move |b, ns| b.set(ns, &key, &value, quota)).await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, CapError>> {
@@ -262,7 +286,7 @@ impl Host for CallState {
         if let Err(e) = self.authorize(CAPABILITY, &format!("delete {key}"), &any_key).await {
             return Ok(Err(e));
         }
-        Ok(self.kv_blocking(move |b, ns| b.delete(ns, &key)).await)
+        Ok(self.kv_blocking(move |b, ns| b.delete(ns, &key)).await.map_err(CapError::from))
     }
 
     async fn list_keys(&mut self, prefix: String, limit: u32) -> wasmtime::Result<Result<Vec<String>, CapError>> {
@@ -271,7 +295,7 @@ impl Host for CallState {
             return Ok(Err(e));
         }
         let limit = limit.min(MAX_LIST);
-        Ok(self.kv_blocking(move |b, ns| b.list(ns, &prefix, limit)).await)
+        Ok(self.kv_blocking(move |b, ns| b.list(ns, &prefix, limit)).await.map_err(CapError::from))
     }
 
     async fn exists(&mut self, key: String) -> wasmtime::Result<Result<bool, CapError>> {
@@ -282,15 +306,16 @@ impl Host for CallState {
         if let Err(e) = self.authorize(CAPABILITY, &format!("exists {key}"), &any_key).await {
             return Ok(Err(e));
         }
-        Ok(self.kv_blocking(move |b, ns| b.get(ns, &key).map(|v| v.is_some())).await)
+        Ok(self.kv_blocking(move |b, ns| b.get(ns, &key).map(|v| v.is_some())).await.map_err(CapError::from))
     }
 
     async fn usage(&mut self) -> wasmtime::Result<Result<(u64, u64), CapError>> {
-        if let Err(e) = self.authorize(CAPABILITY, "usage", &any_key).await {
-            return Ok(Err(e));
-        }
-        let quota = self.kv_quota();
-        Ok(self.kv_blocking(move |b, ns| b.usage(ns).map(|u| (u, quota))).await)
+        let scope = match self.authorize_scoped(CAPABILITY, "usage", any_key).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let quota = scope.as_ref().map_or(DEFAULT_MAX_BYTES, quota);
+        Ok(self.kv_blocking(move |b, ns| b.usage(ns).map(|u| (u, quota))).await.map_err(CapError::from))
     }
 }
 
@@ -315,6 +340,25 @@ mod tests {
         // A namespace that is a prefix of another sees none of its keys.
         kv.set("a.on", "x", b"1", 1000).unwrap();
         assert_eq!(kv.list("a.on", "", 10).unwrap(), vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn crafted_keys_never_reach_another_namespace() {
+        let (_d, kv) = backend();
+        kv.set("dev.a.other", "token", b"secret", 1000).unwrap();
+        kv.set("dev.a", "b\0c", b"mine", 1000).unwrap();
+        // Keys that a joined `namespace + separator + key` scheme would map onto the
+        // other namespace's entry.
+        for key in ["other\0token", ".other:token", ".other/token", "\0token", "other/token", "token"] {
+            assert_eq!(kv.get("dev.a", key).unwrap(), None, "{key:?}");
+            assert!(!kv.delete("dev.a", key).unwrap(), "{key:?}");
+        }
+        assert_eq!(kv.list("dev.a", "", 10).unwrap(), vec!["b\0c"]);
+        assert_eq!(kv.get("dev.a.other", "token").unwrap().as_deref(), Some(&b"secret"[..]));
+        assert_eq!(kv.list("dev.a.other", "", 10).unwrap(), vec!["token"]);
+        // A namespace with a NUL in it is a different namespace, not a way in.
+        assert!(kv.list("dev.a\0", "", 10).unwrap().is_empty());
+        assert_eq!(kv.usage("dev.a").unwrap(), 3 + 4);
     }
 
     #[test]

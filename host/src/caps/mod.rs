@@ -7,14 +7,26 @@
 //!
 //! Adding a capability: write its module, then add one line to [`link_backend`].
 
+pub mod agent;
+pub mod automation;
+pub mod clipboard;
+pub mod code_intel;
+pub mod debugger;
+pub mod device;
+pub mod flowchart;
 pub mod fs;
 pub mod http;
 pub mod inference;
+pub mod integrations;
 pub mod kv;
-pub mod process;
+pub mod mcp;
 pub mod messaging;
 pub mod notifications;
+pub mod process;
 pub mod scheduling;
+pub mod vcs;
+
+pub use integrations::{BackendFuture, IntegrationError, Integrations, NotConfigured};
 
 use std::time::Duration;
 
@@ -42,6 +54,18 @@ pub(crate) fn link_backend(linker: &mut Linker<CallState>, capability: &str) -> 
         "messaging.chat" => caps::chat::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "system.notifications" => caps::notifications::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "system.scheduling" => caps::scheduling::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "clipboard.read" => caps::clipboard_read::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "clipboard.write" => caps::clipboard_write::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "device.camera" => caps::camera::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "device.microphone" => caps::microphone::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "device.location" => caps::location::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "app.automation" => caps::automation::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "vcs.operations" => caps::vcs::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "mcp.server" => caps::mcp::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "code.intelligence" => caps::code_intel::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "debug.session" => caps::debugger::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "agent.spawn" => caps::agent::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "flowchart.invoke" => caps::flowchart::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         _ => return Ok(false),
     }
     Ok(true)
