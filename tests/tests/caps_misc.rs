@@ -788,6 +788,11 @@ fn ungranted_capabilities_are_refused() {
         let message = error(&p.call(tool, args), "permission-denied");
         assert!(message.contains(cap) && message.contains("not granted"), "{cap}: {message}");
         assert!(!p.records(PROBE, cap, Decision::Deny, EventKind::Grant).is_empty(), "the refusal of {cap} at install is audited");
+        let calls = p.records(PROBE, cap, Decision::Deny, EventKind::Decision);
+        assert!(
+            calls.iter().any(|r| r.reason.contains("not granted") && r.target.as_deref().is_some_and(|t| !t.is_empty())),
+            "the refused call to {cap} is audited with its function and reason: {calls:?}"
+        );
     }
     assert!(p.fake.calls().is_empty(), "no backend may be reached: {:?}", p.fake.calls());
     p.call_ext("dev.omni.notes", "list", json!({}));
