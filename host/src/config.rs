@@ -35,6 +35,8 @@ pub struct OmniConfig {
     pub messaging: crate::caps::messaging::MessagingConfig,
     /// `[scheduling]`: bounds on `system.scheduling` jobs.
     pub scheduling: crate::caps::scheduling::SchedulingConfig,
+    /// `[search]`: the web search providers `search.web` may use.
+    pub search: crate::caps::search::SearchConfig,
 }
 
 /// `[network]` settings.

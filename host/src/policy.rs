@@ -45,9 +45,10 @@ const LOCKDOWN_KEY: &str = "lockdown";
 /// Separates extension id and capability key in grant keys; neither may contain it.
 const KEY_SEP: char = '\u{1f}';
 
-/// Capabilities refused when `read_only = true`: the ones whose every call changes state
-/// outside the extension's own sandboxed storage.
-pub const WRITE_CAPABILITIES: &[&str] = &["filesystem.write", "clipboard.write"];
+/// Capabilities refused when `read_only = true`: the ones whose calls change state
+/// outside the extension's own sandboxed storage. `process.spawn` is among them because a
+/// program, once started, can write wherever the host's user can.
+pub const WRITE_CAPABILITIES: &[&str] = &["filesystem.write", "clipboard.write", "process.spawn"];
 
 /// Paths blocked whatever the configuration says (`~` is the user's home directory).
 pub const DEFAULT_BLOCKED_PATHS: &[&str] = &["~/.ssh", "~/.aws", "~/.gnupg"];

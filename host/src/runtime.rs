@@ -9,8 +9,12 @@ use redb::Database;
 use serde::Serialize;
 
 use crate::audit::{AuditLog, EventKind, NewRecord};
+use crate::caps::browser::{HtmlScraper, ScrapeBackend};
+use crate::caps::egress::{CheckedResolver, Egress, Resolver, SystemResolver};
 use crate::caps::http::{HttpBackend, ReqwestBackend};
 use crate::caps::fs::{CapStdFs, FsBackend};
+use crate::caps::search::{SearchProvider, SearchProviders};
+use crate::caps::websocket::{TungsteniteBackend, WebSocketBackend};
 use crate::caps::kv::{KvBackend, RedbKv};
 use crate::caps::process::{ProcessBackend, SystemProcess};
 use crate::caps::inference::{InferenceBackend, OpenAiCompatible, UsageLedger};
@@ -220,6 +224,10 @@ pub struct OmniBuilder {
     notifications: Option<Arc<dyn NotificationBackend>>,
     schedules: Option<Arc<dyn ScheduleStore>>,
     integrations: Option<crate::caps::Integrations>,
+    resolver: Option<Arc<dyn Resolver>>,
+    scrape: Option<Arc<dyn ScrapeBackend>>,
+    websocket: Option<Arc<dyn WebSocketBackend>>,
+    search: Vec<(String, Arc<dyn SearchProvider>)>,
     session: Option<String>,
 }
 
@@ -296,6 +304,30 @@ impl OmniBuilder {
         self.integrations = Some(integrations);
         self
     }
+    /// Replaces the resolver the egress policy asks for the addresses of host names
+    /// (default: the system's). Every answer is still checked: only public addresses,
+    /// or hosts mapped in `[network.resolve]`, are ever connected to.
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+    /// Replaces how `browser.scrape` turns a fetched document into text and links
+    /// (default: [`HtmlScraper`]). Pages are still fetched by the host's egress policy.
+    pub fn scrape_backend(mut self, scrape: Arc<dyn ScrapeBackend>) -> Self {
+        self.scrape = Some(scrape);
+        self
+    }
+    /// Replaces the WebSocket transport (default: [`TungsteniteBackend`]).
+    pub fn websocket_backend(mut self, websocket: Arc<dyn WebSocketBackend>) -> Self {
+        self.websocket = Some(websocket);
+        self
+    }
+    /// Adds, or replaces, the `search.web` provider called `name` (the providers of
+    /// `[search]` in `omni.toml` are built first).
+    pub fn search_provider(mut self, name: impl Into<String>, provider: Arc<dyn SearchProvider>) -> Self {
+        self.search.push((name.into(), provider));
+        self
+    }
     /// Names the session calls belong to (default: a fresh random id).
     pub fn session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());
@@ -328,9 +360,11 @@ impl OmniBuilder {
             Some(kv) => kv,
             None => Arc::new(RedbKv::new(db.clone()).map_err(policy_err)?),
         };
+        let resolver = self.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
+        let egress = Arc::new(Egress::new(config.network.clone(), resolver));
         let http: Arc<dyn HttpBackend> = match self.http {
             Some(h) => h,
-            None => Arc::new(ReqwestBackend::new(&config.network).map_err(policy_err)?),
+            None => Arc::new(ReqwestBackend::new(CheckedResolver::new(egress.clone())).map_err(policy_err)?),
         };
         let fs: Arc<dyn FsBackend> = self.fs.unwrap_or_else(|| Arc::new(CapStdFs));
         let process: Arc<dyn ProcessBackend> = self.process.unwrap_or_else(|| Arc::new(SystemProcess));
@@ -350,6 +384,16 @@ impl OmniBuilder {
             Some(s) => s,
             None => Arc::new(RedbSchedules::new(db.clone()).map_err(policy_err)?),
         };
+        let scrape = self.scrape.unwrap_or_else(|| Arc::new(HtmlScraper));
+        let websocket: Arc<dyn WebSocketBackend> = match self.websocket {
+            Some(w) => w,
+            None => Arc::new(TungsteniteBackend::new(CheckedResolver::new(egress.clone()))),
+        };
+        let mut search = SearchProviders::from_config(&config.search).map_err(policy_err)?;
+        for (name, provider) in self.search {
+            search.insert(name, provider);
+        }
+        let search = Arc::new(search);
         let session = self.session.unwrap_or_else(new_session_id);
         let guardian = Arc::new(
             omni_guardian::Guardian::new(config.guardian.clone()).map_err(|e| OmniError::Guardian(e.to_string()))?,
@@ -370,6 +414,11 @@ impl OmniBuilder {
                 notifications,
                 schedules,
                 integrations: self.integrations.unwrap_or_default(),
+                egress,
+                scrape,
+                pages: Default::default(),
+                websocket,
+                search,
                 guardian,
             }),
             engine,
@@ -429,6 +478,10 @@ impl Omni {
             notifications: None,
             schedules: None,
             integrations: None,
+            resolver: None,
+            scrape: None,
+            websocket: None,
+            search: Vec::new(),
             session: None,
         }
     }

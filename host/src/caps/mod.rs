@@ -9,10 +9,12 @@
 
 pub mod agent;
 pub mod automation;
+pub mod browser;
 pub mod clipboard;
 pub mod code_intel;
 pub mod debugger;
 pub mod device;
+pub mod egress;
 pub mod flowchart;
 pub mod fs;
 pub mod http;
@@ -24,7 +26,9 @@ pub mod messaging;
 pub mod notifications;
 pub mod process;
 pub mod scheduling;
+pub mod search;
 pub mod vcs;
+pub mod websocket;
 
 pub use integrations::{BackendFuture, IntegrationError, Integrations, NotConfigured};
 
@@ -43,6 +47,9 @@ pub(crate) fn link_backend(linker: &mut Linker<CallState>, capability: &str) -> 
     use crate::bindings::omni::caps;
     match capability {
         "network.http" => caps::http::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "browser.scrape" => caps::browser::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "network.websocket" => caps::websocket::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
+        "search.web" => caps::web_search::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "storage.persistent" => caps::kv::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "filesystem.read" => caps::fs_read::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
         "filesystem.write" => caps::fs_write::add_to_linker::<CallState, HasSelf<CallState>>(linker, |s| s)?,
@@ -145,3 +152,25 @@ macro_rules! try_budget {
     };
 }
 pub(crate) use try_budget;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostLimits;
+    use crate::engine::OmniEngine;
+
+    /// Every capability of the catalog reaches a backend when granted: none is left to the
+    /// "unavailable" stub, and each links its whole interface without a name clash.
+    #[test]
+    fn every_catalog_capability_links_a_backend() {
+        let engine = OmniEngine::new(&HostLimits::default()).expect("engine");
+        let mut linker = Linker::<CallState>::new(engine.engine());
+        let missing: Vec<&str> = omni_capabilities::catalog()
+            .iter()
+            .filter(|info| !link_backend(&mut linker, info.key).expect("links"))
+            .map(|info| info.key)
+            .collect();
+        assert!(missing.is_empty(), "capabilities without a backend: {missing:?}");
+        assert!(!link_backend(&mut linker, "no.such").expect("unknown key"), "an unknown key links nothing");
+    }
+}
