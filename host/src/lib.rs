@@ -52,7 +52,6 @@ pub(crate) struct HostShared {
     pub(crate) integrations: caps::Integrations,
     pub(crate) egress: Arc<caps::egress::Egress>,
     pub(crate) scrape: Arc<dyn caps::browser::ScrapeBackend>,
-    pub(crate) pages: caps::browser::PageCounts,
     pub(crate) websocket: Arc<dyn caps::websocket::WebSocketBackend>,
     pub(crate) search: Arc<caps::search::SearchProviders>,
     pub(crate) guardian: Arc<omni_guardian::Guardian>,

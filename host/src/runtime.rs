@@ -416,7 +416,6 @@ impl OmniBuilder {
                 integrations: self.integrations.unwrap_or_default(),
                 egress,
                 scrape,
-                pages: Default::default(),
                 websocket,
                 search,
                 guardian,

@@ -201,6 +201,8 @@ pub struct CallState {
     pub(crate) budget: CallBudget,
     /// Every permission refusal the guest met during this call, for the caller.
     pub(crate) denials: Vec<String>,
+    /// Pages `browser.scrape` loaded in this call, for the scope's `max_pages`.
+    pub(crate) pages_loaded: u32,
 }
 
 impl WasiView for CallState {
@@ -690,6 +692,7 @@ impl Sandbox {
             session,
             budget: CallBudget::new(limits),
             denials: Vec::new(),
+            pages_loaded: 0,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -461,13 +461,15 @@ fn scrape_max_pages_is_enforced() {
         .collect();
     omni.install(&plan, &decisions).expect("install");
     let net = Net { http, ws, omni, _dir: dir, rt: runtime() };
-    for _ in 0..2 {
-        let out = net.call("scrape", json!({ "url": "https://allowed.test/page" }));
-        assert_eq!(out["ok"], true, "{out}");
-    }
-    let out = net.call("scrape", json!({ "url": "https://allowed.test/page" }));
+    // Two pages in one call are within the scope; a third in the same call is not.
+    let out = net.call("scrape", json!({ "url": "https://allowed.test/page", "times": 2 }));
+    assert_eq!(out["ok"], true, "{out}");
+    let out = net.call("scrape", json!({ "url": "https://allowed.test/page", "times": 3 }));
     net.assert_refused(&out, "browser.scrape", "out-of-scope", "max_pages of 2");
-    assert_eq!(net.http.seen().len(), 2, "the third page must not be fetched: {:?}", net.http.seen());
+    assert_eq!(net.http.seen().len(), 4, "the third page of a call must not be fetched: {:?}", net.http.seen());
+    // The bound is per call: the next call starts again.
+    let out = net.call("scrape", json!({ "url": "https://allowed.test/page", "times": 2 }));
+    assert_eq!(out["ok"], true, "{out}");
     net.assert_still_serves();
 }
 

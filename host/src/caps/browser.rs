@@ -8,12 +8,11 @@
 //! plugging in a headless browser renders the document with the browser's own network
 //! access disabled (or routed back through `network.http`).
 //!
-//! `max_pages` in the scope bounds the page loads one extension asks for within one
-//! session (every `fetch-page` call counts once, whatever its outcome; redirect hops of
-//! one load do not count again).
+//! `max_pages` in the scope bounds the page loads one tool call asks for (every
+//! `fetch-page` counts once, whatever its outcome; redirect hops of one load do not count
+//! again).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ego_tree::iter::Edge;
@@ -28,7 +27,7 @@ use crate::bindings::CapError;
 use crate::sandbox::CallState;
 
 const CAPABILITY: &str = "browser.scrape";
-/// Pages one extension may load in one session when the scope names no `max_pages`.
+/// Pages one tool call may load when the scope names no `max_pages`.
 pub const DEFAULT_MAX_PAGES: u32 = 1_000;
 /// Longest text returned for one page, in bytes.
 pub const MAX_TEXT_BYTES: usize = 512 * 1024;
@@ -231,31 +230,6 @@ fn cap(mut s: String, max: usize) -> String {
     s
 }
 
-/// Pages loaded per (session, extension), for `max_pages`.
-#[derive(Debug, Default)]
-pub(crate) struct PageCounts {
-    counts: Mutex<HashMap<(String, String), u32>>,
-}
-
-impl PageCounts {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
-        match self.counts.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    /// Counts one more load and returns how many came before it. Counting before the
-    /// fetch, under the lock, keeps concurrent calls from overshooting the limit together.
-    fn reserve(&self, session: &str, extension: &str) -> u32 {
-        let mut counts = self.lock();
-        let n = counts.entry((session.to_string(), extension.to_string())).or_insert(0);
-        let before = *n;
-        *n = n.saturating_add(1);
-        before
-    }
-}
-
 impl Host for CallState {
     async fn fetch_page(&mut self, url: String, timeout_ms: Option<u32>) -> wasmtime::Result<Result<Page, CapError>> {
         try_budget!(self, url.len());
@@ -268,12 +242,15 @@ impl CallState {
         let url = parse_url(url, &["https", "http"])?;
         let host = self.host.clone();
         let config = host.egress.config();
-        let used = host.pages.reserve(&self.session, &self.ext.id);
+        // Counted before the fetch, whatever its outcome, so a failing page cannot be
+        // retried without bound.
+        let used = self.pages_loaded;
+        self.pages_loaded = self.pages_loaded.saturating_add(1);
         let pages_check = move |scope: &Scope| {
             let max = scope.as_network().and_then(|n| n.max_pages).unwrap_or(DEFAULT_MAX_PAGES);
             if used >= max {
                 return Err(format!(
-                    "this extension already asked for {used} pages in this session, its max_pages of {max}; a person can raise max_pages in the browser.scrape scope"
+                    "this call already asked for {used} pages, its max_pages of {max}; a person can raise max_pages in the browser.scrape scope"
                 ));
             }
             Ok(())
@@ -375,14 +352,5 @@ mod tests {
         assert_eq!(cap("héllo".to_string(), 2), "h");
         assert_eq!(cap("abc".to_string(), 10), "abc");
     }
-
-    #[test]
-    fn page_counts_are_per_session_and_extension() {
-        let counts = PageCounts::default();
-        assert_eq!(counts.reserve("s1", "a"), 0);
-        assert_eq!(counts.reserve("s1", "a"), 1);
-        assert_eq!(counts.reserve("s2", "a"), 0);
-        assert_eq!(counts.reserve("s1", "b"), 0);
-        assert_eq!(counts.reserve("s1", "a"), 2);
-    }
 }
+

@@ -87,22 +87,35 @@ fn get(args: GetArgs) -> Result<Outcome, ToolError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UrlArgs {
+struct ScrapeArgs {
     url: String,
+    /// Load the page this many times within the one call (default 1).
+    #[serde(default)]
+    times: Option<u32>,
 }
 
-fn scrape(args: UrlArgs) -> Result<Outcome, ToolError> {
-    Ok(match browser::fetch_page_within(&args.url, 10_000) {
-        Ok(page) => Outcome {
-            ok: true,
-            final_url: Some(page.url),
-            title: Some(page.title),
-            text: Some(clip(&page.text)),
-            links: Some(page.links.into_iter().map(|l| l.url).collect()),
-            ..Outcome::default()
-        },
-        Err(e) => refused(e),
-    })
+fn scrape(args: ScrapeArgs) -> Result<Outcome, ToolError> {
+    let times = args.times.unwrap_or(1).max(1);
+    let mut loaded = 0;
+    loop {
+        match browser::fetch_page_within(&args.url, 10_000) {
+            Ok(page) => {
+                loaded += 1;
+                if loaded < times {
+                    continue;
+                }
+                return Ok(Outcome {
+                    ok: true,
+                    final_url: Some(page.url),
+                    title: Some(page.title),
+                    text: Some(clip(&page.text)),
+                    links: Some(page.links.into_iter().map(|l| l.url).collect()),
+                    ..Outcome::default()
+                });
+            }
+            Err(e) => return Ok(refused(e)),
+        }
+    }
 }
 
 #[derive(Deserialize)]
