@@ -142,3 +142,28 @@ impl OmniConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in docs/configuration.md is a real configuration: every key it shows
+    /// exists, so the page cannot drift from the code unnoticed.
+    #[test]
+    fn the_documented_configuration_parses() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("closed block");
+        let config = OmniConfig::parse(&doc[start..end], "docs/configuration.md").expect("parses");
+        assert_eq!(config.network.max_redirects, 5);
+        assert_eq!(config.inference.api_key_env, "OMNI_INFERENCE_KEY");
+        assert_eq!(config.process.max_concurrent, 4);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_fix() {
+        let err = OmniConfig::parse("[network]\nmax_redirect = 3\n", "omni.toml").expect_err("typo");
+        let text = err.to_string();
+        assert!(text.contains("max_redirect") && text.contains("docs/configuration.md"), "{text}");
+    }
+}
