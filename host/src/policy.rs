@@ -658,6 +658,10 @@ impl PolicyEngine {
         if let Some(dir) = &config.data_dir {
             blocked.push(normalize(dir));
         }
+        // A blocked folder reached through a symlink is still blocked: keep its real
+        // location too.
+        let real: Vec<PathBuf> = blocked.iter().filter_map(|p| std::fs::canonicalize(p).ok()).filter(|r| !blocked.contains(r)).collect();
+        blocked.extend(real);
         let compiled = Compiled {
             disabled: config.disabled_capabilities.iter().cloned().collect(),
             confirm: config.confirm.iter().cloned().collect(),
@@ -732,6 +736,12 @@ impl PolicyEngine {
     /// The audit log the engine writes to.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
+    }
+
+    /// Every blocked path (the built-in list, `[security] blocked_paths` and Omni's data
+    /// dir), expanded and normalized, plus the real location of each that is a symlink.
+    pub fn blocked_paths(&self) -> &[PathBuf] {
+        &self.inner.compiled.blocked
     }
 
     /// The `[security]` configuration in force.
@@ -1136,9 +1146,17 @@ impl PolicyEngine {
     }
 
     fn check_paths(&self, ext: &str, cap: &str, target: &str) -> Result<(), Denial> {
+        self.check_path(ext, cap, &resolve_path(fs_target_path(target)))
+    }
+
+    /// Applies the `[security]` path rules (blocked paths, which always win, then
+    /// `allowed_paths` when set) to `path`, as the engine does for every filesystem
+    /// target. Backends whose targets hold paths in another form (`code.intelligence`)
+    /// call it directly. `path` should be absolute and free of `.` and `..`
+    /// ([`resolve_path`]); its real location (symlinks followed) is checked too.
+    pub fn check_path(&self, ext: &str, cap: &str, lexical: &Path) -> Result<(), Denial> {
         let compiled = &self.inner.compiled;
-        let raw = fs_target_path(target);
-        let lexical = normalize(&expand_home(raw, home_dir().as_deref()));
+        let lexical = lexical.to_path_buf();
         // Following symlinks catches a link that points into a blocked directory.
         let resolved = std::fs::canonicalize(&lexical).ok();
         let candidates = std::iter::once(&lexical).chain(resolved.as_ref());
@@ -1341,11 +1359,13 @@ fn out_of_scope(ext: &str, cap: &str, target: &str, scope: &Scope, why: &str) ->
 // Paths
 // ---------------------------------------------------------------------------------------
 
-fn home_dir() -> Option<PathBuf> {
+/// The user's home directory, which `~` in paths stands for.
+pub(crate) fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
-fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
+/// `~` and `~/x` expanded against `home`; anything else unchanged.
+pub(crate) fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
     match (path.strip_prefix('~'), home) {
         (Some(""), Some(h)) => h.to_path_buf(),
         (Some(rest), Some(h)) if rest.starts_with('/') || rest.starts_with('\\') => h.join(&rest[1..]),
@@ -1363,6 +1383,12 @@ fn fs_target_path(target: &str) -> &str {
         Some((_op, rest)) => rest.trim_start(),
         None => t,
     }
+}
+
+/// A path as the permission engine compares it: `~` expanded, made absolute, `.` and
+/// `..` resolved without touching the disk.
+pub fn resolve_path(path: &str) -> PathBuf {
+    normalize(&expand_home(path, home_dir().as_deref()))
 }
 
 /// Resolves `.` and `..` without touching the disk; relative paths are taken from the
@@ -1869,5 +1895,30 @@ mod tests {
         assert_eq!(fs_target_path("/x y/z"), "/x y/z");
         assert_eq!(expand_home("~/.ssh", Some(Path::new("/home/u"))), PathBuf::from("/home/u/.ssh"));
         assert_eq!(expand_home("~", Some(Path::new("/home/u"))), PathBuf::from("/home/u"));
+    }
+
+    #[test]
+    fn blocked_paths_hold_the_data_dir_and_the_real_location_of_a_linked_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        std::fs::create_dir_all(root.join("real-private")).expect("mkdir");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("real-private"), root.join("private")).expect("symlink");
+        let config = SecurityConfig {
+            blocked_paths: vec![format!("{}/x/../private", root.display())],
+            data_dir: Some(root.join("data")),
+            ..SecurityConfig::default()
+        };
+        let db = Arc::new(Database::create(root.join("omni.redb")).expect("db"));
+        let audit = AuditLog::open(Arc::clone(&db)).expect("audit");
+        let engine = PolicyEngine::open(db, audit, config, Arc::new(DenyPrompter)).expect("engine");
+        let blocked = engine.blocked_paths();
+        assert!(blocked.contains(&root.join("private")), "normalized: {blocked:?}");
+        assert!(blocked.contains(&root.join("data")), "the data dir: {blocked:?}");
+        #[cfg(unix)]
+        assert!(blocked.contains(&root.join("real-private")), "the link's target: {blocked:?}");
+        #[cfg(unix)]
+        assert!(engine.check_path("e", "filesystem.read", &root.join("real-private/key")).is_err(), "reached without the link");
+        assert!(engine.check_path("e", "filesystem.read", &root.join("public/key")).is_ok());
     }
 }

@@ -9,13 +9,13 @@
 //! The default backend answers `unavailable`; an embedder plugs language servers in with
 //! [`Integrations::with_code_intel`](super::Integrations::with_code_intel).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::integrations::{BackendFuture, NotConfigured};
 use super::try_budget;
 use crate::bindings::omni::caps::code_intel::Host;
 use crate::bindings::CapError;
-use crate::policy::{SecurityConfig, DEFAULT_BLOCKED_PATHS};
+use crate::policy::{resolve_path, PolicyEngine};
 use crate::sandbox::CallState;
 
 pub use crate::bindings::omni::caps::code_intel::{Diagnostic, Position, Severity, Span, Symbol, SymbolKind};
@@ -59,72 +59,21 @@ impl CodeIntelBackend for NotConfigured {
     }
 }
 
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
-}
-
-fn expand(path: &str, home: Option<&Path>) -> Option<PathBuf> {
-    match (path.strip_prefix('~'), home) {
-        (Some(""), Some(h)) => Some(h.to_path_buf()),
-        (Some(rest), Some(h)) if rest.starts_with('/') => Some(h.join(&rest[1..])),
-        (Some(_), _) => None,
-        (None, _) => Some(PathBuf::from(path)),
-    }
-}
-
-/// Resolves `.` and `..` without touching the disk; `..` never climbs above the root.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-/// Applies the `[security]` path rules to `path`; the path the backend may use, or why not.
-///
-/// `Err(Ok(reason))` is a refusal to audit, `Err(Err(error))` malformed input.
-fn check_path(config: &SecurityConfig, path: &str) -> Result<PathBuf, Result<String, CapError>> {
+/// The path a query may use: absolute, `~` expanded, `.` and `..` resolved, symlinks
+/// followed when the file exists; then the `[security]` path rules of the permission
+/// engine. `Err(Ok(reason))` is a refusal to audit, `Err(Err(error))` malformed input.
+fn check_path(policy: &PolicyEngine, ext: &str, path: &str) -> Result<PathBuf, Result<String, CapError>> {
     if path.is_empty() || path.contains('\0') {
         return Err(Err(CapError::InvalidInput("the path is empty or contains a NUL character; pass an absolute file path".into())));
     }
-    let home = home();
-    let Some(expanded) = expand(path, home.as_deref()).filter(|p| p.is_absolute()) else {
+    if !(path.starts_with('/') || path.starts_with("~/") || Path::new(path).is_absolute()) {
         return Err(Err(CapError::InvalidInput(format!("{path:?} is not an absolute path; pass the file's full path (or one starting with ~/)"))));
-    };
-    let lexical = normalize(&expanded);
-    let resolved = std::fs::canonicalize(&lexical).ok();
-    let blocked: Vec<PathBuf> = DEFAULT_BLOCKED_PATHS
-        .iter()
-        .copied()
-        .chain(config.blocked_paths.iter().map(String::as_str))
-        .filter_map(|p| expand(p, home.as_deref()))
-        .map(|p| normalize(&p))
-        .chain(config.data_dir.iter().map(|d| normalize(d)))
-        .collect();
-    let allowed: Vec<PathBuf> = config.allowed_paths.iter().filter_map(|p| expand(p, home.as_deref())).map(|p| normalize(&p)).collect();
-    for p in std::iter::once(&lexical).chain(resolved.as_ref()) {
-        if let Some(b) = blocked.iter().find(|b| p.starts_with(b)) {
-            return Err(Ok(format!(
-                "{} is under the blocked path {} ([security] blocked_paths and the built-in list); no grant can override this",
-                p.display(),
-                b.display()
-            )));
-        }
-        if !allowed.is_empty() && !allowed.iter().any(|a| p.starts_with(a)) {
-            return Err(Ok(format!(
-                "{} is outside [security] allowed_paths; add a parent directory there to allow it",
-                p.display()
-            )));
-        }
     }
-    Ok(resolved.unwrap_or(lexical))
+    let lexical = resolve_path(path);
+    match policy.check_path(ext, CAPABILITY, &lexical) {
+        Ok(()) => Ok(std::fs::canonicalize(&lexical).unwrap_or(lexical)),
+        Err(denial) => Err(Ok(denial.to_string())),
+    }
 }
 
 /// No scope fields: a grant covers every file the path rules allow.
@@ -136,7 +85,8 @@ impl CallState {
     /// Budget, path rules and authorization shared by every query; the path to use.
     async fn code_intel_allow(&mut self, operation: &str, path: &str) -> Result<(String, String), CapError> {
         let target = format!("{operation} {path}");
-        let checked = match check_path(self.host.policy.config(), path) {
+        let host = self.host.clone();
+        let checked = match check_path(&host.policy, &self.ext.id, path) {
             Ok(p) => p,
             Err(Err(e)) => return Err(e),
             Err(Ok(reason)) => return Err(self.refuse(CAPABILITY, &target, reason).await),
@@ -211,6 +161,9 @@ mod tests {
 
     #[test]
     fn paths_follow_the_filesystem_rules() {
+        use crate::audit::AuditLog;
+        use crate::policy::{DenyPrompter, SecurityConfig};
+        use std::sync::Arc;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical");
         let secret = root.join("secret");
@@ -224,14 +177,17 @@ mod tests {
             allowed_paths: vec![root.display().to_string()],
             ..SecurityConfig::default()
         };
+        let db = Arc::new(redb::Database::create(dir.path().join("omni.redb")).expect("db"));
+        let audit = AuditLog::open(Arc::clone(&db)).expect("audit");
+        let config = PolicyEngine::open(db, audit, config, Arc::new(DenyPrompter)).expect("engine");
         let ok = root.join("ok.rs");
-        assert_eq!(check_path(&config, &ok.display().to_string()).ok(), Some(ok));
+        assert_eq!(check_path(&config, "ext", &ok.display().to_string()).ok(), Some(ok));
         let sneaky = format!("{}/other/../secret/key.rs", root.display());
-        assert!(matches!(check_path(&config, &sneaky), Err(Ok(_))), "`..` into a blocked dir");
+        assert!(matches!(check_path(&config, "ext", &sneaky), Err(Ok(_))), "`..` into a blocked dir");
         #[cfg(unix)]
-        assert!(matches!(check_path(&config, &root.join("link.rs").display().to_string()), Err(Ok(_))), "a symlink into a blocked dir");
-        assert!(matches!(check_path(&config, "/etc/hostname"), Err(Ok(_))), "outside allowed_paths");
-        assert!(matches!(check_path(&config, "relative.rs"), Err(Err(CapError::InvalidInput(_)))));
-        assert!(matches!(check_path(&config, ""), Err(Err(CapError::InvalidInput(_)))));
+        assert!(matches!(check_path(&config, "ext", &root.join("link.rs").display().to_string()), Err(Ok(_))), "a symlink into a blocked dir");
+        assert!(matches!(check_path(&config, "ext", "/etc/hostname"), Err(Ok(_))), "outside allowed_paths");
+        assert!(matches!(check_path(&config, "ext", "relative.rs"), Err(Err(CapError::InvalidInput(_)))));
+        assert!(matches!(check_path(&config, "ext", ""), Err(Err(CapError::InvalidInput(_)))));
     }
 }

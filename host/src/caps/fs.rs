@@ -49,7 +49,6 @@ use serde::{Deserialize, Serialize};
 use super::try_budget;
 use crate::bindings::omni::caps::{fs_read, fs_write};
 use crate::bindings::CapError;
-use crate::policy::SecurityConfig;
 use crate::sandbox::CallState;
 
 /// Capability key of the reading interface.
@@ -685,33 +684,6 @@ pub fn parse_guest_path(input: &str, home: Option<&Path>, data: Option<&Path>) -
     Ok(normalize_lexically(&absolute))
 }
 
-/// The paths `[security]` blocks, expanded like the permission engine expands them, plus
-/// their real locations.
-pub fn blocked_paths(security: &SecurityConfig, home: Option<&Path>) -> Vec<PathBuf> {
-    let expand = |p: &str| -> Option<PathBuf> {
-        match (p.strip_prefix('~'), home) {
-            (Some(""), Some(h)) => Some(h.to_path_buf()),
-            (Some(rest), Some(h)) if rest.starts_with('/') => Some(h.join(&rest[1..])),
-            (Some(_), _) => None,
-            (None, _) => Some(PathBuf::from(p)),
-        }
-    };
-    let mut out: Vec<PathBuf> = crate::policy::DEFAULT_BLOCKED_PATHS
-        .iter()
-        .copied()
-        .chain(security.blocked_paths.iter().map(String::as_str))
-        .filter_map(expand)
-        .chain(security.data_dir.clone())
-        .map(|p| normalize_lexically(&p))
-        .collect();
-    let real: Vec<PathBuf> = out.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
-    out.extend(real);
-    out
-}
-
-fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
-}
 
 /// What a path-taking operation needs once the path is resolved.
 struct Located {
@@ -780,7 +752,7 @@ fn wit_kind(k: FileKind) -> fs_read::EntryKind {
 impl CallState {
     fn fs_anchors(&self) -> Anchors {
         Anchors {
-            home: home_dir(),
+            home: crate::policy::home_dir(),
             // A relative folder would make every check depend on the host's working
             // directory; such a setting names no data folder at all.
             data: self
@@ -898,7 +870,8 @@ impl CallState {
     /// Refuses an operation on a folder that holds a blocked path (removing or moving it
     /// would reach the blocked path without naming it).
     async fn fs_refuse_blocked_inside(&mut self, capability: &'static str, op: &str, real: &Path) -> Result<(), CapError> {
-        let blocked = blocked_paths(&self.host.config.security, home_dir().as_deref());
+        let host = self.host.clone();
+        let blocked = host.policy.blocked_paths();
         if let Some(b) = blocked.iter().find(|b| b.starts_with(real) && b.as_path() != real) {
             let reason = format!(
                 "{} holds the blocked path {} ([security] blocked_paths and the built-in list); it cannot be removed or moved as a whole",
@@ -1015,7 +988,8 @@ impl CallState {
         let limit = self.host.config.filesystem.max_list_entries;
         let (root, rel) = (loc.root.clone(), loc.resolved.rel.clone());
         let entries = self.fs_blocking(move |b| b.list(&root, &rel, limit)).await.map_err(fs_error)?;
-        let blocked = blocked_paths(&self.host.config.security, home_dir().as_deref());
+        let host = self.host.clone();
+        let blocked = host.policy.blocked_paths();
         Ok(entries
             .into_iter()
             .filter(|e| {
@@ -1306,17 +1280,5 @@ mod tests {
         assert_eq!(CapStdFs.resolve(&r, Path::new("null"), true).unwrap().kind, Some(FileKind::Other));
         assert!(matches!(CapStdFs.read(&r, Path::new("zero"), 0, 10), Err(FsError::NotRegular(_))));
     }
-
-    #[test]
-    fn blocked_paths_expand_home_and_include_the_data_dir() {
-        let security = SecurityConfig {
-            blocked_paths: vec!["~/taxes".into(), "/srv/secret/../private".into()],
-            data_dir: Some(PathBuf::from("/var/lib/omni")),
-            ..SecurityConfig::default()
-        };
-        let b = blocked_paths(&security, Some(Path::new("/home/ada")));
-        for p in ["/home/ada/.ssh", "/home/ada/.aws", "/home/ada/.gnupg", "/home/ada/taxes", "/srv/private", "/var/lib/omni"] {
-            assert!(b.contains(&PathBuf::from(p)), "{p} missing from {b:?}");
-        }
-    }
 }
+
