@@ -1,11 +1,20 @@
 //! Scan latency and throughput, each next to its floor: a bare `RegexSet` match of the
-//! signature patterns over the raw text.
+//! signature patterns over the raw text, reading all of it (`count_matching_raw`).
+//!
+//! The 1 MiB document is real, varied benign text: every benign row of the shipped
+//! corpus (`data/benign.jsonl`) and of the development sets (`../../shared/datasets/
+//! guardian-dev`, when present), shuffled with a fixed seed and joined until 1 MiB. No
+//! sentence repeats, so neither the floor nor the Guardian profits from a warm cache of
+//! a few sentences.
 //!
 //! ```text
 //! cargo bench -p omni-guardian --features ml-classifier --bench scan
 //! ```
 
+use std::path::PathBuf;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use omni_guardian::eval::load_jsonl;
 use omni_guardian::{Guardian, GuardianConfig, ScanPoint};
 use std::hint::black_box;
 
@@ -20,18 +29,67 @@ const PARAGRAPHS: &[&str] = &[
     "Run the test suite with cargo test and check that every case passes before opening a pull request. ",
 ];
 
-fn text_of(len: usize) -> String {
-    let mut s = String::with_capacity(len + 128);
+/// The 1 KiB benign text (kept identical across versions so latencies compare).
+fn kib_text() -> String {
+    let mut s = String::with_capacity(1200);
     let mut i = 0;
-    while s.len() < len {
+    while s.len() < 1024 {
         s.push_str(PARAGRAPHS[i % PARAGRAPHS.len()]);
         if i % 5 == 4 {
             s.push('\n');
         }
         i += 1;
     }
-    s.truncate(len);
+    s.truncate(1024);
     s
+}
+
+/// 1 MiB of distinct benign rows in a fixed pseudo-random order.
+fn mib_document() -> String {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dev = manifest.join("../../shared/datasets/guardian-dev");
+    let mut texts: Vec<String> = Vec::new();
+    let files = [
+        manifest.join("data/benign.jsonl"),
+        dev.join("bipia.jsonl"),
+        dev.join("benign_instructions.jsonl"),
+        dev.join("agentdojo_tool_outputs.jsonl"),
+    ];
+    for f in &files {
+        if let Ok(rows) = load_jsonl(f) {
+            texts.extend(rows.into_iter().filter(|r| r.label == 0).map(|r| r.text));
+        }
+    }
+    texts.sort();
+    texts.dedup();
+    // Fisher-Yates with a fixed 64-bit LCG: the same document on every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..texts.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let j = ((state >> 33) as usize) % (i + 1);
+        texts.swap(i, j);
+    }
+    let mut doc = String::with_capacity((1 << 20) + 4096);
+    for t in &texts {
+        if doc.len() >= 1 << 20 {
+            break;
+        }
+        doc.push_str(t);
+        doc.push_str("\n\n");
+    }
+    assert!(
+        doc.len() >= 1 << 20,
+        "benign corpus too small for a 1 MiB document: {} bytes",
+        doc.len()
+    );
+    let mut cut = 1 << 20;
+    while !doc.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    doc.truncate(cut);
+    doc
 }
 
 fn bench(c: &mut Criterion) {
@@ -40,13 +98,19 @@ fn bench(c: &mut Criterion) {
         ..GuardianConfig::default()
     })
     .expect("guardian builds");
-    let kb = text_of(1024);
-    let mb = text_of(1 << 20);
+    let kb = kib_text();
+    let mb = mib_document();
 
     let mut g = c.benchmark_group("scan-1KB-benign");
     g.throughput(Throughput::Bytes(kb.len() as u64));
     g.bench_function("floor: RegexSet over raw text", |b| {
-        b.iter(|| black_box(plain.signatures().is_match_raw(black_box(kb.as_bytes()))))
+        b.iter(|| {
+            black_box(
+                plain
+                    .signatures()
+                    .count_matching_raw(black_box(kb.as_bytes())),
+            )
+        })
     });
     g.bench_function("layers 1-2", |b| {
         b.iter(|| black_box(plain.scan(black_box(&kb), ScanPoint::UserInput)))
@@ -66,7 +130,7 @@ fn bench(c: &mut Criterion) {
     g.bench_with_input(
         BenchmarkId::new("floor: RegexSet over raw text", "1MB"),
         &mb,
-        |b, t| b.iter(|| black_box(plain.signatures().is_match_raw(t.as_bytes()))),
+        |b, t| b.iter(|| black_box(plain.signatures().count_matching_raw(t.as_bytes()))),
     );
     g.bench_with_input(BenchmarkId::new("layers 1-2", "1MB"), &mb, |b, t| {
         b.iter(|| black_box(plain.scan(t, ScanPoint::ToolResult)))

@@ -145,23 +145,29 @@ pub struct SignatureSet {
     unanchored_ids: Vec<usize>,
 }
 
-/// Longest match a signature is assumed to produce when verified around a prefilter
-/// hit; patterns bound their gaps well below this.
+/// Longest signature match: a match must fit in this many bytes (longer ones, which
+/// only unbounded repetitions over long whitespace could produce, are not matches).
+/// Prefilter hits are verified within a window of this size.
 const MAX_MATCH_BYTES: usize = 1024;
 
 /// Prefilter literals are cut to this many bytes.
 const PREFIX_BYTES: usize = 8;
 
+/// Context searched on each side of a change by [`SignatureSet::scan_view_changes`]:
+/// a match touching the change fits, and so does its verification window.
+pub(crate) const CONTEXT_BYTES: usize = 2 * MAX_MATCH_BYTES + 2;
+
 /// Prefix literals of a pattern, or `None` when it has no selective ones.
 fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    // The normalized text writes inline whitespace as a plain space, so `\s` can be
-    // read as one space here; without this the six-byte class multiplies the literals
-    // until the extractor gives up and keeps only a common first word.
+    // The normalized text writes a run of inline whitespace as one plain space, so
+    // `\s` can be read as a space or a line break here; without this the six-byte
+    // class multiplies the literals until the extractor gives up and keeps only a
+    // common first word. (A run mixing spaces and line breaks is not covered.)
     let simplified = pattern
-        .replace("\\s+", " ")
-        .replace("\\s*", "")
-        .replace("\\s", " ");
+        .replace("\\s+", "[ \\n]")
+        .replace("\\s*", "[ \\n]?")
+        .replace("\\s", "[ \\n]");
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -264,6 +270,7 @@ impl SignatureSet {
             let re = RegexBuilder::new(&format!("\\A(?:{})", s.pattern))
                 .unicode(false)
                 .size_limit(8 << 20)
+                .dfa_size_limit(16 << 20)
                 .build()
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
             anchored.push(re);
@@ -330,6 +337,7 @@ impl SignatureSet {
             starts_with_boundary,
             prefilter,
             literal_owners,
+
             unanchored_set,
             unanchored_ids,
         })
@@ -361,23 +369,79 @@ impl SignatureSet {
         self.normalized_set.is_match(bytes)
     }
 
+    /// How many normalized-view signatures match `bytes`, matched as one `RegexSet`
+    /// with no normalization. Unlike [`SignatureSet::is_match_raw`] it reads the whole
+    /// text, which makes it the floor a scan is measured against.
+    pub fn count_matching_raw(&self, bytes: &[u8]) -> usize {
+        self.normalized_set.matches(bytes).len()
+    }
+
     /// Matches a view and appends hits located in the view's original text.
     pub(crate) fn scan_view(&self, view: &View, which: SignatureView, out: &mut Vec<RawHit>) {
-        let hay = &view.bytes[..];
-        let record =
-            |index: usize, out: &mut Vec<RawHit>, found: Option<regex::bytes::Match<'_>>| {
-                if let Some(m) = found {
-                    let (start, end) = view.original_span(m.start(), m.end());
-                    out.push(RawHit { index, start, end });
-                }
-            };
+        self.scan(view, which, 0..view.bytes.len(), None, out);
+    }
+
+    /// Matches `view` only where it differs from a view already scanned with
+    /// [`SignatureSet::scan_view`]: `changes` are the sorted differing ranges, and
+    /// outside them `view` repeats the scanned view byte for byte.
+    ///
+    /// Appends exactly the hits a full `scan_view` of `view` would append after the
+    /// other view's: a signature whose match neither overlaps nor touches a change
+    /// matched the other view already (same bytes, same neighbours) and is skipped
+    /// there, so the signatures still missing can only match across a change, within
+    /// [`MAX_MATCH_BYTES`] of it. Each change is searched with [`CONTEXT_BYTES`] of
+    /// context either side, which keeps every such match and its verification window
+    /// whole, and only matches touching a change are kept, which drops the matches the
+    /// cut ends of a context could fake.
+    pub(crate) fn scan_view_changes(
+        &self,
+        view: &View,
+        changes: &[(usize, usize)],
+        out: &mut Vec<RawHit>,
+    ) {
+        let n = view.bytes.len();
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        for &(s, e) in changes {
+            let s = s.saturating_sub(CONTEXT_BYTES);
+            let e = (e + CONTEXT_BYTES).min(n);
+            match regions.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => regions.push((s, e)),
+            }
+        }
+        for (s, e) in regions {
+            self.scan(view, SignatureView::Normalized, s..e, Some(changes), out);
+        }
+    }
+
+    /// Matches `view.bytes[range]` (context outside the range still decides word
+    /// boundaries at its start). With `changes`, keeps only matches touching one.
+    fn scan(
+        &self,
+        view: &View,
+        which: SignatureView,
+        range: std::ops::Range<usize>,
+        changes: Option<&[(usize, usize)]>,
+        out: &mut Vec<RawHit>,
+    ) {
+        let hay = &view.bytes[..range.end];
+        let from = range.start;
+        // Whether `[s, e)` overlaps or is adjacent to a change.
+        let keep = |s: usize, e: usize| match changes {
+            None => true,
+            Some(ch) => {
+                let k = ch.partition_point(|c| c.1 + 1 < s);
+                ch.get(k).is_some_and(|c| c.0 <= e)
+            }
+        };
         let (set, ids) = match which {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
                 // A prefix literal at `p` means a match can only start at `p`: verify
                 // with the anchored pattern, which reads no further than the match.
                 let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-                for m in self.prefilter.find_overlapping_iter(hay) {
+                let input = aho_corasick::Input::new(hay).range(from..);
+                for m in self.prefilter.find_overlapping_iter(input) {
                     let p = m.start();
                     for &index in &self.literal_owners[m.pattern().as_usize()] {
                         if self.starts_with_boundary[index] && p > 0 && word(hay[p - 1]) {
@@ -388,6 +452,9 @@ impl SignatureSet {
                         }
                         let end = (p + MAX_MATCH_BYTES).min(hay.len());
                         if let Some(mm) = self.anchored[index].find(&hay[p..end]) {
+                            if !keep(p + mm.start(), p + mm.end()) {
+                                continue;
+                            }
                             let (start, end) = view.original_span(p + mm.start(), p + mm.end());
                             out.push(RawHit { index, start, end });
                         }
@@ -396,13 +463,28 @@ impl SignatureSet {
                 (&self.unanchored_set, &self.unanchored_ids)
             }
         };
-        for local in set.matches(hay).iter() {
+        for local in set.matches_at(hay, from).iter() {
             let index = ids[local];
             if out.iter().any(|h| h.index == index) {
                 continue;
             }
-            let found = self.regexes[index].find(hay);
-            record(index, out, found);
+            let re = &self.regexes[index];
+            let mut at = from;
+            let mut found = None;
+            while let Some(m) = re.find_at(hay, at) {
+                if m.len() <= MAX_MATCH_BYTES && keep(m.start(), m.end()) {
+                    found = Some(m);
+                    break;
+                }
+                at = m.end().max(m.start() + 1);
+                if at > hay.len() {
+                    break;
+                }
+            }
+            if let Some(m) = found {
+                let (start, end) = view.original_span(m.start(), m.end());
+                out.push(RawHit { index, start, end });
+            }
         }
     }
 

@@ -31,9 +31,9 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         Self {
-            epochs: 6,
+            epochs: 10,
             learning_rate: 0.2,
-            l2: 1e-5,
+            l2: 3e-5,
             benign_weight: 2.0,
             seed: 0x0A11_CE5E_ED00_0001,
             bipia_per_attack: 6,
