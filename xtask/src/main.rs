@@ -81,6 +81,9 @@ fn cmd_build_extension(args: &[String]) -> anyhow::Result<()> {
 struct DemoCli {
     omni: PathBuf,
     data_dir: PathBuf,
+    /// What `~` means for the demo's commands: a folder of its own, outside the data dir
+    /// (which Omni always blocks).
+    home: PathBuf,
     surprises: Vec<String>,
 }
 
@@ -93,6 +96,8 @@ impl DemoCli {
             .collect();
         println!("$ omni {}", shown.join(" "));
         let out = Command::new(&self.omni)
+            // `~` in the files sample's scope means this demo folder, not the real home.
+            .env("HOME", &self.home)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(args)
@@ -129,14 +134,19 @@ fn demo() -> anyhow::Result<()> {
     if data_dir.exists() {
         std::fs::remove_dir_all(&data_dir).with_context(|| format!("cannot clear {}", data_dir.display()))?;
     }
+    let home = root.join("target").join("omni-demo-home");
+    if home.exists() {
+        std::fs::remove_dir_all(&home).with_context(|| format!("cannot clear {}", home.display()))?;
+    }
     std::fs::create_dir_all(&data_dir)?;
+    std::fs::create_dir_all(home.join("OmniFiles"))?;
     let standin = StandIn::start().context("cannot start the Open-Meteo stand-in on 127.0.0.1")?;
     std::fs::write(
         data_dir.join("omni.toml"),
         format!(
-            "# The demo runs offline: Open-Meteo is answered by a stand-in on loopback.\n\
-             # The scope check still runs on api.open-meteo.com.\n\
-             [network.resolve]\n\"api.open-meteo.com\" = \"{}\"\n",
+            "# The demo runs offline: Open-Meteo and example.com are answered by a stand-in\n\
+             # on loopback. The scope checks still run on the real names.\n\
+             [network.resolve]\n\"api.open-meteo.com\" = \"{0}\"\n\"example.com\" = \"{0}\"\n",
             standin.base_url()
         ),
     )?;
@@ -148,7 +158,7 @@ fn demo() -> anyhow::Result<()> {
             .map(|b| b.dir.display().to_string())
             .with_context(|| format!("sample {id} was not built"))
     };
-    let mut cli = DemoCli { omni, data_dir, surprises: Vec::new() };
+    let mut cli = DemoCli { omni, data_dir, home, surprises: Vec::new() };
     cli.run("install the calculator: it asks for no capabilities", &["install", &ext("dev.omni.calculator")?, "--yes"], 0)?;
     cli.run("a call", &["call", "dev.omni.calculator", "evaluate", r#"{"expression": "2*(3+4)"}"#], 0)?;
     cli.run("bad input gets a clear error", &["call", "dev.omni.calculator", "evaluate", r#"{"expression": "2*(3+"}"#], 1)?;
@@ -161,6 +171,21 @@ fn demo() -> anyhow::Result<()> {
     cli.run("search notes", &["call", "dev.omni.notes", "search", r#"{"query": "coffee"}"#], 0)?;
     cli.run("install weather, granting network.http to api.open-meteo.com", &["install", &ext("dev.omni.weather")?, "--yes"], 0)?;
     cli.run("current weather in Berlin", &["call", "dev.omni.weather", "get_weather", r#"{"latitude": 52.52, "longitude": 13.41}"#], 0)?;
+    cli.run("install web-reader, granting network.http and browser.scrape to example.com and *.wikipedia.org", &["install", &ext("dev.omni.web-reader")?, "--yes"], 0)?;
+    cli.run("read a page: the host fetches it and drops its script and style", &["call", "dev.omni.web-reader", "fetch_text", r#"{"url": "https://example.com/"}"#], 0)?;
+    cli.run(
+        "the cloud metadata address is outside the grant: refused before anything is sent (exit code 3)",
+        &["call", "dev.omni.web-reader", "fetch_text", r#"{"url": "http://169.254.169.254/latest/meta-data/"}"#],
+        3,
+    )?;
+    cli.run("install files, granting ~/OmniFiles (here: the demo's own home folder)", &["install", &ext("dev.omni.files")?, "--yes"], 0)?;
+    cli.run("write a file: a temp file, then an atomic rename", &["call", "dev.omni.files", "write", r#"{"path": "~/OmniFiles/todo.txt", "content": "buy coffee"}"#], 0)?;
+    cli.run("list the folder", &["call", "dev.omni.files", "list", r#"{"path": "~/OmniFiles"}"#], 0)?;
+    cli.run(
+        "a path that climbs out of the folder to ~/.ssh is refused and audited (exit code 3)",
+        &["call", "dev.omni.files", "read", r#"{"path": "~/OmniFiles/../.ssh/id_ed25519"}"#],
+        3,
+    )?;
     cli.run(
         "an extension that calls a capability it never declared is refused at install",
         &["install", &ext("dev.omni.adversarial.undeclared-import")?, "--yes"],

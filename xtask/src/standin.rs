@@ -3,7 +3,9 @@
 //! It answers `GET /v1/forecast` in Open-Meteo's JSON shape with values derived from the
 //! coordinates (so a test can tell which request it answered), and a few routes the
 //! security suite needs: `/redirect?to=URL` (302), `/slow?ms=N` (waits, then answers) and
-//! `/big?bytes=N` (a large body). It listens on 127.0.0.1 only and stops when dropped.
+//! `/big?bytes=N` (a large body). `/` answers a small HTML article (with a script and a
+//! style that a reader must drop), standing in for a web page in the demo. It listens on
+//! 127.0.0.1 only and stops when dropped.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -151,6 +153,7 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             let n: usize = params.get("bytes").and_then(|m| m.parse().ok()).unwrap_or(1 << 20);
             respond(&mut stream, 200, &[], &"x".repeat(n.min(256 << 20)))
         }
+        "/" => respond(&mut stream, 200, &[("Content-Type", "text/html; charset=utf-8")], ARTICLE),
         _ => respond(&mut stream, 404, &[], "{\"error\":true,\"reason\":\"not found\"}"),
     }
 }
@@ -161,10 +164,10 @@ fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: 
         302 => "Found",
         _ => "Not Found",
     };
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -173,6 +176,13 @@ fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: 
     stream.write_all(body.as_bytes())?;
     stream.flush()
 }
+
+/// The page `/` serves.
+const ARTICLE: &str = "<!doctype html><html><head><title>Example Domain</title>\
+<style>body { font-family: sans-serif }</style>\
+<script>document.title = 'tracking ' + document.cookie;</script></head>\
+<body><h1>Example Domain</h1><p>This domain is for use in illustrative examples in documents.</p>\
+<p><a href=\"https://www.iana.org/domains/example\">More information...</a></p></body></html>";
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
