@@ -6,6 +6,7 @@
 mod audit_cmd;
 mod grants_cmd;
 mod guardian_cmd;
+mod schedules_cmd;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ enum Command {
     KillSwitch,
     /// Query, export or verify the audit log.
     Audit(audit_cmd::AuditArgs),
+    /// List the jobs extensions scheduled, or run the ones that are due.
+    #[command(subcommand)]
+    Schedules(schedules_cmd::SchedulesCommand),
     /// Scan text with the Guardian, or evaluate it on labelled data.
     #[command(subcommand)]
     Guardian(guardian_cmd::GuardianCommand),
@@ -180,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Grants(cmd) => grants_cmd::run(cmd, open(&env)?.policy(), json),
         Command::KillSwitch => grants_cmd::kill_switch(open(&env)?.policy(), json),
         Command::Audit(args) => audit_cmd::run(&args, open(&env)?.audit(), json),
+        Command::Schedules(cmd) => schedules_cmd::run(cmd, &open(&env)?, json),
     }
 }
 

@@ -106,3 +106,48 @@ fn install_refusals_are_clear() {
     let out = omni(data.path(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
+
+#[test]
+fn scheduled_jobs_are_listed_and_run_under_current_grants() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let probe = sample("dev.omni.adversarial.ai-probe");
+    let out = omni(data.path(), &["install", probe.to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let args = serde_json::json!({ "tool": "ping", "at": now + 1_000 }).to_string();
+    let out = omni(data.path(), &["call", "dev.omni.adversarial.ai-probe", "schedule", &args]);
+    assert!(out.status.success(), "{}", text(&out));
+    let job = json_of(&out)["ok"].as_str().unwrap_or_else(|| panic!("a job id: {}", text(&out))).to_string();
+
+    let out = omni(data.path(), &["--json", "schedules", "list"]);
+    let jobs = json_of(&out);
+    assert_eq!(jobs[0]["id"], job.as_str(), "{jobs}");
+    assert_eq!(jobs[0]["tool"], "ping", "{jobs}");
+
+    // Wait until the job is due (no timing is asserted: run just needs it to be due).
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64 <= now + 1_000 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = omni(data.path(), &["schedules", "run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("{job} dev.omni.adversarial.ai-probe ping: completed")), "{}", text(&out));
+    // A one-off job is gone once it ran.
+    let out = omni(data.path(), &["schedules", "list"]);
+    assert!(text(&out).contains("no scheduled jobs"), "{}", text(&out));
+
+    // A job whose extension lost system.scheduling is refused, audited and removed.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let args = serde_json::json!({ "tool": "ping", "at": now + 1_000 }).to_string();
+    let out = omni(data.path(), &["call", "dev.omni.adversarial.ai-probe", "schedule", &args]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = omni(data.path(), &["grants", "revoke", "dev.omni.adversarial.ai-probe", "system.scheduling"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let jobs = json_of(&omni(data.path(), &["--json", "schedules", "list"]));
+    let next = jobs[0]["next_run_ms"].as_u64().expect("next run");
+    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64) < next {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = omni(data.path(), &["schedules", "run"]);
+    assert_eq!(out.status.code(), Some(1), "a refused job is a failure: {}", text(&out));
+    assert!(text(&out).contains("refused"), "{}", text(&out));
+}

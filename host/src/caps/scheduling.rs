@@ -585,6 +585,23 @@ pub struct ScheduledRun {
 pub struct SchedulerError(#[from] ScheduleError);
 
 impl Omni {
+    /// The scheduled jobs of `extension`, or of every installed extension, soonest first.
+    pub fn scheduled_jobs(&self, extension: Option<&str>) -> Result<Vec<Job>, SchedulerError> {
+        let store = self.schedules();
+        let mut jobs = Vec::new();
+        match extension {
+            Some(id) => jobs = store.list(id)?,
+            None => {
+                // Installed extensions only: uninstall removes an extension's jobs.
+                for ext in self.list().map_err(|e| ScheduleError::Storage(e.to_string()))? {
+                    jobs.extend(store.list(&ext.id)?);
+                }
+            }
+        }
+        jobs.sort_by(|a, b| a.next_run_ms.cmp(&b.next_run_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(jobs)
+    }
+
     /// Runs every job due at `now_ms` (milliseconds since the Unix epoch), soonest first,
     /// each in this host's session; returns what happened to each.
     ///
