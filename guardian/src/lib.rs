@@ -611,7 +611,8 @@ impl Guardian {
         } else {
             Vec::new()
         };
-        norm.stats.decoded_runs = decoded.len() as u32;
+        norm.events
+            .set_decoded_runs(decoded.iter().map(|d| d.start));
         for h in local {
             push_hit(hits, h, !top);
         }
@@ -647,7 +648,7 @@ impl Guardian {
         let view = norm.derived.as_ref().map_or(&norm.canonical, |d| &d.view);
         let mut best =
             self.heuristics
-                .evaluate_windows(&view.bytes, &norm.stats, windows(view.bytes.len()));
+                .evaluate_windows(view, &norm.events, windows(view.bytes.len()));
         if child_heur.risk() > best.risk() {
             best = child_heur;
         }

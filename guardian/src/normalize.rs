@@ -228,7 +228,8 @@ impl Map {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Cursor(usize);
 
-/// Counters the heuristics layer uses to measure obfuscation.
+/// Counters the heuristics layer uses to measure obfuscation (in one window: see
+/// [`ObfuscationEvents::count`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct ObfuscationStats {
     /// Zero-width, bidi and similar invisible characters removed.
@@ -245,6 +246,79 @@ pub(crate) struct ObfuscationStats {
     pub leet_words: u32,
     /// Embedded encoded runs that decoded to readable text.
     pub decoded_runs: u32,
+}
+
+/// Where each obfuscation event happened, as sorted byte offsets of the original text.
+///
+/// The heuristics score a long text window by window; counting the events over the
+/// whole text would let a few innocent look-alike letters spread over a large
+/// document add up in every window. Original offsets are the one coordinate system
+/// every view maps back to, so a window of any view counts exactly the events in the
+/// original stretch it covers ([`ObfuscationEvents::count`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ObfuscationEvents {
+    /// Each invisible character removed.
+    pub invisible: Vec<u32>,
+    /// Each tag character decoded.
+    pub tags: Vec<u32>,
+    /// Each letter changed by NFKC.
+    pub compat_letters: Vec<u32>,
+    /// The start of each word mixing Latin with look-alikes from another script.
+    pub mixed_script_words: Vec<u32>,
+    /// The first letter of each collapsed letter-spaced run.
+    pub spaced_runs: Vec<u32>,
+    /// The start of each word rewritten from leetspeak.
+    pub leet_words: Vec<u32>,
+    /// The start of each embedded encoded run that decoded to readable text.
+    pub decoded_runs: Vec<u32>,
+}
+
+impl ObfuscationEvents {
+    /// Sorts every list (the passes record in text order; sorting keeps
+    /// [`ObfuscationEvents::count`] correct whatever order they used).
+    fn sort(&mut self) {
+        for v in [
+            &mut self.invisible,
+            &mut self.tags,
+            &mut self.compat_letters,
+            &mut self.mixed_script_words,
+            &mut self.spaced_runs,
+            &mut self.leet_words,
+            &mut self.decoded_runs,
+        ] {
+            v.sort_unstable();
+        }
+    }
+
+    /// Records the decoded runs found in the original text, by their start offsets.
+    pub fn set_decoded_runs(&mut self, starts: impl Iterator<Item = usize>) {
+        self.decoded_runs = starts.map(|s| s as u32).collect();
+        self.decoded_runs.sort_unstable();
+    }
+
+    /// The counters of the events at original offsets in `[start, end)`.
+    pub fn count(&self, start: usize, end: usize) -> ObfuscationStats {
+        let n = |v: &[u32]| {
+            let lo = v.partition_point(|&p| (p as usize) < start);
+            let hi = v.partition_point(|&p| (p as usize) < end);
+            hi.saturating_sub(lo) as u32
+        };
+        ObfuscationStats {
+            invisible: n(&self.invisible),
+            tags: n(&self.tags),
+            compat_letters: n(&self.compat_letters),
+            mixed_script_words: n(&self.mixed_script_words),
+            spaced_runs: n(&self.spaced_runs),
+            leet_words: n(&self.leet_words),
+            decoded_runs: n(&self.decoded_runs),
+        }
+    }
+
+    /// The counters over the whole text.
+    #[cfg(test)]
+    pub fn totals(&self) -> ObfuscationStats {
+        self.count(0, usize::MAX)
+    }
 }
 
 /// The de-obfuscated view and where it differs from the canonical one.
@@ -268,8 +342,8 @@ pub(crate) struct Normalized {
     pub derived: Option<Derived>,
     /// Letter-spaced runs with every separator removed, each mapped to the original.
     pub squeezed: Vec<View>,
-    /// Obfuscation counters.
-    pub stats: ObfuscationStats,
+    /// Where obfuscation was undone, in original offsets.
+    pub events: ObfuscationEvents,
 }
 
 fn is_invisible(c: char) -> bool {
@@ -326,31 +400,32 @@ pub(crate) fn normalize(text: &str) -> Normalized {
 /// without it every character is processed one by one (the reference the fast path
 /// is tested against: both give identical views, maps and counters).
 pub(crate) fn normalize_with(text: &str, fast: bool) -> Normalized {
-    let mut stats = ObfuscationStats::default();
+    let mut events = ObfuscationEvents::default();
     let mut canonical = if text.is_ascii() {
         View {
             bytes: text.as_bytes().to_ascii_lowercase(),
             map: None,
         }
     } else if fast {
-        canonical_mixed(text, &mut stats)
+        canonical_mixed(text, &mut events)
     } else {
-        canonical_unicode(text, &mut stats)
+        canonical_unicode(text, &mut events)
     };
     let flags = prescan(&canonical.bytes);
     if flags.collapse {
         collapse_inline_space(&mut canonical);
     }
     let (derived, squeezed) = if flags.spaced || flags.leet {
-        derive(&canonical, &flags, &mut stats)
+        derive(&canonical, &flags, &mut events)
     } else {
         (None, Vec::new())
     };
+    events.sort();
     Normalized {
         canonical,
         derived,
         squeezed,
-        stats,
+        events,
     }
 }
 
@@ -505,10 +580,10 @@ struct Unit {
 }
 
 /// The canonical view of text holding non-ASCII characters, one character at a time.
-fn canonical_unicode(text: &str, stats: &mut ObfuscationStats) -> View {
+fn canonical_unicode(text: &str, events: &mut ObfuscationEvents) -> View {
     let mut bytes = Vec::with_capacity(text.len() + 8);
     let mut map = Map::with_capacity(text.len() / 4 + 8);
-    canonical_segment(text, 0, stats, &mut bytes, &mut map);
+    canonical_segment(text, 0, events, &mut bytes, &mut map);
     View {
         bytes,
         map: Some(map),
@@ -523,7 +598,7 @@ fn canonical_unicode(text: &str, stats: &mut ObfuscationStats) -> View {
 /// non-alphanumeric character, which ends a word; the chain decides everything per
 /// character (NFKC, case) or per word (skeletons), so cutting the text at such bytes
 /// changes nothing.
-fn canonical_mixed(text: &str, stats: &mut ObfuscationStats) -> View {
+fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
     let b = text.as_bytes();
     let mut bytes = Vec::with_capacity(b.len() + 8);
     let mut map = Map::with_capacity(64);
@@ -544,7 +619,7 @@ fn canonical_mixed(text: &str, stats: &mut ObfuscationStats) -> View {
         bytes.extend(b[pos..s].iter().map(u8::to_ascii_lowercase));
         map.push_identity(pos as u32, s - pos);
         // `s` and `e` sit next to ASCII bytes, so they are character boundaries.
-        canonical_segment(&text[s..e], s as u32, stats, &mut bytes, &mut map);
+        canonical_segment(&text[s..e], s as u32, events, &mut bytes, &mut map);
         pos = e;
     }
     bytes.extend(b[pos..].iter().map(u8::to_ascii_lowercase));
@@ -559,7 +634,7 @@ fn canonical_mixed(text: &str, stats: &mut ObfuscationStats) -> View {
 fn canonical_segment(
     text: &str,
     base: u32,
-    stats: &mut ObfuscationStats,
+    events: &mut ObfuscationEvents,
     bytes: &mut Vec<u8>,
     map: &mut Map,
 ) {
@@ -569,7 +644,7 @@ fn canonical_segment(
         let start = base + off as u32;
         let end = base + (off + ch.len_utf8()) as u32;
         if ('\u{E0020}'..='\u{E007E}').contains(&ch) {
-            stats.tags += 1;
+            events.tags.push(start);
             let ascii = char::from_u32(ch as u32 - 0xE0000).unwrap_or(' ');
             units.push(Unit {
                 c: ascii.to_ascii_lowercase(),
@@ -579,7 +654,7 @@ fn canonical_segment(
             continue;
         }
         if is_invisible(ch) {
-            stats.invisible += 1;
+            events.invisible.push(start);
             continue;
         }
         if ch.is_ascii() {
@@ -603,7 +678,7 @@ fn canonical_segment(
             }
         }
         if changed_letter {
-            stats.compat_letters += 1;
+            events.compat_letters.push(start);
         }
     }
 
@@ -638,7 +713,7 @@ fn canonical_segment(
                         .iter()
                         .any(|u| !u.c.is_ascii() && !is_accented_latin(u.c))
                 {
-                    stats.mixed_script_words += 1;
+                    events.mixed_script_words.push(word[0].start);
                 }
             }
         }
@@ -745,7 +820,7 @@ fn is_leet_word(word: &[u8]) -> bool {
 fn derive(
     canonical: &View,
     flags: &Prescan,
-    stats: &mut ObfuscationStats,
+    events: &mut ObfuscationEvents,
 ) -> (Option<Derived>, Vec<View>) {
     let src = &canonical.bytes;
     let n = src.len();
@@ -788,7 +863,6 @@ fn derive(
     if runs.is_empty() && !flags.leet {
         return (None, Vec::new());
     }
-    stats.spaced_runs = runs.len() as u32;
 
     let mut squeezed = Vec::with_capacity(runs.len());
     let mut bytes = Vec::with_capacity(n);
@@ -804,8 +878,11 @@ fn derive(
             map: Some(Map::with_capacity(letters.len())),
         };
         let at = bytes.len();
-        for &l in letters {
+        for (k, &l) in letters.iter().enumerate() {
             let o = canonical.origin(&mut cursor, l);
+            if k == 0 {
+                events.spaced_runs.push(o[0]);
+            }
             bytes.push(src[l]);
             map.push(o);
             sq.bytes.push(src[l]);
@@ -842,7 +919,8 @@ fn derive(
                     *b = l;
                 }
             }
-            stats.leet_words += 1;
+            // `map` holds one origin per byte of `bytes` by now.
+            events.leet_words.push(map.get(s)[0]);
             changes.push((s, e));
         }
         w = e;
@@ -1295,8 +1373,8 @@ mod tests {
         let text = "\u{0456}g\u{200B}n\u{043E}r\u{0435} previous";
         let n = normalize(text);
         assert_eq!(n.canonical.bytes, "ignore previous".as_bytes());
-        assert!(n.stats.invisible >= 1);
-        assert!(n.stats.mixed_script_words >= 1);
+        assert!(n.events.totals().invisible >= 1);
+        assert!(n.events.totals().mixed_script_words >= 1);
         // "ignore" maps back to the whole obfuscated word.
         let (s, e) = n.canonical.original_span(0, 6);
         assert_eq!(&text[s..e], "\u{0456}g\u{200B}n\u{043E}r\u{0435}");
@@ -1314,8 +1392,8 @@ mod tests {
     fn accents_fold_without_counting_as_script_mixing() {
         let n = normalize("Siddhārtha café");
         assert_eq!(n.canonical.bytes, b"siddhartha cafe");
-        assert_eq!(n.stats.mixed_script_words, 0);
-        assert_eq!(normalize("p\u{0430}ypal").stats.mixed_script_words, 1);
+        assert!(n.events.mixed_script_words.is_empty());
+        assert_eq!(normalize("p\u{0430}ypal").events.mixed_script_words, [0]);
     }
 
     #[test]
@@ -1337,7 +1415,7 @@ mod tests {
             .collect();
         let n = normalize(&format!("ok{hidden}"));
         assert_eq!(n.canonical.bytes, b"okhi");
-        assert_eq!(n.stats.tags, 2);
+        assert_eq!(n.events.tags, [2, 6]);
     }
 
     #[test]
@@ -1492,7 +1570,7 @@ mod tests {
                 origins(&slow.canonical),
                 "{text:?}"
             );
-            assert_eq!(fast.stats, slow.stats, "{text:?}");
+            assert_eq!(fast.events, slow.events, "{text:?}");
             let d = |n: &Normalized| {
                 n.derived
                     .as_ref()
