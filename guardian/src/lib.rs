@@ -442,6 +442,8 @@ pub const MAX_DECODE_DEPTH: usize = 2;
 
 /// Everything the text layers found, before scoring.
 struct Analysis {
+    /// Length of the scanned text in bytes: signature evidence is combined per window.
+    len: usize,
     hits: Vec<(signatures::RawHit, bool)>,
     heuristics: HeuristicValues,
     ml_probability: Option<f64>,
@@ -570,6 +572,7 @@ impl Guardian {
             self.analyze_text(text, 0, &mut budget, &mut hits, &mut ml_texts, true, fast);
         let ml_probability = self.ml_probability(&ml_texts);
         Analysis {
+            len: text.len(),
             hits,
             heuristics,
             ml_probability,
@@ -714,11 +717,7 @@ impl Guardian {
                 .then(x.span.start.cmp(&y.span.start))
         });
 
-        let sig_risk = 1.0
-            - matches
-                .iter()
-                .map(|m| 1.0 - m.severity.risk())
-                .product::<f64>();
+        let sig_risk = signature_risk(&matches, a.len);
         let heur_risk = a.heuristics.risk();
         let corroborated = !matches.is_empty() || heur_risk >= caps::HEURISTIC_CORROBORATES;
         // The probability the score uses: discounted when the classifier is the only
@@ -821,6 +820,20 @@ fn push_hit(hits: &mut Vec<(signatures::RawHit, bool)>, h: signatures::RawHit, d
 }
 
 /// Overlapping windows `[start, end)` covering `len` bytes.
+/// The signature layer's risk: matches combine (`1 - Π(1 - risk)`) within a window, and
+/// the riskiest window counts. A text within one window combines all its matches; in a
+/// long document, weak matches far apart (a quoted phrase here, a code comment there)
+/// do not add up to an attack, while a strong match still counts wherever it is.
+fn signature_risk(matches: &[RuleMatch], len: usize) -> f64 {
+    let combined = |ms: &mut dyn Iterator<Item = &RuleMatch>| 1.0 - ms.map(|m| 1.0 - m.severity.risk()).product::<f64>();
+    if len <= WINDOW_BYTES || matches.len() < 2 {
+        return combined(&mut matches.iter());
+    }
+    windows(len)
+        .map(|(s, e)| combined(&mut matches.iter().filter(|m| m.span.start < e && m.span.end.max(m.span.start + 1) > s)))
+        .fold(0.0, f64::max)
+}
+
 fn windows(len: usize) -> impl Iterator<Item = (usize, usize)> {
     let n = if len <= WINDOW_BYTES {
         1
@@ -926,6 +939,7 @@ mod tests {
         let mut heuristics = HeuristicValues::default();
         heuristics.values[0] = heuristic / heuristics::WEIGHTS[0];
         Analysis {
+            len: 0,
             hits: Vec::new(),
             heuristics,
             ml_probability: Some(p),
@@ -972,5 +986,31 @@ mod tests {
             .matches
             .iter()
             .any(|m| text[m.span.start..m.span.end].starts_with("Ignore all previous")));
+    }
+
+    fn medium_at(start: usize) -> RuleMatch {
+        RuleMatch {
+            id: "T-1".into(),
+            category: "test".into(),
+            severity: Severity::Medium,
+            description: String::new(),
+            span: Span { start, end: start + 10 },
+            in_decoded: false,
+        }
+    }
+
+    #[test]
+    fn signature_evidence_combines_within_a_window_not_across_a_document() {
+        let one = Severity::Medium.risk();
+        let two = 1.0 - (1.0 - one) * (1.0 - one);
+        // Short text: every match counts together.
+        assert!((signature_risk(&[medium_at(0), medium_at(100)], 200) - two).abs() < 1e-9);
+        // Long text, matches in one window: together.
+        assert!((signature_risk(&[medium_at(10_000), medium_at(10_500)], 1 << 20) - two).abs() < 1e-9);
+        // Long text, matches far apart: each window sees one.
+        assert!((signature_risk(&[medium_at(0), medium_at(500_000)], 1 << 20) - one).abs() < 1e-9);
+        // A single match counts wherever it is.
+        assert!((signature_risk(&[medium_at(900_000)], 1 << 20) - one).abs() < 1e-9);
+        assert_eq!(signature_risk(&[], 1 << 20), 0.0);
     }
 }
