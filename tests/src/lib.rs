@@ -2,7 +2,7 @@
 //! built once per test run, and hosts on throwaway data dirs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use omni_host::policy::{Decision, GrantDuration};
@@ -41,14 +41,36 @@ pub fn host(config: OmniConfig) -> (tempfile::TempDir, Omni) {
 
 /// Installs sample `id`, granting every capability it declares, Always.
 pub fn install_granting_all(omni: &Omni, id: &str) {
-    let plan = omni.prepare_install(&sample(id)).unwrap_or_else(|e| panic!("prepare {id}: {e}"));
+    install_from(omni, &sample(id), |_| Decision::Allow);
+}
+
+/// Installs the extension in `source` (a built folder), deciding each declared
+/// capability with `decide` (by capability key), Always.
+pub fn install_from(omni: &Omni, source: &Path, decide: impl Fn(&str) -> Decision) {
+    let plan = omni.prepare_install(source).unwrap_or_else(|e| panic!("prepare {}: {e}", source.display()));
     let decisions: Vec<PermissionDecision> = plan
         .manifest
         .permissions
         .iter()
-        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: Decision::Allow, duration: GrantDuration::Always })
+        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: decide(&p.capability), duration: GrantDuration::Always })
         .collect();
-    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {id}: {e}"));
+    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {}: {e}", source.display()));
+}
+
+/// A copy of sample `id`'s built folder whose manifest is `edit(manifest)`: the same
+/// component under another scope. Keep the `TempDir` alive while it is installed.
+pub fn sample_with_manifest(id: &str, edit: impl FnOnce(&str) -> String) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(sample(id)).expect("the built sample") {
+        let path = entry.expect("entry").path();
+        if let (true, Some(name)) = (path.is_file(), path.file_name()) {
+            std::fs::copy(&path, copy.path().join(name)).expect("copy");
+        }
+    }
+    let manifest = copy.path().join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, edit(&text)).expect("rewrite the manifest");
+    copy
 }
 
 /// A multi-threaded runtime for a test.

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use omni_host::audit::{AuditFilter, AuditRecord, EventKind};
 use omni_host::caps::messaging::OutboundMessage;
 use omni_host::caps::scheduling::RunOutcome;
-use omni_host::policy::{Decision, GrantDuration};
-use omni_host::{Omni, OmniConfig, PermissionDecision};
-use omni_tests::{engine, host, runtime, sample};
+use omni_host::policy::Decision;
+use omni_host::{Omni, OmniConfig};
+use omni_tests::{engine, host, install_from, runtime, sample, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.ai-probe";
@@ -142,18 +142,7 @@ fn inference_config(mock: &Mock) -> OmniConfig {
 
 /// Installs the probe, granting everything except `denied` (refused, Always).
 fn install_probe(omni: &Omni, denied: &[&str]) {
-    let plan = omni.prepare_install(&sample(PROBE)).unwrap_or_else(|e| panic!("prepare: {e}"));
-    let decisions: Vec<PermissionDecision> = plan
-        .manifest
-        .permissions
-        .iter()
-        .map(|p| PermissionDecision {
-            capability: p.capability.clone(),
-            decision: if denied.contains(&p.capability.as_str()) { Decision::Deny } else { Decision::Allow },
-            duration: GrantDuration::Always,
-        })
-        .collect();
-    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install: {e}"));
+    install_from(omni, &sample(PROBE), |cap| if denied.contains(&cap) { Decision::Deny } else { Decision::Allow });
 }
 
 fn probe_host(config: OmniConfig, denied: &[&str]) -> (tempfile::TempDir, Omni) {
@@ -472,27 +461,16 @@ fn channel_send_out_of_scope_is_refused() {
 #[test]
 fn hostile_channel_flood_hits_the_scope_rate_limit() {
     // The probe with its channel grant narrowed to one message an hour.
-    let copy = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(sample(PROBE)).expect("sample folder").flatten() {
-        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
-    }
-    let manifest = copy.path().join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    let narrowed = text.replace(
-        r#"scope = { channels = ["alerts"] }"#,
-        r#"scope = { channels = ["alerts"], rate_limit = "1/hour" }"#,
-    );
-    assert_ne!(text, narrowed, "the manifest has the expected channel scope");
-    std::fs::write(&manifest, narrowed).expect("write manifest");
+    let copy = sample_with_manifest(PROBE, |text| {
+        let narrowed = text.replace(
+            r#"scope = { channels = ["alerts"] }"#,
+            r#"scope = { channels = ["alerts"], rate_limit = "1/hour" }"#,
+        );
+        assert_ne!(text, narrowed, "the manifest has the expected channel scope");
+        narrowed
+    });
     let (_dir, omni) = host(OmniConfig::default());
-    let plan = omni.prepare_install(copy.path()).expect("prepare");
-    let decisions: Vec<PermissionDecision> = plan
-        .manifest
-        .permissions
-        .iter()
-        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: Decision::Allow, duration: GrantDuration::Always })
-        .collect();
-    omni.install(&plan, &decisions).expect("install");
+    install_from(&omni, copy.path(), |_| Decision::Allow);
     let rt = runtime();
     let mut rx = omni.subscribe_channel();
     assert_eq!(call(&rt, &omni, "channel_send", json!({ "channel": "alerts", "message": "1" })).0["ok"], 1);

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use omni_host::audit::{AuditFilter, EventKind};
-use omni_host::policy::{Decision, GrantDuration};
+use omni_host::policy::Decision;
 use omni_host::caps::fs::{CapStdFs, FsBackend, FsEntry, FsError, FsMetadata, FsRoot, Resolved};
 use omni_host::caps::process::{ProcessBackend, RunFuture, SpawnOutput, SpawnRequest};
-use omni_host::{CallError, LimitExceeded, Omni, OmniBuilder, OmniConfig, OmniError, PermissionDecision};
-use omni_tests::{engine, runtime, sample};
+use omni_host::{CallError, LimitExceeded, Omni, OmniBuilder, OmniConfig, OmniError};
+use omni_tests::{engine, install_from, runtime, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.fs-escape";
@@ -114,29 +114,11 @@ fn fixture_built(
     let outside = tempfile::tempdir().expect("outside");
     std::fs::write(outside.path().join("secret.txt"), "top secret").expect("secret");
     std::fs::write(root.path().join("a.txt"), "hello").expect("a.txt");
-    let built = sample(id);
-    let ext = tempfile::tempdir().expect("ext copy");
-    for entry in std::fs::read_dir(&built).expect("built sample") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), ext.path().join(entry.file_name())).expect("copy");
-    }
-    let manifest = std::fs::read_to_string(ext.path().join("manifest.toml")).expect("manifest");
     let scopes = scopes(root.path(), outside.path());
-    std::fs::write(ext.path().join("manifest.toml"), rewrite_manifest(&manifest, &scopes, cpu_ms)).expect("rewrite");
+    let ext = sample_with_manifest(id, |manifest| rewrite_manifest(manifest, &scopes, cpu_ms));
     let data = tempfile::tempdir().expect("data dir");
     let omni = builder(Omni::builder(data.path()).engine(engine()).config(config)).open().expect("host opens");
-    let plan = omni.prepare_install(ext.path()).unwrap_or_else(|e| panic!("prepare {id}: {e}"));
-    let decisions: Vec<PermissionDecision> = plan
-        .manifest
-        .permissions
-        .iter()
-        .map(|p| PermissionDecision {
-            capability: p.capability.clone(),
-            decision: if grant.contains(&p.capability.as_str()) { Decision::Allow } else { Decision::Deny },
-            duration: GrantDuration::Always,
-        })
-        .collect();
-    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {id}: {e}"));
+    install_from(&omni, ext.path(), |cap| if grant.contains(&cap) { Decision::Allow } else { Decision::Deny });
     Fixture { omni, id, rt: runtime(), root, outside, _data: data, _ext: ext }
 }
 

@@ -6,7 +6,6 @@
 //! call outside the scope is refused before the backend, audited, and the host keeps
 //! serving; an ungranted capability is refused. The `hostile_*` tests play the attacks.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use omni_host::audit::{AuditFilter, AuditRecord, EventKind};
@@ -20,9 +19,9 @@ use omni_host::caps::flowchart::FlowchartBackend;
 use omni_host::caps::mcp::{CallResult, McpBackend, ToolInfo};
 use omni_host::caps::vcs::{Change, CommitInfo, FileStatus, VcsBackend};
 use omni_host::caps::{BackendFuture, Integrations};
-use omni_host::policy::{Decision, GrantDuration};
-use omni_host::{Omni, OmniConfig, PermissionDecision};
-use omni_tests::{engine, install_granting_all, runtime, sample};
+use omni_host::policy::Decision;
+use omni_host::{Omni, OmniConfig};
+use omni_tests::{engine, install_from, install_granting_all, runtime, sample_with_manifest};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -344,20 +343,15 @@ impl Probe {
     /// replacements, each of which must apply), granting everything Always except the
     /// capabilities in `decide`, which get the decision given.
     fn install(&mut self, edits: &[(&str, &str)], decide: &[(&str, Decision)]) {
-        let src = tempfile::tempdir().expect("temp dir");
-        copy_probe(src.path(), edits);
-        let plan = self.omni.prepare_install(src.path()).unwrap_or_else(|e| panic!("prepare: {e}"));
-        let decisions: Vec<PermissionDecision> = plan
-            .manifest
-            .permissions
-            .iter()
-            .map(|p| PermissionDecision {
-                capability: p.capability.clone(),
-                decision: decide.iter().find(|(c, _)| *c == p.capability).map_or(Decision::Allow, |(_, d)| *d),
-                duration: GrantDuration::Always,
-            })
-            .collect();
-        self.omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install: {e}"));
+        let src = sample_with_manifest(PROBE, |manifest| {
+            let mut manifest = manifest.to_string();
+            for (from, to_text) in edits {
+                assert!(manifest.contains(from), "the probe manifest has no {from:?}");
+                manifest = manifest.replace(from, to_text);
+            }
+            manifest
+        });
+        install_from(&self.omni, src.path(), |cap| decide.iter().find(|(c, _)| *c == cap).map_or(Decision::Allow, |(_, d)| *d));
         self.sources.push(src);
     }
 
@@ -408,22 +402,6 @@ impl Probe {
         ok(&out);
         assert_eq!(self.fake.calls().len(), before + 1, "the follow-up call must reach the backend");
     }
-}
-
-fn copy_probe(to: &Path, edits: &[(&str, &str)]) {
-    let from = sample(PROBE);
-    for entry in std::fs::read_dir(&from).expect("read the built probe") {
-        let path = entry.expect("entry").path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let mut manifest = std::fs::read_to_string(to.join("manifest.toml")).expect("manifest");
-    for (from, to_text) in edits {
-        assert!(manifest.contains(from), "the probe manifest has no {from:?}");
-        manifest = manifest.replace(from, to_text);
-    }
-    std::fs::write(to.join("manifest.toml"), manifest).expect("write manifest");
 }
 
 fn ok(out: &Value) -> &Value {

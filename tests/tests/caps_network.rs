@@ -16,9 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use omni_host::audit::AuditFilter;
 use omni_host::caps::egress::StaticResolver;
 use omni_host::caps::search::{ProviderConfig, ProviderKind};
-use omni_host::policy::{Decision, GrantDuration};
-use omni_host::{Omni, OmniConfig, PermissionDecision};
-use omni_tests::{engine, runtime, sample};
+use omni_host::policy::Decision;
+use omni_host::{Omni, OmniConfig};
+use omni_tests::{engine, install_from, runtime, sample, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.ssrf";
@@ -277,18 +277,7 @@ fn net() -> Net {
 }
 
 fn install(omni: &Omni, id: &str, denied: &[&str]) {
-    let plan = omni.prepare_install(&sample(id)).unwrap_or_else(|e| panic!("prepare {id}: {e}"));
-    let decisions: Vec<PermissionDecision> = plan
-        .manifest
-        .permissions
-        .iter()
-        .map(|p| PermissionDecision {
-            capability: p.capability.clone(),
-            decision: if denied.contains(&p.capability.as_str()) { Decision::Deny } else { Decision::Allow },
-            duration: GrantDuration::Always,
-        })
-        .collect();
-    omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {id}: {e}"));
+    install_from(omni, &sample(id), |cap| if denied.contains(&cap) { Decision::Deny } else { Decision::Allow });
 }
 
 impl Net {
@@ -443,23 +432,11 @@ fn scrape_max_pages_is_enforced() {
     let dir = tempfile::tempdir().expect("temp dir");
     let omni = Omni::builder(dir.path()).engine(engine()).config(config(&http, &ws, ProviderKind::Searxng)).open().expect("host");
     // The same probe, with a scope of two pages.
-    let copy = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(sample(PROBE)).expect("sample dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
-    }
-    let manifest = copy.path().join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    assert!(text.contains("max_pages = 50"), "the probe's manifest changed; update this test");
-    std::fs::write(&manifest, text.replace("max_pages = 50", "max_pages = 2")).expect("rewrite");
-    let plan = omni.prepare_install(copy.path()).expect("prepare");
-    let decisions: Vec<PermissionDecision> = plan
-        .manifest
-        .permissions
-        .iter()
-        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: Decision::Allow, duration: GrantDuration::Always })
-        .collect();
-    omni.install(&plan, &decisions).expect("install");
+    let copy = sample_with_manifest(PROBE, |text| {
+        assert!(text.contains("max_pages = 50"), "the probe's manifest changed; update this test");
+        text.replace("max_pages = 50", "max_pages = 2")
+    });
+    install_from(&omni, copy.path(), |_| Decision::Allow);
     let net = Net { http, ws, omni, _dir: dir, rt: runtime() };
     // Two pages in one call are within the scope; a third in the same call is not.
     let out = net.call("scrape", json!({ "url": "https://allowed.test/page", "times": 2 }));
