@@ -46,7 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if eval_mode {
         return dev_table(&dev, no_ml, &params);
     }
-    let corpus = Corpus::load(&dev, &[crate_dir.join("data/benign.jsonl")], &params)?;
+    let shipped = [
+        crate_dir.join("data/benign.jsonl"),
+        crate_dir.join("data/agent_actions.jsonl"),
+    ];
+    let corpus = Corpus::load(&dev, &shipped, &params)?;
     if let Some(name) = show {
         let source = corpus
             .sources

@@ -677,8 +677,9 @@ impl Guardian {
                 // long benign context cannot dilute it.
                 let segs = classifier::segments(t);
                 if classifier::is_document(t, &segs) {
+                    let context = classifier::DocumentWords::of(t);
                     for seg in segs.iter().take(MAX_SEGMENTS) {
-                        best = best.max(model.segment_probability(seg));
+                        best = best.max(model.segment_probability(seg, &context));
                     }
                 }
             }
@@ -825,12 +826,20 @@ fn push_hit(hits: &mut Vec<(signatures::RawHit, bool)>, h: signatures::RawHit, d
 /// long document, weak matches far apart (a quoted phrase here, a code comment there)
 /// do not add up to an attack, while a strong match still counts wherever it is.
 fn signature_risk(matches: &[RuleMatch], len: usize) -> f64 {
-    let combined = |ms: &mut dyn Iterator<Item = &RuleMatch>| 1.0 - ms.map(|m| 1.0 - m.severity.risk()).product::<f64>();
+    let combined = |ms: &mut dyn Iterator<Item = &RuleMatch>| {
+        1.0 - ms.map(|m| 1.0 - m.severity.risk()).product::<f64>()
+    };
     if len <= WINDOW_BYTES || matches.len() < 2 {
         return combined(&mut matches.iter());
     }
     windows(len)
-        .map(|(s, e)| combined(&mut matches.iter().filter(|m| m.span.start < e && m.span.end.max(m.span.start + 1) > s)))
+        .map(|(s, e)| {
+            combined(
+                &mut matches
+                    .iter()
+                    .filter(|m| m.span.start < e && m.span.end.max(m.span.start + 1) > s),
+            )
+        })
         .fold(0.0, f64::max)
 }
 
@@ -994,7 +1003,10 @@ mod tests {
             category: "test".into(),
             severity: Severity::Medium,
             description: String::new(),
-            span: Span { start, end: start + 10 },
+            span: Span {
+                start,
+                end: start + 10,
+            },
             in_decoded: false,
         }
     }
@@ -1006,7 +1018,9 @@ mod tests {
         // Short text: every match counts together.
         assert!((signature_risk(&[medium_at(0), medium_at(100)], 200) - two).abs() < 1e-9);
         // Long text, matches in one window: together.
-        assert!((signature_risk(&[medium_at(10_000), medium_at(10_500)], 1 << 20) - two).abs() < 1e-9);
+        assert!(
+            (signature_risk(&[medium_at(10_000), medium_at(10_500)], 1 << 20) - two).abs() < 1e-9
+        );
         // Long text, matches far apart: each window sees one.
         assert!((signature_risk(&[medium_at(0), medium_at(500_000)], 1 << 20) - one).abs() < 1e-9);
         // A single match counts wherever it is.

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::classifier::{features, segment_features, segments, sigmoid, Feature, Model, DIM};
+use crate::classifier::{
+    features, segment_features, segments, sigmoid, DocumentWords, Feature, Model, DIM,
+};
 use crate::eval::{self, Row};
 use crate::{Guardian, GuardianConfig, GuardianError, ScanPoint};
 
@@ -26,6 +28,11 @@ pub struct TrainParams {
     pub seed: u64,
     /// Contexts each BIPIA attack is inserted into when building positives.
     pub bipia_per_attack: usize,
+    /// How many times each benign segment counts when the segment probabilities are
+    /// calibrated. A document holds many ordinary lines for each injected one and a
+    /// scan keeps the highest segment probability, so segments are calibrated against
+    /// a prior tilted further towards benign than whole texts (`benign_weight`).
+    pub segment_benign_copies: usize,
 }
 
 impl Default for TrainParams {
@@ -37,6 +44,7 @@ impl Default for TrainParams {
             benign_weight: 2.0,
             seed: 0x0A11_CE5E_ED00_0001,
             bipia_per_attack: 6,
+            segment_benign_copies: 4,
         }
     }
 }
@@ -139,44 +147,37 @@ impl Corpus {
 }
 
 /// Segment-level examples: instructions embedded in documents (positives) and the
-/// ordinary lines of documents (negatives).
+/// ordinary lines of documents (negatives). Each positive is placed in a benign
+/// document of the corpus (chosen deterministically), so the features that compare
+/// a segment with the rest of its document see what they see at scan time.
 fn segment_examples(corpus_rows: &[(&str, &Row)], params: &TrainParams) -> Vec<Example> {
     let mut out = Vec::new();
+    let mut documents: Vec<String> = Vec::new();
+    let mut attacks: Vec<String> = Vec::new();
     for (source, r) in corpus_rows {
-        let text = crate::normalized(&r.text);
-        let kind = r.kind.as_deref().unwrap_or("");
         if source.ends_with("_inserted") {
             continue;
         }
+        let text = crate::normalized(&r.text);
+        let kind = r.kind.as_deref().unwrap_or("");
+        let segs = segments(&text);
         if r.label == 1 {
             // Short direct attacks are attacks wherever they appear; an injected BIPIA
             // task is represented by its instruction line.
-            let segs = segments(&text);
             let first = if kind.ends_with("_attack") {
-                segs.first().copied()
+                segs.first().map(|s| s.to_string())
             } else if segs.len() <= 2 && text.len() < 400 {
-                Some(text.as_str())
+                Some(text.clone())
             } else {
                 None
             };
-            if let Some(seg) = first {
-                let (feats, frozen) = seg_feats(seg);
-                out.push(Example {
-                    feats,
-                    frozen,
-                    label: 1.0,
-                    weight: 1.0,
-                });
-            }
-        } else {
+            attacks.extend(first);
+        } else if crate::classifier::is_document(&text, &segs) {
             // Only documents are segmented at scan time, so only their lines are
             // examples of ordinary embedded text.
-            let segs = segments(&text);
-            if !crate::classifier::is_document(&text, &segs) {
-                continue;
-            }
+            let context = DocumentWords::of(&text);
             for seg in segs.into_iter().take(MAX_SEGMENTS_PER_DOC) {
-                let (feats, frozen) = seg_feats(seg);
+                let (feats, frozen) = seg_feats(seg, &context);
                 out.push(Example {
                     feats,
                     frozen,
@@ -184,17 +185,31 @@ fn segment_examples(corpus_rows: &[(&str, &Row)], params: &TrainParams) -> Vec<E
                     weight: params.benign_weight,
                 });
             }
+            documents.push(text);
         }
+    }
+    for (i, seg) in attacks.iter().enumerate() {
+        let context = match documents.get(i.wrapping_mul(7919) % documents.len().max(1)) {
+            Some(doc) => DocumentWords::of(&format!("{doc}\n{seg}")),
+            None => DocumentWords::of(seg),
+        };
+        let (feats, frozen) = seg_feats(seg, &context);
+        out.push(Example {
+            feats,
+            frozen,
+            label: 1.0,
+            weight: 1.0,
+        });
     }
     out
 }
 
-fn seg_feats(seg: &str) -> (Vec<Feature>, usize) {
+fn seg_feats(seg: &str, context: &DocumentWords) -> (Vec<Feature>, usize) {
     let mut feats = Vec::new();
     features(seg, &mut feats);
     let frozen = feats.len();
     feats.clear();
-    segment_features(seg, &mut feats);
+    segment_features(seg, Some(context), &mut feats);
     (feats, frozen)
 }
 
@@ -402,22 +417,33 @@ pub fn train_model(rows: &[(&str, &Row)], params: &TrainParams) -> Model {
     let cut = order.len() * 4 / 5;
     let (fit_idx, cal_idx) = order.split_at(cut);
     let (w, bias) = fit(&examples, fit_idx, params, &mut rng);
-    let margins: Vec<(f64, f64)> = cal_idx
-        .iter()
-        .filter(|&&i| examples[i].frozen == 0)
-        .map(|&i| (margin(&w, bias, &examples[i].feats), examples[i].label))
-        .collect();
     // Calibrate with the weighting used in training: a class-balanced sample of the
     // held-out fifth with each benign row counted `benign_weight` times, so the
     // calibrated probabilities keep the preference for false negatives over false
-    // positives instead of undoing it.
-    let margins = balance(margins, params.benign_weight.round().max(1.0) as usize);
-    let (a, b) = platt(&margins);
+    // positives instead of undoing it. Whole texts and segments are calibrated
+    // apart: a segment's margin means something else than a whole text's.
+    let calibrate = |segments: bool| {
+        let margins: Vec<(f64, f64)> = cal_idx
+            .iter()
+            .filter(|&&i| (examples[i].frozen > 0) == segments)
+            .map(|&i| (margin(&w, bias, &examples[i].feats), examples[i].label))
+            .collect();
+        let copies = if segments {
+            params.segment_benign_copies.max(1)
+        } else {
+            params.benign_weight.round().max(1.0) as usize
+        };
+        platt(&balance(margins, copies))
+    };
+    let (a, b) = calibrate(false);
+    let (sa, sb) = calibrate(true);
     let (w, bias) = fit(&examples, &order, params, &mut rng);
     let mut model = Model {
         bias: bias as f32,
         platt_a: a as f32,
         platt_b: b as f32,
+        segment_platt_a: sa as f32,
+        segment_platt_b: sb as f32,
         weights: w.iter().map(|&x| x as f32).collect(),
     };
     model.quantize();
@@ -536,7 +562,10 @@ pub fn dev_set_metrics(
         let rows = eval::load_jsonl(&bipia)?;
         let test = eval::bipia_insertions(&rows, 3, Some("test"));
         let out = eval::run(guardian, &test, ScanPoint::ToolResult, |_| {});
-        named.push(("bipia_inserted, test-split attacks into test-split contexts".into(), eval::metrics(&out)));
+        named.push((
+            "bipia_inserted, test-split attacks into test-split contexts".into(),
+            eval::metrics(&out),
+        ));
     }
     named.push(("all benign rows".into(), eval::metrics(&benign)));
     named.push(("pooled".into(), eval::metrics(&pooled)));

@@ -1,7 +1,8 @@
 //! `cargo xtask train-guardian` and `cargo xtask guardian-eval`.
 //!
 //! Data: the dev sets in `<project root>/../shared/datasets/guardian-dev/` (override
-//! with `--dev DIR`) plus the benign corpus shipped in `guardian/data/benign.jsonl`.
+//! with `--dev DIR`) plus the corpora shipped in `guardian/data/`: `benign.jsonl` and
+//! `agent_actions.jsonl`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,11 +68,12 @@ fn parse(args: &[String]) -> Result<Args> {
     Ok(a)
 }
 
-fn benign_corpus() -> Vec<PathBuf> {
-    vec![project_root()
-        .join("guardian")
-        .join("data")
-        .join("benign.jsonl")]
+/// The corpora the project ships next to the development sets: benign text
+/// (requests, documents, code, tool outputs, several languages) and generated
+/// agent-action injections hidden in tool outputs, with benign look-alikes.
+fn shipped_corpus() -> Vec<PathBuf> {
+    let data = project_root().join("guardian").join("data");
+    vec![data.join("benign.jsonl"), data.join("agent_actions.jsonl")]
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -85,7 +87,7 @@ pub fn train(args: &[String]) -> Result<()> {
     if let Some(e) = a.epochs {
         params.epochs = e;
     }
-    let corpus = Corpus::load(&a.dev, &benign_corpus(), &params)?;
+    let corpus = Corpus::load(&a.dev, &shipped_corpus(), &params)?;
     for s in &corpus.sources {
         let attacks = s.train.iter().filter(|r| r.label == 1).count();
         eprintln!(
@@ -133,11 +135,13 @@ pub fn train(args: &[String]) -> Result<()> {
         })
         .count();
     println!(
-        "trained on {} rows in {:.1} s; Platt a={:.3} b={:.3}; training error {:.2}%; wrote {} ({} bytes)",
+        "trained on {} rows in {:.1} s; Platt a={:.3} b={:.3} (segments a={:.3} b={:.3}); training error {:.2}%; wrote {} ({} bytes)",
         rows.len(),
         started.elapsed().as_secs_f64(),
         check.platt_a,
         check.platt_b,
+        check.segment_platt_a,
+        check.segment_platt_b,
         train_err as f64 * 100.0 / rows.len().max(1) as f64,
         a.out.display(),
         bytes.len()
