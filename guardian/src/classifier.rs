@@ -353,49 +353,105 @@ pub fn segment_features(segment: &str, context: Option<&DocumentWords>, out: &mu
 /// rest of its document.
 #[derive(Debug, Default, Clone)]
 pub struct DocumentWords {
-    counts: std::collections::HashMap<u64, u32>,
+    /// Word hashes with their counts, sorted by hash.
+    counts: Vec<(u64, u32)>,
 }
 
 /// Function words too common to say anything about a topic.
-const STOP_WORDS: [&str; 40] = [
-    "this", "that", "with", "from", "your", "have", "will", "what", "when", "which", "there",
-    "their", "they", "them", "then", "than", "into", "about", "also", "only", "some", "more",
-    "most", "such", "each", "other", "these", "those", "would", "could", "should", "does", "were",
-    "been", "being", "over", "after", "before", "while", "where",
-];
+fn is_stop_word(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"this"
+            | b"that"
+            | b"with"
+            | b"from"
+            | b"your"
+            | b"have"
+            | b"will"
+            | b"what"
+            | b"when"
+            | b"which"
+            | b"there"
+            | b"their"
+            | b"they"
+            | b"them"
+            | b"then"
+            | b"than"
+            | b"into"
+            | b"about"
+            | b"also"
+            | b"only"
+            | b"some"
+            | b"more"
+            | b"most"
+            | b"such"
+            | b"each"
+            | b"other"
+            | b"these"
+            | b"those"
+            | b"would"
+            | b"could"
+            | b"should"
+            | b"does"
+            | b"were"
+            | b"been"
+            | b"being"
+            | b"over"
+            | b"after"
+            | b"before"
+            | b"while"
+            | b"where"
+    )
+}
 
+/// Hashes of the content words of a text: words of four bytes or more (runs of
+/// letters, digits, apostrophes and non-ASCII bytes, as the features read them),
+/// function words left out.
 fn content_words(text: &str) -> impl Iterator<Item = u64> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|w| w.chars().count() >= 4 && !STOP_WORDS.contains(w))
-        .map(|w| hash_bytes(11, w.as_bytes()))
+    text.as_bytes()
+        .split(|&b| !is_word_byte(b))
+        .filter(|w| w.len() >= 4 && !is_stop_word(w))
+        .map(|w| hash_bytes(11, w))
 }
 
 impl DocumentWords {
     /// Counts the content words of a (normalized) document.
     pub fn of(document: &str) -> Self {
-        let mut counts = std::collections::HashMap::new();
-        for h in content_words(document) {
-            *counts.entry(h).or_insert(0u32) += 1;
+        Self {
+            counts: counted(content_words(document).collect()),
         }
-        Self { counts }
     }
 
     /// The share of `segment`'s content words that also occur elsewhere in the
     /// document, or `None` when the segment has no content words.
     pub fn shared(&self, segment: &str) -> Option<f64> {
-        let mut own: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        for h in content_words(segment) {
-            *own.entry(h).or_insert(0) += 1;
-        }
+        let own = counted(content_words(segment).collect());
         if own.is_empty() {
             return None;
         }
         let shared = own
             .iter()
-            .filter(|(h, n)| self.counts.get(*h).is_some_and(|total| total > *n))
+            .filter(|(h, n)| {
+                self.counts
+                    .binary_search_by_key(h, |(k, _)| *k)
+                    .is_ok_and(|i| self.counts[i].1 > *n)
+            })
             .count();
         Some(shared as f64 / own.len() as f64)
     }
+}
+
+/// Sorts hashes and folds repeats into counts.
+fn counted(mut hashes: Vec<u64>) -> Vec<(u64, u32)> {
+    hashes.sort_unstable();
+    let mut out: Vec<(u64, u32)> = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        match out.last_mut() {
+            Some((k, n)) if *k == h => *n += 1,
+            _ => out.push((h, 1)),
+        }
+    }
+    out
 }
 
 /// Segments shorter than this many words are not scored: a fragment such as

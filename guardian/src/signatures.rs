@@ -186,7 +186,11 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     seq.keep_first_bytes(PREFIX_BYTES);
     seq.dedup();
     let lits = seq.literals()?;
-    if lits.is_empty() || lits.iter().any(|l| l.as_bytes().len() < 3) {
+    // A short literal is selective only when it holds punctuation (`<`, `![`, `{{`,
+    // a line break before `#`): "ai" or "to" would hit every few words.
+    let selective =
+        |l: &[u8]| l.len() >= 3 || l.iter().any(|b| !b.is_ascii_alphanumeric() && *b != b' ');
+    if lits.is_empty() || !lits.iter().all(|l| selective(l.as_bytes())) {
         return None;
     }
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
