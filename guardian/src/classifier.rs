@@ -168,7 +168,7 @@ impl Model {
     /// an injected instruction.
     pub fn segment_probability(&self, segment: &str, context: &DocumentWords) -> f64 {
         let mut feats = Vec::with_capacity(segment.len() * 4);
-        segment_features(segment, Some(context), &mut feats);
+        segment_features(segment, context, &mut feats);
         let margin = self.margin_of(&feats);
         sigmoid(f64::from(self.segment_platt_a) * margin + f64::from(self.segment_platt_b))
     }
@@ -288,11 +288,11 @@ pub fn features(text: &str, out: &mut Vec<Feature>) {
 /// conjoined with "embedded", so the model can learn that an instruction is ordinary in
 /// a user's request but an injection inside data.
 ///
-/// With `context`, a feature also says how much of the segment's vocabulary the rest
-/// of the document shares: a README line about "the crate" shares its words with the
+/// A feature also says how much of the segment's vocabulary the rest of its document
+/// (`context`) shares: a README line about "the crate" shares its words with the
 /// README, while an instruction slipped into an invoice ("explain photosynthesis in
-/// simple terms") shares none. (`None` marks a segment seen without a document.)
-pub fn segment_features(segment: &str, context: Option<&DocumentWords>, out: &mut Vec<Feature>) {
+/// simple terms") shares none.
+pub fn segment_features(segment: &str, context: &DocumentWords, out: &mut Vec<Feature>) {
     let start = out.len();
     features(segment, out);
     let end = out.len();
@@ -332,13 +332,12 @@ pub fn segment_features(segment: &str, context: Option<&DocumentWords>, out: &mu
             push(out, mix(0x6666_6666_0000_0000 ^ k as u64));
         }
     }
-    let bin = match context.map(|c| c.shared(segment)) {
-        None => 0,
-        Some(None) => 1,
-        Some(Some(x)) if x == 0.0 => 2,
-        Some(Some(x)) if x <= 0.2 => 3,
-        Some(Some(x)) if x <= 0.5 => 4,
-        Some(Some(_)) => 5,
+    let bin = match context.shared(segment) {
+        None => 1,
+        Some(x) if x == 0.0 => 2,
+        Some(x) if x <= 0.2 => 3,
+        Some(x) if x <= 0.5 => 4,
+        Some(_) => 5,
     };
     push(out, mix(0x7777_7777_0000_0000 ^ bin));
     // The same, conjoined with the first word: "explain" on a line that shares
@@ -348,8 +347,8 @@ pub fn segment_features(segment: &str, context: Option<&DocumentWords>, out: &mu
     }
 }
 
-/// The content words of a document (four letters or more, common function words
-/// left out) with their counts, for measuring how much a segment shares with the
+/// The content words of a document (four bytes or more, common function words left
+/// out) with their counts, for measuring how much a segment shares with the
 /// rest of its document.
 #[derive(Debug, Default, Clone)]
 pub struct DocumentWords {

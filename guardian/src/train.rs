@@ -209,7 +209,7 @@ fn seg_feats(seg: &str, context: &DocumentWords) -> (Vec<Feature>, usize) {
     features(seg, &mut feats);
     let frozen = feats.len();
     feats.clear();
-    segment_features(seg, Some(context), &mut feats);
+    segment_features(seg, context, &mut feats);
     (feats, frozen)
 }
 
