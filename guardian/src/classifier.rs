@@ -660,6 +660,30 @@ fn push_sentences<'a>(block: &'a str, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Segments a document may hold before the highest segment probability is
+/// discounted (see [`highest_of_many`]); a BIPIA e-mail or a tool result has a few
+/// dozen at most.
+pub const SEGMENT_FAMILY: usize = 64;
+
+/// The highest of `n` segment probabilities, discounted for how many there were: the
+/// chance that some ordinary line of a long document looks like an instruction
+/// grows with the number of lines, so beyond [`SEGMENT_FAMILY`] segments the odds
+/// are divided by `n / SEGMENT_FAMILY` (a Bonferroni-style correction of the maximum).
+///
+/// ```
+/// use omni_guardian::classifier::highest_of_many;
+/// assert_eq!(highest_of_many(0.9, 10), 0.9);
+/// let p = highest_of_many(0.9, 640); // odds 9:1 become 0.9:1
+/// assert!((p - 0.9 / 1.9).abs() < 1e-9);
+/// ```
+pub fn highest_of_many(p: f64, n: usize) -> f64 {
+    if n <= SEGMENT_FAMILY || p <= 0.0 || p >= 1.0 {
+        return p;
+    }
+    let odds = p / (1.0 - p) * SEGMENT_FAMILY as f64 / n as f64;
+    odds / (1.0 + odds)
+}
+
 /// Whether a text is a document whose segments are scored separately.
 pub fn is_document(text: &str, segments: &[&str]) -> bool {
     segments.len() >= 2 && text.len() >= 200

@@ -678,9 +678,12 @@ impl Guardian {
                 let segs = classifier::segments(t);
                 if classifier::is_document(t, &segs) {
                     let context = classifier::DocumentWords::of(t);
-                    for seg in segs.iter().take(MAX_SEGMENTS) {
-                        best = best.max(model.segment_probability(seg, &context));
-                    }
+                    let judged = &segs[..segs.len().min(MAX_SEGMENTS)];
+                    let top = judged
+                        .iter()
+                        .map(|seg| model.segment_probability(seg, &context))
+                        .fold(0.0, f64::max);
+                    best = best.max(classifier::highest_of_many(top, judged.len()));
                 }
             }
             Some(best)
