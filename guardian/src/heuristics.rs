@@ -384,7 +384,12 @@ impl Heuristics {
             let l = line.trim_ascii_start();
             let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
             let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
-            blocks[line_start / BLOCK].roles += n;
+            // The empty line after a final line break starts at `text.len()`, one block
+            // past the end when the length is a multiple of `BLOCK`.
+            if n > 0 {
+                let last = blocks.len() - 1;
+                blocks[(line_start / BLOCK).min(last)].roles += n;
+            }
             line_start += line.len() + 1;
         }
         blocks

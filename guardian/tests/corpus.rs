@@ -393,6 +393,24 @@ fn signature_file_can_replace_the_embedded_set() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Lengths on and around the heuristics' blocks (1 KiB) and windows (4 KiB, step
+/// 3 KiB), ending in a line break, with a line break, a fence and a quote as the unit:
+/// the empty line after a final line break used to index one block past the end.
+#[test]
+fn texts_ending_on_a_block_boundary_do_not_panic() {
+    let g = guardian();
+    for unit in ["\n", "```\n", "x\n", "'a b c d',\n", "user: hi\n"] {
+        for len in [1023, 1024, 1025, 2048, 3072, 4096, 4097, 8192, 1 << 16] {
+            let mut text = unit.repeat(len / unit.len() + 1);
+            text.truncate(len - 1);
+            text.push('\n');
+            assert_eq!(text.len(), len);
+            let v = g.scan(&text, ScanPoint::ToolResult);
+            assert!(v.score <= 100);
+        }
+    }
+}
+
 #[test]
 fn hostile_inputs_do_not_panic() {
     let g = guardian();
