@@ -21,7 +21,7 @@ use scraper::{Html, Node, Selector};
 use url::Url;
 
 use super::egress::{parse_url, FetchRequest};
-use super::try_budget;
+use super::{cap, try_budget};
 use crate::bindings::omni::caps::browser::{Host, Link, Page};
 use crate::bindings::CapError;
 use crate::sandbox::CallState;
@@ -218,17 +218,6 @@ fn tidy(s: &str, keep_blank: bool) -> String {
     out.trim_end().to_string()
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-fn cap(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
 
 impl Host for CallState {
     async fn fetch_page(&mut self, url: String, timeout_ms: Option<u32>) -> wasmtime::Result<Result<Page, CapError>> {
@@ -345,12 +334,6 @@ mod tests {
         let page = format!("{}deep{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
         let out = HtmlScraper.extract(&doc(Some("text/html"), &page)).unwrap();
         assert_eq!(out.text, "deep");
-    }
-
-    #[test]
-    fn cap_respects_char_boundaries() {
-        assert_eq!(cap("héllo".to_string(), 2), "h");
-        assert_eq!(cap("abc".to_string(), 10), "abc");
     }
 }
 

@@ -400,11 +400,7 @@ fn shorten(s: &str) -> String {
     if s.len() <= 200 {
         return s.to_string();
     }
-    let mut end = 200;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    format!("{}…", &s[..s.floor_char_boundary(200)])
 }
 
 /// Checks one URL (and method, for `network.http`) against a granted network scope.

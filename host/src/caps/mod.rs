@@ -126,6 +126,13 @@ impl CallState {
     }
 }
 
+/// `s` cut to at most `max` bytes on a character boundary: what a backend hands the
+/// guest is bounded, and a cut inside a character would not be a `string`.
+pub(crate) fn cap(mut s: String, max: usize) -> String {
+    s.truncate(s.floor_char_boundary(max));
+    s
+}
+
 /// Maps the permission engine's refusal to the WIT error the guest sees.
 pub(crate) fn denial_to_error(denial: Denial) -> CapError {
     match denial {
@@ -158,6 +165,12 @@ mod tests {
     use super::*;
     use crate::config::HostLimits;
     use crate::engine::OmniEngine;
+
+    #[test]
+    fn cap_respects_char_boundaries() {
+        assert_eq!(cap("héllo".to_string(), 2), "h");
+        assert_eq!(cap("abc".to_string(), 10), "abc");
+    }
 
     /// Every capability of the catalog reaches a backend when granted: none is left to the
     /// "unavailable" stub, and each links its whole interface without a name clash.

@@ -34,7 +34,7 @@ use omni_capabilities::Scope;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::try_budget;
+use super::{cap, try_budget};
 use crate::bindings::omni::caps::web_search::{Host, Query, SearchResult};
 use crate::bindings::CapError;
 use crate::sandbox::CallState;
@@ -308,17 +308,6 @@ impl SearchProviders {
     }
 }
 
-/// `s` cut to at most `max` bytes on a character boundary.
-fn cap(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
 
 fn check_provider(scope: &Scope, provider: &str) -> Result<(), String> {
     match scope {
