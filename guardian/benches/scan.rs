@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use omni_guardian::eval::load_jsonl;
+use omni_guardian::eval::{load_jsonl, shuffled_document};
 use omni_guardian::{Guardian, GuardianConfig, ScanPoint};
 use std::hint::black_box;
 
@@ -60,35 +60,13 @@ fn mib_document() -> String {
             texts.extend(rows.into_iter().filter(|r| r.label == 0).map(|r| r.text));
         }
     }
-    texts.sort();
-    texts.dedup();
-    // Fisher-Yates with a fixed 64-bit LCG: the same document on every run.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in (1..texts.len()).rev() {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let j = ((state >> 33) as usize) % (i + 1);
-        texts.swap(i, j);
-    }
-    let mut doc = String::with_capacity((1 << 20) + 4096);
-    for t in &texts {
-        if doc.len() >= 1 << 20 {
-            break;
-        }
-        doc.push_str(t);
-        doc.push_str("\n\n");
-    }
+    let doc = shuffled_document(texts, 1 << 20);
     assert!(
-        doc.len() >= 1 << 20,
+        // A cut on a character boundary drops at most three bytes.
+        doc.len() >= (1 << 20) - 3,
         "benign corpus too small for a 1 MiB document: {} bytes",
         doc.len()
     );
-    let mut cut = 1 << 20;
-    while !doc.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    doc.truncate(cut);
     doc
 }
 

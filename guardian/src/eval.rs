@@ -238,14 +238,45 @@ pub fn insert(context: &str, attack: &str, pos: Position) -> String {
         Position::Start => format!("{attack}\n{context}"),
         Position::End => format!("{context}\n{attack}"),
         Position::Middle => {
-            let mut mid = context.len() / 2;
-            while mid > 0 && !context.is_char_boundary(mid) {
-                mid -= 1;
-            }
+            let mid = context.floor_char_boundary(context.len() / 2);
             let cut = context[..mid].rfind(['\n', ' ']).map_or(mid, |i| i + 1);
             format!("{}\n{attack}\n{}", &context[..cut], &context[cut..])
         }
     }
+}
+
+/// One long document from distinct texts: sorted, deduplicated, shuffled in a fixed
+/// pseudo-random order (the same document on every run), joined with blank lines
+/// until it reaches `max_bytes`, and cut there on a character boundary. Shorter when
+/// the texts run out. No text repeats, so a long-document test or benchmark does not
+/// profit from a warm cache of a few sentences.
+///
+/// ```
+/// let doc = omni_guardian::eval::shuffled_document(vec!["b".into(), "a".into(), "a".into()], 100);
+/// assert!(doc == "a\n\nb\n\n" || doc == "b\n\na\n\n");
+/// ```
+pub fn shuffled_document(mut texts: Vec<String>, max_bytes: usize) -> String {
+    texts.sort();
+    texts.dedup();
+    // Fisher-Yates with a fixed 64-bit LCG.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..texts.len()).rev() {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let j = ((state >> 33) as usize) % (i + 1);
+        texts.swap(i, j);
+    }
+    let mut doc = String::with_capacity(max_bytes + 4096);
+    for t in &texts {
+        if doc.len() >= max_bytes {
+            break;
+        }
+        doc.push_str(t);
+        doc.push_str("\n\n");
+    }
+    doc.truncate(doc.floor_char_boundary(max_bytes));
+    doc
 }
 
 /// Builds indirect-injection positives from a BIPIA-style file: each attack row

@@ -670,7 +670,7 @@ impl Guardian {
                 let b = t.as_bytes();
                 for (s, e) in windows(b.len()) {
                     // Windows cut on byte offsets; snap to char boundaries.
-                    let (s, e) = (floor_char(t, s), floor_char(t, e));
+                    let (s, e) = (t.floor_char_boundary(s), t.floor_char_boundary(e));
                     best = best.max(model.probability(&t[s..e]));
                 }
                 // An instruction hidden in a document is judged on its own line, so a
@@ -856,14 +856,6 @@ fn windows(len: usize) -> impl Iterator<Item = (usize, usize)> {
         let s = i * WINDOW_STEP;
         (s.min(len), (s + WINDOW_BYTES).min(len))
     })
-}
-
-#[cfg(any(feature = "ml-classifier", feature = "train"))]
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]

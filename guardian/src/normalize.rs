@@ -1013,41 +1013,31 @@ fn has_b64_run(bytes: &[u8], min: usize) -> bool {
     false
 }
 
+/// A `[bool; 256]` table of a predicate over every byte, built at compile time so a
+/// scanner pays one load per byte.
+macro_rules! byte_table {
+    (|$b:ident| $pred:expr) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $b = i as u8;
+            t[i] = $pred;
+            i += 1;
+        }
+        t
+    }};
+}
+
 /// ASCII hex digits as a byte table.
-static HEX: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = (i as u8).is_ascii_hexdigit();
-        i += 1;
-    }
-    t
-};
+static HEX: [bool; 256] = byte_table!(|b| b.is_ascii_hexdigit());
 
 /// Bytes a hex run may start after: anything but a letter or digit, or the `x` of a
 /// `\x` / `0x` prefix.
-static HEX_START_AFTER: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = !b.is_ascii_alphanumeric() || b == b'x';
-        i += 1;
-    }
-    t
-};
+static HEX_START_AFTER: [bool; 256] = byte_table!(|b| !b.is_ascii_alphanumeric() || b == b'x');
 
 /// The base64 alphabets (standard and URL-safe) as a byte table.
-static B64: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
-        i += 1;
-    }
-    t
-};
+static B64: [bool; 256] =
+    byte_table!(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_'));
 
 /// Finds base64, hex, percent-encoded and HTML/JS-escaped runs in `text` and decodes
 /// the readable ones. Bounded by [`MAX_DECODED_RUNS`] and `budget` bytes.

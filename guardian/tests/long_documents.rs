@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use omni_guardian::eval::load_jsonl;
+use omni_guardian::eval::{load_jsonl, shuffled_document};
 use omni_guardian::{Guardian, GuardianConfig, ScanPoint, Sensitivity, Verdict, VerdictKind};
 
 /// Size of the assembled document (the scan benchmark's 1 MiB document), or all the
@@ -58,30 +58,7 @@ fn benign_document(g: &Guardian) -> String {
         let v = g.scan(t, ScanPoint::ToolResult);
         v.kind == VerdictKind::Clean && v.matches.is_empty()
     });
-    texts.sort();
-    texts.dedup();
-    // Fisher-Yates with a fixed 64-bit LCG: the same document on every run.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in (1..texts.len()).rev() {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let j = ((state >> 33) as usize) % (i + 1);
-        texts.swap(i, j);
-    }
-    let mut doc = String::with_capacity(DOC_BYTES + 4096);
-    for t in &texts {
-        if doc.len() >= DOC_BYTES {
-            break;
-        }
-        doc.push_str(t);
-        doc.push_str("\n\n");
-    }
-    let mut cut = DOC_BYTES.min(doc.len());
-    while !doc.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    doc.truncate(cut);
+    let doc = shuffled_document(texts, DOC_BYTES);
     assert!(
         doc.len() >= 256 * 1024,
         "benign documents too small for a long document: {} bytes",
