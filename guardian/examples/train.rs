@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use omni_guardian::classifier::Model;
-use omni_guardian::train::{self, Corpus, TrainParams};
+use omni_guardian::train::{self, shipped_corpora, Corpus, TrainParams};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -46,11 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if eval_mode {
         return dev_table(&dev, no_ml, &params);
     }
-    let shipped = [
-        crate_dir.join("data/benign.jsonl"),
-        crate_dir.join("data/agent_actions.jsonl"),
-    ];
-    let corpus = Corpus::load(&dev, &shipped, &params)?;
+    let corpus = Corpus::load(&dev, &shipped_corpora(&crate_dir.join("data")), &params)?;
     if let Some(name) = show {
         let source = corpus
             .sources

@@ -49,6 +49,16 @@ impl Default for TrainParams {
     }
 }
 
+/// The corpora the crate ships in its `data/` folder next to the development sets:
+/// benign text (requests, documents, code, tool outputs, twenty languages) and
+/// generated agent-action injections hidden in tool outputs, with benign look-alikes.
+pub const SHIPPED_CORPORA: [&str; 2] = ["benign.jsonl", "agent_actions.jsonl"];
+
+/// The paths of [`SHIPPED_CORPORA`] in the crate's `data_dir`.
+pub fn shipped_corpora(data_dir: &Path) -> Vec<PathBuf> {
+    SHIPPED_CORPORA.iter().map(|f| data_dir.join(f)).collect()
+}
+
 /// A named group of labelled rows (one dev file, or the shipped benign corpus).
 #[derive(Debug, Clone)]
 pub struct Source {

@@ -68,12 +68,9 @@ fn parse(args: &[String]) -> Result<Args> {
     Ok(a)
 }
 
-/// The corpora the project ships next to the development sets: benign text
-/// (requests, documents, code, tool outputs, several languages) and generated
-/// agent-action injections hidden in tool outputs, with benign look-alikes.
+/// The corpora the Guardian ships next to the development sets.
 fn shipped_corpus() -> Vec<PathBuf> {
-    let data = project_root().join("guardian").join("data");
-    vec![data.join("benign.jsonl"), data.join("agent_actions.jsonl")]
+    train::shipped_corpora(&project_root().join("guardian").join("data"))
 }
 
 fn pct(x: Option<f64>) -> String {
