@@ -234,6 +234,27 @@ impl Error {
         matches!(self, Error::PermissionDenied(_))
     }
 
+    /// The name of the host's WIT error case this error carries (`permission-denied`,
+    /// `out-of-scope`, `rate-limited`, `unavailable`, `invalid-input`, `io`), or `None`
+    /// for an error raised in the guest ([`Error::HttpStatus`], [`Error::Decode`]).
+    ///
+    /// ```
+    /// use omni_guest_sdk::Error;
+    /// assert_eq!(Error::OutOfScope("no".into()).host_case(), Some("out-of-scope"));
+    /// assert_eq!(Error::HttpStatus { status: 404, url: "https://x".into() }.host_case(), None);
+    /// ```
+    pub fn host_case(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::PermissionDenied(_) => "permission-denied",
+            Error::OutOfScope(_) => "out-of-scope",
+            Error::RateLimited { .. } => "rate-limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::InvalidInput(_) => "invalid-input",
+            Error::Io(_) => "io",
+            Error::HttpStatus { .. } | Error::Decode { .. } => return None,
+        })
+    }
+
     /// For [`Error::RateLimited`], how many milliseconds to wait before retrying.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {

@@ -8,7 +8,7 @@
 use omni_guest_sdk::inference::{self, ChatRequest, Message};
 use omni_guest_sdk::notifications::{self, Urgency};
 use omni_guest_sdk::scheduling::{self, Trigger};
-use omni_guest_sdk::{channel, chat, email, export_tools, sms, Error, NoArgs, ToolError};
+use omni_guest_sdk::{channel, chat, email, export_tools, sms, NoArgs, ToolError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,15 +17,7 @@ fn report<T: serde::Serialize>(result: omni_guest_sdk::Result<T>) -> Result<Valu
     Ok(match result {
         Ok(v) => json!({ "ok": v }),
         Err(e) => {
-            let kind = match &e {
-                Error::PermissionDenied(_) => "permission-denied",
-                Error::OutOfScope(_) => "out-of-scope",
-                Error::RateLimited { .. } => "rate-limited",
-                Error::Unavailable(_) => "unavailable",
-                Error::InvalidInput(_) => "invalid-input",
-                Error::Io(_) => "io",
-                _ => "other",
-            };
+            let kind = e.host_case().unwrap_or("other");
             json!({ "error": { "kind": kind, "message": e.to_string() } })
         }
     })

@@ -47,15 +47,7 @@ struct SpawnArgs {
 
 /// The error case's name, as in the WIT `error` variant.
 fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::PermissionDenied(_) => "permission-denied",
-        Error::OutOfScope(_) => "out-of-scope",
-        Error::RateLimited { .. } => "rate-limited",
-        Error::Unavailable(_) => "unavailable",
-        Error::InvalidInput(_) => "invalid-input",
-        Error::Io(_) => "io",
-        _ => "other",
-    }
+    e.host_case().unwrap_or("other")
 }
 
 fn report<T: Serialize>(r: Result<T, Error>) -> Result<Value, ToolError> {

@@ -36,15 +36,7 @@ struct Outcome {
 }
 
 fn refused(e: Error) -> Outcome {
-    let kind = match &e {
-        Error::PermissionDenied(_) => "permission-denied",
-        Error::OutOfScope(_) => "out-of-scope",
-        Error::RateLimited { .. } => "rate-limited",
-        Error::Unavailable(_) => "unavailable",
-        Error::InvalidInput(_) => "invalid-input",
-        Error::Io(_) => "io",
-        _ => "other",
-    };
+    let kind = e.host_case().unwrap_or("other");
     Outcome { ok: false, error: Some(kind), message: Some(e.to_string()), ..Outcome::default() }
 }
 
