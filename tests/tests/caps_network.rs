@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use omni_host::audit::AuditFilter;
+use omni_host::audit::{AuditFilter, AuditRecord};
 use omni_host::caps::egress::StaticResolver;
 use omni_host::caps::search::{ProviderConfig, ProviderKind};
 use omni_host::policy::Decision;
@@ -293,15 +293,9 @@ impl Net {
         self.call("get", json!({ "url": url }))
     }
 
-    /// Asserts the guest saw `kind` with a message containing `why`, and the audit holds
-    /// a deny record of `capability` whose reason contains `why`.
-    fn assert_refused(&self, out: &Value, capability: &str, kind: &str, why: &str) {
-        assert_eq!(out["ok"], false, "must be refused: {out}");
-        assert_eq!(out["error"], kind, "wrong error variant: {out}");
-        let message = out["message"].as_str().unwrap_or_default();
-        assert!(message.contains(why), "the guest's message should say {why:?}: {message}");
-        let denies = self
-            .omni
+    /// The probe's deny records of `capability` in the audit log.
+    fn denials(&self, capability: &str) -> Vec<AuditRecord> {
+        self.omni
             .audit()
             .query(&AuditFilter {
                 extension: Some(PROBE.into()),
@@ -309,7 +303,17 @@ impl Net {
                 decision: Some(Decision::Deny),
                 ..Default::default()
             })
-            .expect("audit query");
+            .expect("audit query")
+    }
+
+    /// Asserts the guest saw `kind` with a message containing `why`, and the audit holds
+    /// a deny record of `capability` whose reason contains `why`.
+    fn assert_refused(&self, out: &Value, capability: &str, kind: &str, why: &str) {
+        assert_eq!(out["ok"], false, "must be refused: {out}");
+        assert_eq!(out["error"], kind, "wrong error variant: {out}");
+        let message = out["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "the guest's message should say {why:?}: {message}");
+        let denies = self.denials(capability);
         assert!(
             denies.iter().any(|r| r.reason.contains(why)),
             "the audit needs a deny record of {capability} saying {why:?}; it has: {:?}",
@@ -324,16 +328,7 @@ impl Net {
         assert_eq!(out["error"], "permission-denied", "wrong error variant: {out}");
         let message = out["message"].as_str().unwrap_or_default();
         assert!(message.contains(&format!("{capability} was not granted")), "{message}");
-        let denies = self
-            .omni
-            .audit()
-            .query(&AuditFilter {
-                extension: Some(PROBE.into()),
-                capability: Some(capability.into()),
-                decision: Some(Decision::Deny),
-                ..Default::default()
-            })
-            .expect("audit query");
+        let denies = self.denials(capability);
         assert!(!denies.is_empty(), "the audit needs the refusal of {capability}");
     }
 
