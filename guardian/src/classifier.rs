@@ -334,7 +334,7 @@ pub fn segment_features(segment: &str, context: &DocumentWords, out: &mut Vec<Fe
     }
     let bin = match context.shared(segment) {
         None => 1,
-        Some(x) if x == 0.0 => 2,
+        Some(0.0) => 2,
         Some(x) if x <= 0.2 => 3,
         Some(x) if x <= 0.5 => 4,
         Some(_) => 5,

@@ -38,6 +38,11 @@ pub(crate) struct View {
 }
 
 impl View {
+    /// A view that is the text itself.
+    pub(crate) fn identity(bytes: Vec<u8>) -> Self {
+        Self { bytes, map: None }
+    }
+
     /// Maps a `[start, end)` range of this view back to the original text.
     pub fn original_span(&self, start: usize, end: usize) -> (usize, usize) {
         match &self.map {

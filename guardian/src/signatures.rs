@@ -8,6 +8,7 @@ use std::path::Path;
 
 use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::{meta, util::syntax, Anchored, Input};
 use serde::{Deserialize, Serialize};
 
 use crate::normalize::View;
@@ -128,11 +129,10 @@ pub struct SignatureSet {
     squeezed_set: RegexSet,
     squeezed_ids: Vec<usize>,
     regexes: Vec<Regex>,
-    /// The same patterns anchored at the start (`\A(?:...)`), for verifying a
-    /// prefilter hit in time proportional to the match, not the text.
-    anchored: Vec<Regex>,
-    /// Whether a pattern starts with a word boundary (checked by hand when anchored).
-    starts_with_boundary: Vec<bool>,
+    /// The same patterns, searched anchored at a prefilter hit to verify it in time
+    /// proportional to the match, not the text. The search reads the whole view as
+    /// context, so `\b` and `(?m)^` at the start are judged on the byte before it.
+    anchored: Vec<meta::Regex>,
     /// Prefix literals of the normalized-view signatures; a signature is verified only
     /// where one of its literals occurs. The combined `RegexSet` is exact but its lazy
     /// DFA thrashes on a hundred patterns with bounded gaps, so this prefilter is what
@@ -271,18 +271,18 @@ impl SignatureSet {
         }
         let mut anchored = Vec::with_capacity(signatures.len());
         for s in &signatures {
-            let re = RegexBuilder::new(&format!("\\A(?:{})", s.pattern))
-                .unicode(false)
-                .size_limit(8 << 20)
-                .dfa_size_limit(16 << 20)
-                .build()
+            let re = meta::Regex::builder()
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .configure(
+                    meta::Config::new()
+                        .utf8_empty(false)
+                        .nfa_size_limit(Some(8 << 20))
+                        .hybrid_cache_capacity(16 << 20),
+                )
+                .build(&s.pattern)
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
             anchored.push(re);
         }
-        let starts_with_boundary = signatures
-            .iter()
-            .map(|s| s.pattern.starts_with("\\b"))
-            .collect();
         let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
             RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
                 .unicode(false)
@@ -338,7 +338,6 @@ impl SignatureSet {
             squeezed_ids,
             regexes,
             anchored,
-            starts_with_boundary,
             prefilter,
             literal_owners,
 
@@ -442,25 +441,27 @@ impl SignatureSet {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
                 // A prefix literal at `p` means a match can only start at `p`: verify
-                // with the anchored pattern, which reads no further than the match.
-                let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+                // with an anchored search, which reads no further than the match.
+                let mut found = vec![false; self.signatures.len()];
+                for h in out.iter() {
+                    found[h.index] = true;
+                }
                 let input = aho_corasick::Input::new(hay).range(from..);
                 for m in self.prefilter.find_overlapping_iter(input) {
                     let p = m.start();
                     for &index in &self.literal_owners[m.pattern().as_usize()] {
-                        if self.starts_with_boundary[index] && p > 0 && word(hay[p - 1]) {
-                            continue;
-                        }
-                        if out.iter().any(|h| h.index == index) {
+                        if found[index] {
                             continue;
                         }
                         let end = (p + MAX_MATCH_BYTES).min(hay.len());
-                        if let Some(mm) = self.anchored[index].find(&hay[p..end]) {
-                            if !keep(p + mm.start(), p + mm.end()) {
+                        let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
+                        if let Some(mm) = self.anchored[index].search(&at) {
+                            if !keep(mm.start(), mm.end()) {
                                 continue;
                             }
-                            let (start, end) = view.original_span(p + mm.start(), p + mm.end());
+                            let (start, end) = view.original_span(mm.start(), mm.end());
                             out.push(RawHit { index, start, end });
+                            found[index] = true;
                         }
                     }
                 }
@@ -490,6 +491,42 @@ impl SignatureSet {
                 out.push(RawHit { index, start, end });
             }
         }
+    }
+
+    /// Ids of the normalized-view signatures that match `text` (already normalized),
+    /// found the way a scan finds them: prefilter literals, anchored verification and
+    /// the set of signatures without literals.
+    #[doc(hidden)]
+    pub fn matching_ids(&self, text: &str) -> Vec<&str> {
+        let view = View::identity(text.as_bytes().to_vec());
+        let mut hits = Vec::new();
+        self.scan_view(&view, SignatureView::Normalized, &mut hits);
+        let mut ids: Vec<&str> = hits
+            .iter()
+            .map(|h| self.signatures[h.index].id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// [`SignatureSet::matching_ids`] computed the slow, obvious way: each pattern
+    /// searched over the whole text on its own. The two must agree.
+    #[doc(hidden)]
+    pub fn matching_ids_plain(&self, text: &str) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .signatures
+            .iter()
+            .zip(&self.regexes)
+            .filter(|(s, re)| {
+                s.view == SignatureView::Normalized
+                    && re
+                        .find_iter(text.as_bytes())
+                        .any(|m| m.len() <= MAX_MATCH_BYTES)
+            })
+            .map(|(s, _)| s.id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Signature ids matched without a literal prefilter (for diagnostics).
