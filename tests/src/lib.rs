@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use omni_host::audit::{AuditFilter, AuditRecord, EventKind};
 use omni_host::policy::{Decision, GrantDuration};
 use omni_host::{Omni, OmniConfig, OmniEngine, PermissionDecision};
 
@@ -83,4 +84,39 @@ pub fn config_with_standin(standin: &StandIn) -> OmniConfig {
     let mut config = OmniConfig::default();
     config.network.resolve.insert("api.open-meteo.com".into(), standin.base_url());
     config
+}
+
+/// The audit records of `capability` for `extension`, narrowed to one decision and
+/// one event kind when given.
+pub fn audit_records(
+    omni: &Omni,
+    extension: &str,
+    capability: &str,
+    decision: Option<Decision>,
+    kind: Option<EventKind>,
+) -> Vec<AuditRecord> {
+    omni.audit()
+        .query(&AuditFilter {
+            extension: Some(extension.into()),
+            capability: Some(capability.into()),
+            decision,
+            kind,
+            ..AuditFilter::default()
+        })
+        .expect("audit query")
+}
+
+/// Asserts that one of `records` (of `capability`) has a reason holding every word of
+/// `reason_has`; on failure it lists the reasons there are.
+pub fn assert_reason(records: &[AuditRecord], capability: &str, reason_has: &[&str]) {
+    assert!(
+        records
+            .iter()
+            .any(|r| reason_has.iter().all(|w| r.reason.contains(w))),
+        "no audit record of {capability} with {reason_has:?}; reasons: {:?}",
+        records
+            .iter()
+            .map(|r| (&r.target, &r.reason))
+            .collect::<Vec<_>>()
+    );
 }

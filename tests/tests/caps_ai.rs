@@ -13,7 +13,9 @@ use omni_host::caps::messaging::OutboundMessage;
 use omni_host::caps::scheduling::RunOutcome;
 use omni_host::policy::Decision;
 use omni_host::{Omni, OmniConfig};
-use omni_tests::{engine, host, install_from, runtime, sample, sample_with_manifest};
+use omni_tests::{
+    assert_reason, audit_records, engine, host, install_from, runtime, sample, sample_with_manifest,
+};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.ai-probe";
@@ -169,18 +171,11 @@ fn error_message(report: &Value) -> String {
 }
 
 fn records(omni: &Omni, capability: &str, decision: Option<Decision>) -> Vec<AuditRecord> {
-    omni.audit()
-        .query(&AuditFilter {
-            extension: Some(PROBE.into()),
-            capability: Some(capability.into()),
-            decision,
-            ..AuditFilter::default()
-        })
-        .expect("audit query")
+    audit_records(omni, PROBE, capability, decision, None)
 }
 
 fn deny_decisions(omni: &Omni, capability: &str) -> Vec<AuditRecord> {
-    records(omni, capability, Some(Decision::Deny)).into_iter().filter(|r| r.kind == EventKind::Decision).collect()
+    audit_records(omni, PROBE, capability, Some(Decision::Deny), Some(EventKind::Decision))
 }
 
 /// The refusal at install of a capability that was never granted.
@@ -211,12 +206,7 @@ fn assert_refused(
     if kind != "rate-limited" {
         assert!(denials.iter().any(|d| d.contains(capability)), "{denials:?}");
     }
-    let denied = deny_decisions(omni, capability);
-    assert!(
-        denied.iter().any(|r| r.reason.contains(reason)),
-        "expected a deny record for {capability} with {reason:?}: {:?}",
-        denied.iter().map(|r| &r.reason).collect::<Vec<_>>()
-    );
+    assert_reason(&deny_decisions(omni, capability), capability, &[reason]);
     assert_still_serves(rt, omni);
 }
 

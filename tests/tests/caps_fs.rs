@@ -13,7 +13,7 @@ use omni_host::policy::Decision;
 use omni_host::caps::fs::{CapStdFs, FsBackend, FsEntry, FsError, FsMetadata, FsRoot, Resolved};
 use omni_host::caps::process::{ProcessBackend, RunFuture, SpawnOutput, SpawnRequest};
 use omni_host::{CallError, LimitExceeded, Omni, OmniBuilder, OmniConfig, OmniError};
-use omni_tests::{engine, install_from, runtime, sample_with_manifest};
+use omni_tests::{assert_reason, audit_records, engine, install_from, runtime, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.fs-escape";
@@ -156,30 +156,10 @@ impl Fixture {
         v["error"]["message"].as_str().unwrap_or_default().to_string()
     }
 
-    /// The deny records of `capability` for this extension.
-    fn denials(&self, capability: &str) -> Vec<(String, String)> {
-        let filter = AuditFilter {
-            extension: Some(self.id.to_string()),
-            capability: Some(capability.to_string()),
-            decision: Some(Decision::Deny),
-            ..AuditFilter::default()
-        };
-        self.omni
-            .audit()
-            .query(&filter)
-            .expect("audit query")
-            .into_iter()
-            .map(|r| (r.target.unwrap_or_default(), r.reason))
-            .collect()
-    }
-
     /// Asserts a deny record of `capability` whose reason contains `needle`.
     fn assert_denied(&self, capability: &str, needle: &str) {
-        let denials = self.denials(capability);
-        assert!(
-            denials.iter().any(|(_, reason)| reason.contains(needle)),
-            "no deny record of {capability} mentioning {needle:?}: {denials:#?}"
-        );
+        let denials = audit_records(&self.omni, &self.id, capability, Some(Decision::Deny), None);
+        assert_reason(&denials, capability, &[needle]);
     }
 
     /// The host still serves an ordinary, allowed call.

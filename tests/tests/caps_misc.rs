@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use omni_host::audit::{AuditFilter, AuditRecord, EventKind};
+use omni_host::audit::{AuditRecord, EventKind};
 use omni_host::caps::agent::{AgentBackend, AgentOutcome, AgentRequest};
 use omni_host::caps::automation::AutomationBackend;
 use omni_host::caps::clipboard::ClipboardBackend;
@@ -21,7 +21,7 @@ use omni_host::caps::vcs::{Change, CommitInfo, FileStatus, VcsBackend};
 use omni_host::caps::{BackendFuture, Integrations};
 use omni_host::policy::Decision;
 use omni_host::{Omni, OmniConfig};
-use omni_tests::{engine, install_from, install_granting_all, runtime, sample_with_manifest};
+use omni_tests::{assert_reason, audit_records, engine, install_from, install_granting_all, runtime, sample_with_manifest};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -368,16 +368,7 @@ impl Probe {
     }
 
     fn records(&self, extension: &str, capability: &str, decision: Decision, kind: EventKind) -> Vec<AuditRecord> {
-        self.omni
-            .audit()
-            .query(&AuditFilter {
-                extension: Some(extension.into()),
-                capability: Some(capability.into()),
-                decision: Some(decision),
-                kind: Some(kind),
-                ..AuditFilter::default()
-            })
-            .expect("audit query")
+        audit_records(&self.omni, extension, capability, Some(decision), Some(kind))
     }
 
     /// Asserts a call-time deny record for `capability` whose reason holds every word of
@@ -387,12 +378,7 @@ impl Probe {
     }
 
     fn assert_denied_for(&self, extension: &str, capability: &str, reason_has: &[&str]) {
-        let records = self.records(extension, capability, Decision::Deny, EventKind::Decision);
-        assert!(
-            records.iter().any(|r| reason_has.iter().all(|w| r.reason.contains(w))),
-            "no deny record for {capability} with {reason_has:?}; records: {:?}",
-            records.iter().map(|r| &r.reason).collect::<Vec<_>>()
-        );
+        assert_reason(&self.records(extension, capability, Decision::Deny, EventKind::Decision), capability, reason_has);
     }
 
     /// The host still serves: an allowed call goes through to the backend.

@@ -18,7 +18,7 @@ use omni_host::caps::egress::StaticResolver;
 use omni_host::caps::search::{ProviderConfig, ProviderKind};
 use omni_host::policy::Decision;
 use omni_host::{Omni, OmniConfig};
-use omni_tests::{engine, install_from, runtime, sample, sample_with_manifest};
+use omni_tests::{assert_reason, audit_records, engine, install_from, runtime, sample, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.ssrf";
@@ -295,15 +295,7 @@ impl Net {
 
     /// The probe's deny records of `capability` in the audit log.
     fn denials(&self, capability: &str) -> Vec<AuditRecord> {
-        self.omni
-            .audit()
-            .query(&AuditFilter {
-                extension: Some(PROBE.into()),
-                capability: Some(capability.into()),
-                decision: Some(Decision::Deny),
-                ..Default::default()
-            })
-            .expect("audit query")
+        audit_records(&self.omni, PROBE, capability, Some(Decision::Deny), None)
     }
 
     /// Asserts the guest saw `kind` with a message containing `why`, and the audit holds
@@ -313,12 +305,7 @@ impl Net {
         assert_eq!(out["error"], kind, "wrong error variant: {out}");
         let message = out["message"].as_str().unwrap_or_default();
         assert!(message.contains(why), "the guest's message should say {why:?}: {message}");
-        let denies = self.denials(capability);
-        assert!(
-            denies.iter().any(|r| r.reason.contains(why)),
-            "the audit needs a deny record of {capability} saying {why:?}; it has: {:?}",
-            denies.iter().map(|r| (&r.target, &r.reason)).collect::<Vec<_>>()
-        );
+        assert_reason(&self.denials(capability), capability, &[why]);
     }
 
     /// Asserts the guest saw `permission-denied` naming the capability as not granted, and
