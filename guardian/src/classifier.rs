@@ -8,7 +8,9 @@
 //!
 //! each hashed (a 64-bit multiply-rotate hash with a Murmur3 finalizer, seeded per
 //! feature family) into `2^DIM_BITS` buckets with a
-//! hash-derived sign, and scaled by `1/sqrt(n)` so long and short texts are comparable.
+//! hash-derived sign, counted once however often it occurs (so repeating a phrase
+//! neither amplifies nor dilutes anything), and scaled by `1/sqrt(n)` so long and short texts are
+//! comparable.
 //! The weights are trained by `cargo xtask train-guardian` and embedded with
 //! `include_bytes!` from `data/model.bin`.
 
@@ -18,7 +20,7 @@ use crate::GuardianError;
 pub const DIM_BITS: u32 = 18;
 /// Number of weights.
 pub const DIM: usize = 1 << DIM_BITS;
-const MAGIC: &[u8; 8] = b"OMNIGLR2";
+const MAGIC: &[u8; 8] = b"OMNIGLR3";
 
 /// Bytes before the weights: magic, hash width, bias and two Platt pairs.
 const HEADER: usize = 32;
@@ -74,7 +76,7 @@ impl Model {
         let bad = |m: &str| GuardianError::InvalidModel(m.to_string());
         if b.len() < HEADER || &b[..8] != MAGIC {
             return Err(bad(
-                "missing OMNIGLR2 header; retrain with `cargo xtask train-guardian`",
+                "missing OMNIGLR3 header (a feature counts once per text since format 3); retrain with `cargo xtask train-guardian`",
             ));
         }
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
@@ -236,6 +238,7 @@ fn is_word_byte(b: u8) -> bool {
 
 /// Extracts hashed features from a normalized (lower-cased) text into `out`.
 pub fn features(text: &str, out: &mut Vec<Feature>) {
+    let start = out.len();
     let mut bytes = text.as_bytes();
     if bytes.len() > MAX_FEATURE_BYTES {
         bytes = &bytes[..MAX_FEATURE_BYTES];
@@ -282,6 +285,40 @@ pub fn features(text: &str, out: &mut Vec<Feature>) {
             push(out, mix(cue ^ 0x4444_4444_0000_0000));
         }
     }
+    keep_distinct(out, start);
+}
+
+/// Keeps the first occurrence of each distinct feature of `out[from..]`, so
+/// repeating a phrase does not amplify it. With counts, "word word word ..." or a
+/// line pasted a hundred times weighed a handful of n-grams hundreds of times over
+/// and read as confidently as a real attack, and three hundred repetitions of "ok"
+/// after an attack diluted it below notice.
+fn keep_distinct(out: &mut Vec<Feature>, from: usize) {
+    thread_local! {
+        // One bit per (bucket, sign), all clear between calls: a call clears the
+        // bits it set, so no call pays for the whole table.
+        static SEEN: std::cell::RefCell<Vec<u64>> =
+            std::cell::RefCell::new(vec![0; 2 * DIM / 64]);
+    }
+    let key = |f: &Feature| (f.index << 1) | u32::from(f.sign < 0);
+    SEEN.with_borrow_mut(|seen| {
+        let mut kept = from;
+        for i in from..out.len() {
+            let f = out[i];
+            let k = key(&f);
+            let (word, bit) = ((k / 64) as usize, 1u64 << (k % 64));
+            if seen[word] & bit == 0 {
+                seen[word] |= bit;
+                out[kept] = f;
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        for f in &out[from..] {
+            let k = key(f);
+            seen[(k / 64) as usize] &= !(1u64 << (k % 64));
+        }
+    });
 }
 
 /// Features of a segment embedded in a document: the plain features plus a copy
@@ -725,7 +762,7 @@ mod tests {
         assert!(Model::from_bytes(b"garbage").is_err());
         // A model of the previous format is refused with the fix in the message.
         let mut old = m.to_bytes();
-        old[..8].copy_from_slice(b"OMNIGLR1");
+        old[..8].copy_from_slice(b"OMNIGLR2");
         let err = Model::from_bytes(&old).expect_err("old format refused");
         assert!(err.to_string().contains("train-guardian"), "{err}");
     }

@@ -498,6 +498,39 @@ pub fn leave_one_source_out(
     Ok(out)
 }
 
+/// The dev-set acceptance table: each evaluation source, the BIPIA test-split attacks
+/// inserted into test-split contexts (when `dev_dir` has `bipia.jsonl`), all benign rows,
+/// and everything pooled. `cargo xtask guardian-eval` and the training example print it.
+pub fn dev_set_metrics(
+    guardian: &Guardian,
+    corpus: &Corpus,
+    dev_dir: &Path,
+) -> Result<Vec<(String, eval::Metrics)>, GuardianError> {
+    let mut named = Vec::new();
+    let (mut pooled, mut benign) = (Vec::new(), Vec::new());
+    for s in corpus.sources.iter().filter(|s| !s.eval.is_empty()) {
+        let out = eval::run(guardian, &s.eval, ScanPoint::UserInput, |_| {});
+        if s.eval.iter().all(|r| r.label == 0) {
+            benign.extend(out.iter().copied());
+        }
+        pooled.extend(out.iter().copied());
+        named.push((s.name.clone(), eval::metrics(&out)));
+    }
+    let bipia = dev_dir.join("bipia.jsonl");
+    if bipia.is_file() {
+        let rows = eval::load_jsonl(&bipia)?;
+        let test = eval::bipia_insertions(&rows, 3, Some("test"));
+        let out = eval::run(guardian, &test, ScanPoint::ToolResult, |_| {});
+        named.push((
+            "bipia_inserted, test-split attacks into test-split contexts".into(),
+            eval::metrics(&out),
+        ));
+    }
+    named.push(("all benign rows".into(), eval::metrics(&benign)));
+    named.push(("pooled".into(), eval::metrics(&pooled)));
+    Ok(named)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,37 +580,4 @@ mod tests {
         assert!(a > 0.0);
         assert!(sigmoid(a * 4.0 + b) > 0.9 && sigmoid(a * -4.0 + b) < 0.1);
     }
-}
-
-/// The dev-set acceptance table: each evaluation source, the BIPIA test-split attacks
-/// inserted into test-split contexts (when `dev_dir` has `bipia.jsonl`), all benign rows,
-/// and everything pooled. `cargo xtask guardian-eval` and the training example print it.
-pub fn dev_set_metrics(
-    guardian: &Guardian,
-    corpus: &Corpus,
-    dev_dir: &Path,
-) -> Result<Vec<(String, eval::Metrics)>, GuardianError> {
-    let mut named = Vec::new();
-    let (mut pooled, mut benign) = (Vec::new(), Vec::new());
-    for s in corpus.sources.iter().filter(|s| !s.eval.is_empty()) {
-        let out = eval::run(guardian, &s.eval, ScanPoint::UserInput, |_| {});
-        if s.eval.iter().all(|r| r.label == 0) {
-            benign.extend(out.iter().copied());
-        }
-        pooled.extend(out.iter().copied());
-        named.push((s.name.clone(), eval::metrics(&out)));
-    }
-    let bipia = dev_dir.join("bipia.jsonl");
-    if bipia.is_file() {
-        let rows = eval::load_jsonl(&bipia)?;
-        let test = eval::bipia_insertions(&rows, 3, Some("test"));
-        let out = eval::run(guardian, &test, ScanPoint::ToolResult, |_| {});
-        named.push((
-            "bipia_inserted, test-split attacks into test-split contexts".into(),
-            eval::metrics(&out),
-        ));
-    }
-    named.push(("all benign rows".into(), eval::metrics(&benign)));
-    named.push(("pooled".into(), eval::metrics(&pooled)));
-    Ok(named)
 }
