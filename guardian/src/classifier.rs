@@ -14,6 +14,7 @@
 //! The weights are trained by `cargo xtask train-guardian` and embedded with
 //! `include_bytes!` from `data/model.bin`.
 
+use crate::normalize::is_word_byte;
 use crate::GuardianError;
 
 /// Number of hash bits: the model has `2^DIM_BITS` weights.
@@ -230,10 +231,6 @@ fn push(out: &mut Vec<Feature>, h: u64) {
         index: (h & (DIM as u64 - 1)) as u32,
         sign: if h >> 63 == 0 { 1 } else { -1 },
     });
-}
-
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80
 }
 
 /// Extracts hashed features from a normalized (lower-cased) text into `out`.

@@ -20,7 +20,7 @@
 //! counters included, covers only the window being scored: a large benign document
 //! cannot add up scattered look-alike letters or leet-looking tokens into one score.
 
-use crate::normalize::{ObfuscationEvents, ObfuscationStats, View};
+use crate::normalize::{is_word_byte, ObfuscationEvents, ObfuscationStats, View};
 
 /// Weight of each heuristic rule, in the order of [`RULES`].
 pub const WEIGHTS: [f64; 6] = [0.25, 0.20, 0.20, 0.15, 0.15, 0.05];
@@ -164,18 +164,6 @@ const FAMILY_WORDS: [&[&[u8]]; 12] = [
     &[b"anything", b"everything", b"whatever", b"regardless"],
 ];
 
-/// The vocabulary family of a word, if any.
-fn family(word: &[u8]) -> Option<u8> {
-    FAMILY_WORDS
-        .iter()
-        .position(|f| f.contains(&word))
-        .map(|i| i as u8)
-}
-
-fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80
-}
-
 const MARKERS: &[&str] = &[
     "<|im_start|>",
     "<|system|>",
@@ -245,6 +233,8 @@ pub(crate) struct Heuristics {
     family_candidate: [u32; 256],
     /// The same for the first words of phrases.
     phrase_candidate: [u32; 256],
+    /// Every family word with its family, sorted by word for binary search.
+    families: Vec<(&'static [u8], u8)>,
     /// Phrases grouped by first word: (first word, [(phrase, is_control)]).
     phrases: Vec<PhraseGroup>,
 }
@@ -304,9 +294,14 @@ impl Heuristics {
             }
         }
         let mut family_candidate = [0u32; 256];
-        for w in FAMILY_WORDS.iter().flat_map(|f| f.iter()) {
-            mark(&mut family_candidate, w);
+        let mut families = Vec::new();
+        for (f, words) in (0u8..).zip(FAMILY_WORDS.iter()) {
+            for w in words.iter() {
+                mark(&mut family_candidate, w);
+                families.push((*w, f));
+            }
         }
+        families.sort_unstable();
         let mut phrase_candidate = [0u32; 256];
         let mut phrases: Vec<PhraseGroup> = Vec::new();
         let tagged = ADDRESSED
@@ -325,6 +320,7 @@ impl Heuristics {
         Ok(Self {
             family_candidate,
             phrase_candidate,
+            families,
             phrases,
         })
     }
@@ -358,7 +354,8 @@ impl Heuristics {
             }
             let bit = 1u32 << word.len();
             if self.family_candidate[b as usize] & bit != 0 {
-                if let Some(f) = family(word) {
+                if let Ok(k) = self.families.binary_search_by(|(w, _)| (*w).cmp(word)) {
+                    let f = self.families[k].1;
                     c.families |= 1 << f;
                     c.family_hits += 1;
                 }
@@ -596,6 +593,13 @@ mod tests {
         assert!(v.values[1] > 0.0, "{v:?}");
         assert_eq!(v.values[3], 0.75);
         assert_eq!(v.values[4], 0.5);
+    }
+
+    #[test]
+    fn family_words_are_unique() {
+        // A word in two families would be counted in whichever the search finds.
+        let h = h();
+        assert!(h.families.windows(2).all(|w| w[0].0 != w[1].0));
     }
 
     #[test]

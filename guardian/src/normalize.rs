@@ -1033,6 +1033,16 @@ macro_rules! byte_table {
     }};
 }
 
+/// Bytes of a word for the heuristics and the classifier: ASCII letters and digits,
+/// the apostrophe, and every byte of a non-ASCII character.
+static WORD_BYTE: [bool; 256] =
+    byte_table!(|b| b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80);
+
+/// Whether `b` belongs to a word (see [`WORD_BYTE`]).
+pub(crate) fn is_word_byte(b: u8) -> bool {
+    WORD_BYTE[usize::from(b)]
+}
+
 /// ASCII hex digits as a byte table.
 static HEX: [bool; 256] = byte_table!(|b| b.is_ascii_hexdigit());
 
