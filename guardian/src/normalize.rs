@@ -418,7 +418,7 @@ pub(crate) fn normalize_with(text: &str, fast: bool) -> Normalized {
     };
     let flags = prescan(&canonical.bytes);
     if flags.collapse {
-        collapse_inline_space(&mut canonical);
+        collapse_space(&mut canonical);
     }
     let (derived, squeezed) = if flags.spaced || flags.leet {
         derive(&canonical, &flags, &mut events)
@@ -436,7 +436,7 @@ pub(crate) fn normalize_with(text: &str, fast: bool) -> Normalized {
 
 /// What one pass over the canonical bytes says about the work still needed.
 struct Prescan {
-    /// Inline whitespace other than single spaces.
+    /// A run of whitespace other than one space, one line break or two line breaks.
     collapse: bool,
     /// Two single-letter tokens within four bytes (a possible letter-spaced run).
     spaced: bool,
@@ -449,6 +449,7 @@ const C_ALPHA: u8 = 2;
 const C_LEET: u8 = 4;
 const C_SPACE: u8 = 8;
 const C_ODD_SPACE: u8 = 16;
+const C_NEWLINE: u8 = 32;
 
 /// Byte classes for [`prescan`], so each byte costs one table load.
 static CLASS: [u8; 256] = {
@@ -475,6 +476,9 @@ static CLASS: [u8; 256] = {
         if matches!(b, b'\t' | b'\r' | 0x0b | 0x0c) {
             c |= C_ODD_SPACE;
         }
+        if b == b'\n' {
+            c |= C_NEWLINE;
+        }
         t[i] = c;
         i += 1;
     }
@@ -487,6 +491,7 @@ fn prescan(b: &[u8]) -> Prescan {
     let mut prev = 0u8;
     let mut token_start = 0usize;
     let mut last_single_end: Option<usize> = None;
+    let mut newlines = 0u32; // line breaks in a row so far
     for (i, &byte) in b.iter().enumerate() {
         let c = CLASS[byte as usize];
         if c & C_WORD != 0 {
@@ -500,9 +505,14 @@ fn prescan(b: &[u8]) -> Prescan {
             }
             last_single_end = Some(i);
         }
-        // Two inline spaces in a row, or a tab/CR/VT/FF, need collapsing.
+        // A tab/CR/VT/FF, two spaces in a row, a space beside a line break, or a
+        // third line break in a row need collapsing.
+        newlines = if c & C_NEWLINE != 0 { newlines + 1 } else { 0 };
+        // Canonical runs: " ", "\n", "\n\n", "\n " and "\n\n ". A space may follow
+        // a line break only; nothing whitespace may follow a space.
+        let after_space = prev & C_SPACE != 0 && c & (C_SPACE | C_NEWLINE) != 0;
         flags |= c & C_ODD_SPACE;
-        flags |= u8::from(c & prev & C_SPACE != 0) * C_ODD_SPACE;
+        flags |= u8::from(after_space || newlines > 2) * C_ODD_SPACE;
         // A letter next to a leet symbol, either way round.
         flags |= ((prev & C_ALPHA) << 1) & c & C_LEET;
         flags |= u8::from(((prev & C_LEET) >> 1) & c & C_ALPHA != 0) * C_LEET;
@@ -532,14 +542,19 @@ fn prescan(b: &[u8]) -> Prescan {
     }
 }
 
-fn is_inline_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c)
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
 }
 
 /// Writes every run of inline whitespace as one plain space (line breaks stay, since
 /// line-start patterns need them), so a pattern's `\s+` and its prefilter literal
 /// agree on what separates words. Stretches without such runs are copied whole.
-fn collapse_inline_space(view: &mut View) {
+/// Rewrites every run of whitespace as one space, or as one line break when it
+/// holds one, or as two when it holds more, followed by one space when the run ends
+/// in indentation. Signature patterns then meet `\s+` only in those five shapes,
+/// which is what lets their prefilter literals span whitespace exactly: a blank line
+/// or a trailing space between two words of an attack cannot hide it.
+fn collapse_space(view: &mut View) {
     let b = &view.bytes;
     let mut bytes = Vec::with_capacity(b.len());
     let mut map = Map::with_capacity(64);
@@ -547,25 +562,37 @@ fn collapse_inline_space(view: &mut View) {
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
-        if !is_inline_space(b[i]) {
+        if !is_space(b[i]) {
             i += 1;
             continue;
         }
         let mut j = i + 1;
-        while j < b.len() && is_inline_space(b[j]) {
+        while j < b.len() && is_space(b[j]) {
             j += 1;
         }
-        if j == i + 1 && b[i] == b' ' {
-            // A single plain space is already what the collapse writes.
+        let run = &b[i..j];
+        // Indentation after the last line break stays visible (as one space): the
+        // classifier's segmenter tells code and continuation lines by it.
+        let indented = run.last().is_some_and(|&c| c != b'\n');
+        let canonical: &[u8] = match (run.iter().filter(|&&c| c == b'\n').count(), indented) {
+            (0, _) => b" ",
+            (1, false) => b"\n",
+            (1, true) => b"\n ",
+            (_, false) => b"\n\n",
+            (_, true) => b"\n\n ",
+        };
+        if run == canonical {
             i = j;
             continue;
         }
         bytes.extend_from_slice(&b[copied..i]);
         view.append_origins(&mut cursor, copied, i, &mut map);
-        bytes.push(b' ');
         let s = view.origin(&mut cursor, i)[0];
         let e = view.origin(&mut cursor, j - 1)[1];
-        map.push([s, e]);
+        for &c in canonical {
+            bytes.push(c);
+            map.push([s, e]);
+        }
         copied = j;
         i = j;
     }

@@ -160,13 +160,13 @@ pub(crate) const CONTEXT_BYTES: usize = 2 * MAX_MATCH_BYTES + 2;
 /// Prefix literals of a pattern, or `None` when it has no selective ones.
 fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    // The normalized text writes a run of inline whitespace as one plain space, so
-    // `\s` can be read as a space or a line break here; without this the six-byte
-    // class multiplies the literals until the extractor gives up and keeps only a
-    // common first word. (A run mixing spaces and line breaks is not covered.)
+    // The normalized text writes every run of whitespace as one space, or one or
+    // two line breaks with an optional space after them (`normalize::collapse_space`),
+    // so `\s+` is exactly one of those five shapes here; the six-byte class would otherwise multiply the literals until the
+    // extractor gives up and keeps only a common first word.
     let simplified = pattern
-        .replace("\\s+", "[ \\n]")
-        .replace("\\s*", "[ \\n]?")
+        .replace("\\s+", "(?:[ \\n]|\\n\\n ?|\\n )")
+        .replace("\\s*", "(?:[ \\n]|\\n\\n ?|\\n )?")
         .replace("\\s", "[ \\n]");
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
@@ -193,7 +193,22 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     if lits.is_empty() || !lits.iter().all(|l| selective(l.as_bytes())) {
         return None;
     }
-    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+    // A word of five bytes or more is selective on its own: cutting the literal
+    // before the whitespace after it merges the five shapes of that whitespace (and
+    // the next word's first letters) into one literal.
+    let mut out: Vec<Vec<u8>> = lits
+        .iter()
+        .map(|l| {
+            let l = l.as_bytes();
+            match l.iter().position(|&b| b == b' ' || b == b'\n') {
+                Some(w) if w >= 5 => l[..w].to_vec(),
+                _ => l.to_vec(),
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
 }
 
 impl SignatureSet {
