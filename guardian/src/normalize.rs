@@ -546,14 +546,12 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
 }
 
-/// Writes every run of inline whitespace as one plain space (line breaks stay, since
-/// line-start patterns need them), so a pattern's `\s+` and its prefilter literal
-/// agree on what separates words. Stretches without such runs are copied whole.
 /// Rewrites every run of whitespace as one space, or as one line break when it
 /// holds one, or as two when it holds more, followed by one space when the run ends
 /// in indentation. Signature patterns then meet `\s+` only in those five shapes,
 /// which is what lets their prefilter literals span whitespace exactly: a blank line
-/// or a trailing space between two words of an attack cannot hide it.
+/// or a trailing space between two words of an attack cannot hide it. Stretches
+/// between runs that need rewriting are copied whole.
 fn collapse_space(view: &mut View) {
     let b = &view.bytes;
     let mut bytes = Vec::with_capacity(b.len());
