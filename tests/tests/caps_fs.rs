@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use omni_host::audit::{AuditFilter, EventKind};
+use omni_host::audit::EventKind;
 use omni_host::policy::Decision;
 use omni_host::caps::fs::{CapStdFs, FsBackend, FsEntry, FsError, FsMetadata, FsRoot, Resolved};
 use omni_host::caps::process::{ProcessBackend, RunFuture, SpawnOutput, SpawnRequest};
@@ -212,16 +212,7 @@ fn fs_read_ungranted_is_permission_denied() {
     let message = f.refused("read", json!({ "path": f.path("a.txt") }), "permission-denied");
     assert!(message.contains(READ), "{message}");
     // The refusal at install is the audited deny decision.
-    let grants = f
-        .omni
-        .audit()
-        .query(&AuditFilter {
-            extension: Some(PROBE.into()),
-            capability: Some(READ.into()),
-            kind: Some(EventKind::Grant),
-            ..AuditFilter::default()
-        })
-        .expect("audit");
+    let grants = audit_records(&f.omni, PROBE, READ, None, Some(EventKind::Grant));
     assert!(grants.iter().any(|r| r.decision == Some(Decision::Deny)), "{grants:#?}");
     // A revoked grant is refused at call time too.
     let g = probe();

@@ -345,11 +345,7 @@ fn http_allowed_fetches_through_the_mapping() {
     assert_eq!(out["status"], 200);
     assert_eq!(out["text"], "hello from the stand-in");
     assert_eq!(out["final_url"], "https://allowed.test/hello?token=secret-query");
-    let records = net
-        .omni
-        .audit()
-        .query(&AuditFilter { extension: Some(PROBE.into()), capability: Some("network.http".into()), ..Default::default() })
-        .expect("audit");
+    let records = audit_records(&net.omni, PROBE, "network.http", None, None);
     assert!(
         records.iter().all(|r| !r.target.as_deref().unwrap_or_default().contains("secret-query")),
         "query strings must not reach the audit"
