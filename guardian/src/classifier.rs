@@ -9,8 +9,8 @@
 //! each hashed (a 64-bit multiply-rotate hash with a Murmur3 finalizer, seeded per
 //! feature family) into `2^DIM_BITS` buckets with a
 //! hash-derived sign, counted once however often it occurs (so repeating a phrase
-//! neither amplifies nor dilutes anything), and scaled by `1/sqrt(n)` so long and short texts are
-//! comparable.
+//! neither amplifies nor dilutes anything), and scaled by `1/sqrt(n)` so long and
+//! short texts are comparable.
 //! The weights are trained by `cargo xtask train-guardian` and embedded with
 //! `include_bytes!` from `data/model.bin`.
 
@@ -297,13 +297,16 @@ fn keep_distinct(out: &mut Vec<Feature>, from: usize) {
         static SEEN: std::cell::RefCell<Vec<u64>> =
             std::cell::RefCell::new(vec![0; 2 * DIM / 64]);
     }
-    let key = |f: &Feature| (f.index << 1) | u32::from(f.sign < 0);
+    // The word and bit of a feature's (bucket, sign) in the table.
+    let slot = |f: &Feature| {
+        let k = (f.index << 1) | u32::from(f.sign < 0);
+        ((k / 64) as usize, 1u64 << (k % 64))
+    };
     SEEN.with_borrow_mut(|seen| {
         let mut kept = from;
         for i in from..out.len() {
             let f = out[i];
-            let k = key(&f);
-            let (word, bit) = ((k / 64) as usize, 1u64 << (k % 64));
+            let (word, bit) = slot(&f);
             if seen[word] & bit == 0 {
                 seen[word] |= bit;
                 out[kept] = f;
@@ -312,8 +315,8 @@ fn keep_distinct(out: &mut Vec<Feature>, from: usize) {
         }
         out.truncate(kept);
         for f in &out[from..] {
-            let k = key(f);
-            seen[(k / 64) as usize] &= !(1u64 << (k % 64));
+            let (word, bit) = slot(f);
+            seen[word] &= !bit;
         }
     });
 }

@@ -505,11 +505,9 @@ fn prescan(b: &[u8]) -> Prescan {
             }
             last_single_end = Some(i);
         }
-        // A tab/CR/VT/FF, two spaces in a row, a space beside a line break, or a
-        // third line break in a row need collapsing.
+        // A run needs collapsing unless it is one of the shapes of [`GAP`]: a
+        // tab/CR/VT/FF, whitespace after a space, or a third line break in a row.
         newlines = if c & C_NEWLINE != 0 { newlines + 1 } else { 0 };
-        // Canonical runs: " ", "\n", "\n\n", "\n " and "\n\n ". A space may follow
-        // a line break only; nothing whitespace may follow a space.
         let after_space = prev & C_SPACE != 0 && c & (C_SPACE | C_NEWLINE) != 0;
         flags |= c & C_ODD_SPACE;
         flags |= u8::from(after_space || newlines > 2) * C_ODD_SPACE;
@@ -545,6 +543,11 @@ fn prescan(b: &[u8]) -> Prescan {
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
 }
+
+/// The whitespace runs [`collapse_space`] leaves, as a regex: one space, or one or two
+/// line breaks each optionally followed by one space. Signature literals are
+/// extracted with `\s+` read as exactly this.
+pub(crate) const GAP: &str = "(?:[ \\n]|\\n\\n ?|\\n )";
 
 /// Rewrites every run of whitespace as one space, or as one line break when it
 /// holds one, or as two when it holds more, followed by one space when the run ends
@@ -1385,6 +1388,31 @@ fn unescape(tok: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_runs_take_the_shapes_of_gap() {
+        let gap = regex::bytes::Regex::new(&format!("\\A{GAP}\\z")).expect("GAP compiles");
+        for run in [
+            " ",
+            "  ",
+            "\t",
+            " \t ",
+            "\n",
+            " \n",
+            "\n ",
+            "\n   ",
+            "\r\n",
+            "\n\n",
+            " \n \n ",
+            "\n\n\n",
+            "\n\n\n\t",
+            "\u{0b}\u{0c}",
+        ] {
+            let n = normalize(&format!("a{run}b"));
+            let b = &n.canonical.bytes;
+            assert!(gap.is_match(&b[1..b.len() - 1]), "{run:?} became {b:?}");
+        }
+    }
 
     fn canon(s: &str) -> String {
         String::from_utf8_lossy(&normalize(s).canonical.bytes).into_owned()

@@ -11,7 +11,7 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use regex_automata::{meta, util::syntax, Anchored, Input};
 use serde::{Deserialize, Serialize};
 
-use crate::normalize::View;
+use crate::normalize::{View, GAP};
 use crate::GuardianError;
 
 /// The signature file compiled into the crate.
@@ -160,13 +160,13 @@ pub(crate) const CONTEXT_BYTES: usize = 2 * MAX_MATCH_BYTES + 2;
 /// Prefix literals of a pattern, or `None` when it has no selective ones.
 fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    // The normalized text writes every run of whitespace as one space, or one or
-    // two line breaks with an optional space after them (`normalize::collapse_space`),
-    // so `\s+` is exactly one of those five shapes here; the six-byte class would otherwise multiply the literals until the
-    // extractor gives up and keeps only a common first word.
+    // The normalized text writes every run of whitespace as one of the shapes of
+    // `GAP`, so `\s+` is exactly that here; the six-byte class would otherwise
+    // multiply the literals until the extractor gives up and keeps only a common
+    // first word.
     let simplified = pattern
-        .replace("\\s+", "(?:[ \\n]|\\n\\n ?|\\n )")
-        .replace("\\s*", "(?:[ \\n]|\\n\\n ?|\\n )?")
+        .replace("\\s+", GAP)
+        .replace("\\s*", &format!("{GAP}?"))
         .replace("\\s", "[ \\n]");
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
@@ -184,7 +184,6 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     // Short literals keep the prefilter automaton small (and cache-resident); the
     // anchored verification does the rest.
     seq.keep_first_bytes(PREFIX_BYTES);
-    seq.dedup();
     let lits = seq.literals()?;
     // A short literal is selective only when it holds punctuation (`<`, `![`, `{{`,
     // a line break before `#`): "ai" or "to" would hit every few words.
