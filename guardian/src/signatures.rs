@@ -133,14 +133,18 @@ pub struct SignatureSet {
     /// proportional to the match, not the text. The search reads the whole view as
     /// context, so `\b` and `(?m)^` at the start are judged on the byte before it.
     anchored: Vec<meta::Regex>,
-    /// Prefix literals of the normalized-view signatures; a signature is verified only
-    /// where one of its literals occurs. The combined `RegexSet` is exact but its lazy
-    /// DFA thrashes on a hundred patterns with bounded gaps, so this prefilter is what
-    /// keeps a scan in microseconds.
+    /// Anchor literals of the normalized-view signatures (see [`anchors`]); a
+    /// signature is verified only where one of its literals lets a match start. The
+    /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
+    /// with bounded gaps, so this prefilter is what keeps a scan in microseconds.
     prefilter: AhoCorasick,
-    /// For each prefilter literal, the signatures it belongs to.
-    literal_owners: Vec<Vec<usize>>,
-    /// Normalized-view signatures without usable prefix literals, matched as a set.
+    /// For each prefilter literal, the signatures it anchors and how far before it
+    /// their matches may start.
+    literal_owners: Vec<Vec<(usize, (usize, usize))>>,
+    /// What each pattern asserts about the byte before its match: a hit that fails it
+    /// cannot start a match and is dropped without a search.
+    starts: Vec<Start>,
+    /// Normalized-view signatures without usable anchors, matched as a set.
     unanchored_set: RegexSet,
     unanchored_ids: Vec<usize>,
 }
@@ -157,13 +161,97 @@ const PREFIX_BYTES: usize = 8;
 /// a match touching the change fits, and so does its verification window.
 pub(crate) const CONTEXT_BYTES: usize = 2 * MAX_MATCH_BYTES + 2;
 
-/// Prefix literals of a pattern, or `None` when it has no selective ones.
-fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+/// What a pattern asserts before its first byte, read off its leading assertion.
+///
+/// Most prefilter hits of a line-start signature fall in the middle of a line (the
+/// `>` of an HTML tag, the `#` of a comment), and some hits of a `\b` signature fall
+/// inside a longer word. The assertion costs one byte load to check where the
+/// anchored search costs a few hundred instructions; a hit that fails it cannot start
+/// a match, so dropping it changes no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// No assertion the prefilter can check.
+    Any,
+    /// `\A`: the start of the text.
+    Text,
+    /// `(?m)^`: the start of a line.
+    Line,
+    /// `\b` (ASCII): a word boundary.
+    WordBoundary,
+}
+
+impl Start {
+    /// The assertion every match of `pattern` starts with.
+    fn of(pattern: &str) -> Self {
+        regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(pattern)
+            .map_or(Start::Any, |hir| Self::of_hir(&hir))
+    }
+
+    fn of_hir(hir: &regex_syntax::hir::Hir) -> Self {
+        use regex_syntax::hir::{HirKind, Look};
+        match hir.kind() {
+            HirKind::Look(Look::Start) => Start::Text,
+            HirKind::Look(Look::StartLF) => Start::Line,
+            HirKind::Look(Look::WordAscii) => Start::WordBoundary,
+            HirKind::Capture(c) => Self::of_hir(&c.sub),
+            HirKind::Concat(items) => items.first().map_or(Start::Any, Self::of_hir),
+            HirKind::Alternation(alts) => {
+                let first = alts.first().map_or(Start::Any, Self::of_hir);
+                if alts.iter().all(|a| Self::of_hir(a) == first) {
+                    first
+                } else {
+                    Start::Any
+                }
+            }
+            _ => Start::Any,
+        }
+    }
+
+    /// Whether the assertion holds at byte `p` of `hay`.
+    fn holds(self, hay: &[u8], p: usize) -> bool {
+        // `\w` of a byte-mode pattern without Unicode.
+        let word = |i: usize| {
+            hay.get(i)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        };
+        match self {
+            Start::Any => true,
+            Start::Text => p == 0,
+            Start::Line => p == 0 || hay[p - 1] == b'\n',
+            Start::WordBoundary => (p > 0 && word(p - 1)) != word(p),
+        }
+    }
+}
+
+/// A prefilter literal of one signature: every match of the signature holds one of
+/// its literals, starting between `back.0` and `back.1` bytes after the match start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Anchor {
+    literal: Vec<u8>,
+    back: (usize, usize),
+}
+
+/// How far after a match start a literal may be anchored: the head before it must
+/// be short and bounded (an identifier before `=`, a label before `:`), so a hit
+/// costs a few anchored searches, one per possible start.
+const MAX_ANCHOR_BACK: usize = 16;
+
+/// The prefilter anchors of a pattern, or `None` when it has no selective ones.
+///
+/// A pattern is anchored on its prefix literals when it has selective ones. When it
+/// has not (it starts with a class, like an identifier `[a-z]\w{0,5}`), its leading
+/// items are skipped while their length stays bounded, and the first rest that has
+/// selective prefix literals anchors it: a match then starts at most that bounded
+/// length before one of them. An alternation is anchored branch by branch.
+fn anchors(pattern: &str) -> Option<Vec<Anchor>> {
     // The normalized text writes every run of whitespace as one of the shapes of
     // `GAP`, so `\s+` is exactly that here; the six-byte class would otherwise
     // multiply the literals until the extractor gives up and keeps only a common
-    // first word.
+    // first word. It also bounds the length of a head that holds `\s*`.
     let simplified = pattern
         .replace("\\s+", GAP)
         .replace("\\s*", &format!("{GAP}?"))
@@ -174,15 +262,74 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
         .build()
         .parse(&simplified)
         .ok()?;
+    let mut out = anchors_of(&hir)?;
+    out.sort_unstable_by(|x, y| (&x.literal, x.back).cmp(&(&y.literal, y.back)));
+    out.dedup();
+    Some(out)
+}
+
+fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
+    use regex_syntax::hir::{Hir, HirKind};
+    let at = |lits: Vec<Vec<u8>>, back| {
+        lits.into_iter()
+            .map(|literal| Anchor { literal, back })
+            .collect::<Vec<_>>()
+    };
+    if let Some(lits) = prefix_literals(hir) {
+        return Some(at(lits, (0, 0)));
+    }
+    match hir.kind() {
+        HirKind::Capture(c) => anchors_of(&c.sub),
+        HirKind::Alternation(alts) => {
+            let mut out = Vec::new();
+            for alt in alts {
+                out.extend(anchors_of(alt)?);
+            }
+            Some(out)
+        }
+        HirKind::Concat(items) => {
+            // Of the heads short enough, the one whose rest has the longest shortest
+            // literal (a lone quote would hit everywhere), then the fewest literals
+            // (a rest that starts with whitespace has one per whitespace shape).
+            let score = |lits: &[Vec<u8>]| {
+                let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
+                (shortest, std::cmp::Reverse(lits.len()))
+            };
+            let mut best: Option<(_, Vec<Anchor>)> = None;
+            for k in 1..items.len() {
+                let head = Hir::concat(items[..k].to_vec());
+                match head.properties().maximum_len() {
+                    Some(max) if max <= MAX_ANCHOR_BACK => {
+                        let min = head.properties().minimum_len().unwrap_or(0);
+                        let rest = Hir::concat(items[k..].to_vec());
+                        if let Some(lits) = prefix_literals(&rest) {
+                            let sc = score(&lits);
+                            if best.as_ref().is_none_or(|(b, _)| sc > *b) {
+                                best = Some((sc, at(lits, (min, max))));
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            best.map(|(_, anchors)| anchors)
+        }
+        _ => None,
+    }
+}
+
+/// Selective prefix literals of a (whitespace-simplified) pattern.
+fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut ex = Extractor::new();
     ex.kind(ExtractKind::Prefix)
         .limit_class(8)
         .limit_repeat(4)
         .limit_literal_len(24)
         .limit_total(5000);
-    let mut seq = ex.extract(&hir);
-    // Short literals keep the prefilter automaton small (and cache-resident); the
-    // anchored verification does the rest.
+    let mut seq = ex.extract(hir);
+    // Short literals keep the prefilter automaton small; the anchored verification
+    // does the rest.
     seq.keep_first_bytes(PREFIX_BYTES);
     let lits = seq.literals()?;
     // A short literal is selective only when it holds punctuation (`<`, `![`, `{{`,
@@ -195,19 +342,17 @@ fn prefix_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     // A word of five bytes or more is selective on its own: cutting the literal
     // before the whitespace after it merges the five shapes of that whitespace (and
     // the next word's first letters) into one literal.
-    let mut out: Vec<Vec<u8>> = lits
-        .iter()
-        .map(|l| {
-            let l = l.as_bytes();
-            match l.iter().position(|&b| b == b' ' || b == b'\n') {
-                Some(w) if w >= 5 => l[..w].to_vec(),
-                _ => l.to_vec(),
-            }
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    Some(out)
+    Some(
+        lits.iter()
+            .map(|l| {
+                let l = l.as_bytes();
+                match l.iter().position(|&b| b == b' ' || b == b'\n') {
+                    Some(w) if w >= 5 => l[..w].to_vec(),
+                    _ => l.to_vec(),
+                }
+            })
+            .collect(),
+    )
 }
 
 impl SignatureSet {
@@ -319,20 +464,20 @@ impl SignatureSet {
         let squeezed_set = build_set(&squeezed_ids)?;
 
         let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut literal_owners: Vec<Vec<usize>> = Vec::new();
+        let mut literal_owners: Vec<Vec<(usize, (usize, usize))>> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
         let mut unanchored_ids = Vec::new();
         for &i in &normalized_ids {
-            match prefix_literals(&signatures[i].pattern) {
-                Some(lits) => {
-                    for lit in lits {
-                        let slot = *index.entry(lit.clone()).or_insert_with(|| {
-                            literals.push(lit);
+            match anchors(&signatures[i].pattern) {
+                Some(found) => {
+                    for Anchor { literal, back } in found {
+                        let slot = *index.entry(literal.clone()).or_insert_with(|| {
+                            literals.push(literal);
                             literal_owners.push(Vec::new());
                             literals.len() - 1
                         });
-                        if !literal_owners[slot].contains(&i) {
-                            literal_owners[slot].push(i);
+                        if !literal_owners[slot].contains(&(i, back)) {
+                            literal_owners[slot].push((i, back));
                         }
                     }
                 }
@@ -344,6 +489,7 @@ impl SignatureSet {
             .build(&literals)
             .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
         let unanchored_set = build_set(&unanchored_ids)?;
+        let starts = signatures.iter().map(|s| Start::of(&s.pattern)).collect();
         Ok(Self {
             version,
             signatures,
@@ -354,7 +500,7 @@ impl SignatureSet {
             anchored,
             prefilter,
             literal_owners,
-
+            starts,
             unanchored_set,
             unanchored_ids,
         })
@@ -454,31 +600,13 @@ impl SignatureSet {
         let (set, ids) = match which {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
-                // A prefix literal at `p` means a match can only start at `p`: verify
-                // with an anchored search, which reads no further than the match.
                 let mut found = vec![false; self.signatures.len()];
                 for h in out.iter() {
                     found[h.index] = true;
                 }
-                let input = aho_corasick::Input::new(hay).range(from..);
-                for m in self.prefilter.find_overlapping_iter(input) {
-                    let p = m.start();
-                    for &index in &self.literal_owners[m.pattern().as_usize()] {
-                        if found[index] {
-                            continue;
-                        }
-                        let end = (p + MAX_MATCH_BYTES).min(hay.len());
-                        let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
-                        if let Some(mm) = self.anchored[index].search(&at) {
-                            if !keep(mm.start(), mm.end()) {
-                                continue;
-                            }
-                            let (start, end) = view.original_span(mm.start(), mm.end());
-                            out.push(RawHit { index, start, end });
-                            found[index] = true;
-                        }
-                    }
-                }
+                let candidates = self.candidates(hay, from, &found);
+                let hits = self.verify(view, hay, &candidates, keep);
+                out.extend(hits);
                 (&self.unanchored_set, &self.unanchored_ids)
             }
         };
@@ -505,6 +633,62 @@ impl SignatureSet {
                 out.push(RawHit { index, start, end });
             }
         }
+    }
+
+    /// Where a match may start: for each prefilter hit at or after `from`, the
+    /// starts its anchors allow and its signature's leading assertion accepts, as
+    /// sorted `(signature, start)` pairs. Signatures already `found` are left out.
+    fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let input = aho_corasick::Input::new(hay).range(from..);
+        for m in self.prefilter.find_overlapping_iter(input) {
+            let q = m.start();
+            for &(index, (min, max)) in &self.literal_owners[m.pattern().as_usize()] {
+                if found[index] {
+                    continue;
+                }
+                for p in q.saturating_sub(max)..=q.saturating_sub(min) {
+                    if self.starts[index].holds(hay, p) {
+                        out.push((index, p));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Verifies sorted candidates with anchored searches, which read no further than
+    /// the match, and returns each signature's first match that `keep` accepts.
+    ///
+    /// Candidates come signature by signature, in text order: one pattern's lazy DFA
+    /// stays in cache for all its candidates, a start reached by several literals is
+    /// searched once, and the first match found is the leftmost.
+    fn verify(
+        &self,
+        view: &View,
+        hay: &[u8],
+        candidates: &[(usize, usize)],
+        keep: impl Fn(usize, usize) -> bool,
+    ) -> Vec<RawHit> {
+        let mut out = Vec::new();
+        let mut matched = None;
+        for &(index, p) in candidates {
+            if matched == Some(index) {
+                continue;
+            }
+            let end = (p + MAX_MATCH_BYTES).min(hay.len());
+            let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
+            if let Some(m) = self.anchored[index].search(&at) {
+                if keep(m.start(), m.end()) {
+                    let (start, end) = view.original_span(m.start(), m.end());
+                    out.push(RawHit { index, start, end });
+                    matched = Some(index);
+                }
+            }
+        }
+        out
     }
 
     /// Ids of the normalized-view signatures that match `text` (already normalized),
@@ -554,6 +738,36 @@ impl SignatureSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leading_assertions_are_read_and_checked() {
+        assert_eq!(Start::of(r"(?m)^\s*system:"), Start::Line);
+        assert_eq!(Start::of(r"\bignore|\breveal"), Start::WordBoundary);
+        assert_eq!(Start::of(r"\Aignore"), Start::Text);
+        assert_eq!(Start::of(r"\bignore|reveal"), Start::Any);
+        assert_eq!(Start::of(r"(?:<\|im_start\|>)"), Start::Any);
+        let hay = b"ab\ncd ef";
+        assert!(Start::Line.holds(hay, 0) && Start::Line.holds(hay, 3));
+        assert!(!Start::Line.holds(hay, 4));
+        assert!(Start::WordBoundary.holds(hay, 5) && Start::WordBoundary.holds(hay, 6));
+        assert!(Start::WordBoundary.holds(hay, 8));
+        assert!(!Start::WordBoundary.holds(hay, 1) && !Start::WordBoundary.holds(hay, 7));
+        assert!(Start::Text.holds(hay, 0) && !Start::Text.holds(hay, 3));
+    }
+
+    #[test]
+    fn class_led_patterns_get_anchors_with_a_bounded_head() {
+        let a = anchors(r#"\b[a-z]\w{0,5}\s*=\s*["']x"#).expect("anchored");
+        // The head takes the whitespace before `=` too: anchoring on the literals
+        // after it would need one literal per whitespace shape.
+        assert!(a.iter().all(|x| x.back == (1, 9)), "{a:?}");
+        assert!(a.iter().any(|x| x.literal == b"=\"x"));
+        assert!(a.len() <= 12, "{a:?}");
+        // A head longer than `MAX_ANCHOR_BACK` leaves the pattern to the set.
+        assert!(anchors(r"[a-z]{1,40}:\s*ignore").is_none());
+        let plain = anchors(r"\bignore\s+previous").expect("anchored");
+        assert!(plain.iter().all(|x| x.back == (0, 0)));
+    }
 
     #[test]
     fn embedded_set_compiles_and_is_large_enough() {
