@@ -152,7 +152,7 @@ pub struct SignatureSet {
 /// Longest signature match: a match must fit in this many bytes (longer ones, which
 /// only unbounded repetitions over long whitespace could produce, are not matches).
 /// Prefilter hits are verified within a window of this size.
-const MAX_MATCH_BYTES: usize = 1024;
+pub(crate) const MAX_MATCH_BYTES: usize = 1024;
 
 /// Prefilter literals are cut to this many bytes.
 const PREFIX_BYTES: usize = 8;
