@@ -8,7 +8,7 @@
 //! 1. **signatures** (weight 0.30): a data-driven `RegexSet` of attack patterns;
 //! 2. **heuristics** (0.25): weighted behavioural rules ([`heuristics`]);
 //! 3. **ML classifier** (0.30, feature `ml-classifier`): a calibrated logistic
-//!    regression over hashed word and character n-grams ([`classifier`]);
+//!    regression over hashed word and character n-grams (module `classifier`);
 //! 4. **tool-call validation** (0.15, tool calls only): declared tool, JSON, JSON Schema.
 //!
 //! The weights renormalize over the layers that ran; the result is a score from 0
@@ -441,7 +441,7 @@ pub const MAX_SEGMENTS: usize = 2048;
 /// Maximum nesting of decoded content (base64 inside base64...).
 pub const MAX_DECODE_DEPTH: usize = 2;
 /// Texts at least twice this long are cut into chunks of about this size, scanned in
-/// parallel on rayon's global thread pool (see [`chunks`]).
+/// parallel on the current rayon thread pool (see [`Guardian`]).
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// A chunk is scanned with at least this many bytes of the next chunk's text, and cut
 /// only where those bytes are ordinary enough (see [`chunks`]).
