@@ -1179,7 +1179,11 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             out.push_str(LINES[(state % LINES.len() as u64) as usize]);
-            out.push_str(if state.is_multiple_of(7) { "\n\n" } else { "\n" });
+            out.push_str(if state.is_multiple_of(7) {
+                "\n\n"
+            } else {
+                "\n"
+            });
         }
         out
     }

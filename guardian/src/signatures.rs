@@ -144,6 +144,10 @@ pub struct SignatureSet {
     /// What each pattern asserts about the byte before its match: a hit that fails it
     /// cannot start a match and is dropped without a search.
     starts: Vec<Start>,
+    /// Punctuation bytes every match of each pattern holds (see [`required_bytes`]).
+    required: Vec<Vec<u8>>,
+    /// How long a match of each pattern can be in normalized text.
+    reach: Vec<usize>,
     /// Normalized-view signatures without usable anchors, matched as a set.
     unanchored_set: RegexSet,
     unanchored_ids: Vec<usize>,
@@ -247,25 +251,58 @@ const MAX_ANCHOR_BACK: usize = 16;
 /// items are skipped while their length stays bounded, and the first rest that has
 /// selective prefix literals anchors it: a match then starts at most that bounded
 /// length before one of them. An alternation is anchored branch by branch.
-fn anchors(pattern: &str) -> Option<Vec<Anchor>> {
-    // The normalized text writes every run of whitespace as one of the shapes of
-    // `GAP`, so `\s+` is exactly that here; the six-byte class would otherwise
-    // multiply the literals until the extractor gives up and keeps only a common
-    // first word. It also bounds the length of a head that holds `\s*`.
+fn anchors(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
+    let mut out = anchors_of(hir)?;
+    out.sort_unstable_by(|x, y| (&x.literal, x.back).cmp(&(&y.literal, y.back)));
+    out.dedup();
+    Some(out)
+}
+
+/// A pattern as it meets normalized text, where every run of whitespace is one of the
+/// shapes of `GAP`: `\s+` is exactly that there. Read this way, a pattern's literals
+/// span whitespace (the six-byte class would otherwise multiply them until the
+/// extractor gives up and keeps only a common first word) and its length is bounded
+/// wherever its repetitions are.
+fn normalized_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
     let simplified = pattern
         .replace("\\s+", GAP)
         .replace("\\s*", &format!("{GAP}?"))
         .replace("\\s", "[ \\n]");
-    let hir = regex_syntax::ParserBuilder::new()
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(&simplified)
-        .ok()?;
-    let mut out = anchors_of(&hir)?;
-    out.sort_unstable_by(|x, y| (&x.literal, x.back).cmp(&(&y.literal, y.back)));
+        .ok()
+}
+
+/// Punctuation bytes every match of `hir` holds (the `=` and `+` of an assignment
+/// pattern). A candidate whose reach lacks one cannot match, which a `memchr` tells
+/// far sooner than the search: most assignments in code are not an attack.
+fn required_bytes(hir: &regex_syntax::hir::Hir) -> Vec<u8> {
+    use regex_syntax::hir::HirKind;
+    let mut out: Vec<u8> = match hir.kind() {
+        HirKind::Literal(lit) => lit
+            .0
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_punctuation)
+            .collect(),
+        HirKind::Capture(c) => required_bytes(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_bytes(&r.sub),
+        HirKind::Concat(items) => items.iter().flat_map(required_bytes).collect(),
+        HirKind::Alternation(alts) => {
+            let mut branches = alts.iter().map(required_bytes);
+            let first = branches.next().unwrap_or_default();
+            branches.fold(first, |acc, b| {
+                acc.into_iter().filter(|x| b.contains(x)).collect()
+            })
+        }
+        _ => Vec::new(),
+    };
+    out.sort_unstable();
     out.dedup();
-    Some(out)
+    out
 }
 
 fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
@@ -468,7 +505,10 @@ impl SignatureSet {
         let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
         let mut unanchored_ids = Vec::new();
         for &i in &normalized_ids {
-            match anchors(&signatures[i].pattern) {
+            match normalized_hir(&signatures[i].pattern)
+                .as_ref()
+                .and_then(anchors)
+            {
                 Some(found) => {
                     for Anchor { literal, back } in found {
                         let slot = *index.entry(literal.clone()).or_insert_with(|| {
@@ -490,6 +530,22 @@ impl SignatureSet {
             .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
         let unanchored_set = build_set(&unanchored_ids)?;
         let starts = signatures.iter().map(|s| Start::of(&s.pattern)).collect();
+        let hirs: Vec<_> = signatures
+            .iter()
+            .map(|s| normalized_hir(&s.pattern))
+            .collect();
+        let required = hirs
+            .iter()
+            .map(|h| h.as_ref().map(required_bytes).unwrap_or_default())
+            .collect();
+        let reach = hirs
+            .iter()
+            .map(|h| {
+                h.as_ref()
+                    .and_then(|h| h.properties().maximum_len())
+                    .map_or(MAX_MATCH_BYTES, |m| m.min(MAX_MATCH_BYTES))
+            })
+            .collect();
         Ok(Self {
             version,
             signatures,
@@ -501,6 +557,8 @@ impl SignatureSet {
             prefilter,
             literal_owners,
             starts,
+            required,
+            reach,
             unanchored_set,
             unanchored_ids,
         })
@@ -678,7 +736,14 @@ impl SignatureSet {
             if matched == Some(index) {
                 continue;
             }
-            let end = (p + MAX_MATCH_BYTES).min(hay.len());
+            let end = (p + self.reach[index]).min(hay.len());
+            let within = &hay[p..end];
+            if !self.required[index]
+                .iter()
+                .all(|&b| memchr::memchr(b, within).is_some())
+            {
+                continue;
+            }
             let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
             if let Some(m) = self.anchored[index].search(&at) {
                 if keep(m.start(), m.end()) {
@@ -755,17 +820,35 @@ mod tests {
         assert!(Start::Text.holds(hay, 0) && !Start::Text.holds(hay, 3));
     }
 
+    fn anchors_of_pattern(pattern: &str) -> Option<Vec<Anchor>> {
+        anchors(&normalized_hir(pattern)?)
+    }
+
+    #[test]
+    fn required_punctuation_is_read_off_the_pattern() {
+        let req = |p: &str| {
+            normalized_hir(p)
+                .map(|h| required_bytes(&h))
+                .unwrap_or_default()
+        };
+        assert_eq!(req(r"\b[a-z]\w{0,5}\s*=\s*x[\s\S]{0,9}\+\s*y"), b"+=");
+        assert_eq!(req(r"a:b|c:d"), b":");
+        assert_eq!(req(r"a:b|c=d"), b"");
+        assert_eq!(req(r"(?:x:)?y"), b"");
+        assert_eq!(req(r"(?:x:)+y"), b":");
+    }
+
     #[test]
     fn class_led_patterns_get_anchors_with_a_bounded_head() {
-        let a = anchors(r#"\b[a-z]\w{0,5}\s*=\s*["']x"#).expect("anchored");
+        let a = anchors_of_pattern(r#"\b[a-z]\w{0,5}\s*=\s*["']x"#).expect("anchored");
         // The head takes the whitespace before `=` too: anchoring on the literals
         // after it would need one literal per whitespace shape.
         assert!(a.iter().all(|x| x.back == (1, 9)), "{a:?}");
         assert!(a.iter().any(|x| x.literal == b"=\"x"));
         assert!(a.len() <= 12, "{a:?}");
         // A head longer than `MAX_ANCHOR_BACK` leaves the pattern to the set.
-        assert!(anchors(r"[a-z]{1,40}:\s*ignore").is_none());
-        let plain = anchors(r"\bignore\s+previous").expect("anchored");
+        assert!(anchors_of_pattern(r"[a-z]{1,40}:\s*ignore").is_none());
+        let plain = anchors_of_pattern(r"\bignore\s+previous").expect("anchored");
         assert!(plain.iter().all(|x| x.back == (0, 0)));
     }
 
