@@ -7,6 +7,9 @@
 //! sentence repeats, so neither the floor nor the Guardian profits from a warm cache of
 //! a few sentences.
 //!
+//! A document this long is scanned in parallel chunks on rayon's global pool; the
+//! one-thread figure runs the same scan in a pool of one thread.
+//!
 //! ```text
 //! cargo bench -p omni-guardian --features ml-classifier --bench scan
 //! ```
@@ -113,6 +116,16 @@ fn bench(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("layers 1-2", "1MB"), &mb, |b, t| {
         b.iter(|| black_box(plain.scan(t, ScanPoint::ToolResult)))
     });
+    // The same scan with its chunks on one thread: what a core does on its own.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    g.bench_with_input(
+        BenchmarkId::new("layers 1-2, one thread", "1MB"),
+        &mb,
+        |b, t| b.iter(|| one.install(|| black_box(plain.scan(t, ScanPoint::ToolResult)))),
+    );
     g.finish();
 }
 
