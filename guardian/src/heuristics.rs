@@ -233,10 +233,69 @@ pub(crate) struct Heuristics {
     family_candidate: [u32; 256],
     /// The same for the first words of phrases.
     phrase_candidate: [u32; 256],
-    /// Every family word with its family, sorted by word for binary search.
-    families: Vec<(&'static [u8], u8)>,
+    /// Every family word, to its family.
+    families: WordIndex,
     /// Phrases grouped by first word: (first word, [(phrase, is_control)]).
     phrases: Vec<PhraseGroup>,
+    /// Each first word of a phrase, to its group in `phrases`.
+    phrase_index: WordIndex,
+}
+
+/// Words to small numbers, by open addressing on an FNV-1a hash: a lookup hashes the
+/// word once and compares it with about one entry, where a binary search over the
+/// family words compared it with a dozen.
+#[derive(Debug, Clone)]
+struct WordIndex {
+    /// `(hash, word, value)`; `None` is an empty slot. A power of two, at least twice
+    /// the number of words, so probe runs stay short.
+    slots: Vec<Option<(u64, &'static [u8], usize)>>,
+}
+
+impl WordIndex {
+    /// Indexes `words`; a word given twice keeps its first value and is reported.
+    fn new(words: impl IntoIterator<Item = (&'static [u8], usize)>) -> (Self, Vec<&'static [u8]>) {
+        let words: Vec<_> = words.into_iter().collect();
+        let mut slots = vec![None; (2 * words.len()).next_power_of_two().max(8)];
+        let mask = slots.len() - 1;
+        let mut repeated = Vec::new();
+        for (w, v) in words {
+            let h = Self::hash(w);
+            let mut k = h as usize & mask;
+            loop {
+                match slots[k] {
+                    None => {
+                        slots[k] = Some((h, w, v));
+                        break;
+                    }
+                    Some((_, x, _)) if x == w => {
+                        repeated.push(w);
+                        break;
+                    }
+                    Some(_) => k = (k + 1) & mask,
+                }
+            }
+        }
+        (Self { slots }, repeated)
+    }
+
+    fn hash(word: &[u8]) -> u64 {
+        word.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn get(&self, word: &[u8]) -> Option<usize> {
+        let h = Self::hash(word);
+        let mask = self.slots.len() - 1;
+        let mut k = h as usize & mask;
+        while let Some((sh, w, v)) = self.slots[k] {
+            if sh == h && w == word {
+                return Some(v);
+            }
+            k = (k + 1) & mask;
+        }
+        None
+    }
 }
 
 /// A first word and the phrases starting with it, each tagged `true` for output-control
@@ -295,13 +354,15 @@ impl Heuristics {
         }
         let mut family_candidate = [0u32; 256];
         let mut families = Vec::new();
-        for (f, words) in (0u8..).zip(FAMILY_WORDS.iter()) {
+        for (f, words) in FAMILY_WORDS.iter().enumerate() {
             for w in words.iter() {
                 mark(&mut family_candidate, w);
                 families.push((*w, f));
             }
         }
-        families.sort_unstable();
+        // The tests keep the family words unique; a repeat would count in its first
+        // family only.
+        let (families, _) = WordIndex::new(families);
         let mut phrase_candidate = [0u32; 256];
         let mut phrases: Vec<PhraseGroup> = Vec::new();
         let tagged = ADDRESSED
@@ -317,11 +378,18 @@ impl Heuristics {
                 None => phrases.push((first, vec![(p, control)])),
             }
         }
+        let (phrase_index, _) = WordIndex::new(
+            phrases
+                .iter()
+                .enumerate()
+                .map(|(k, (first, _))| (*first, k)),
+        );
         Ok(Self {
             family_candidate,
             phrase_candidate,
             families,
             phrases,
+            phrase_index,
         })
     }
 
@@ -354,8 +422,7 @@ impl Heuristics {
             }
             let bit = 1u32 << word.len();
             if self.family_candidate[b as usize] & bit != 0 {
-                if let Ok(k) = self.families.binary_search_by(|(w, _)| (*w).cmp(word)) {
-                    let f = self.families[k].1;
+                if let Some(f) = self.families.get(word) {
                     c.families |= 1 << f;
                     c.family_hits += 1;
                 }
@@ -363,8 +430,8 @@ impl Heuristics {
             if self.phrase_candidate[b as usize] & bit == 0 {
                 continue;
             }
-            if let Some((_, list)) = self.phrases.iter().find(|(f, _)| *f == word) {
-                for (p, control) in list {
+            if let Some(k) = self.phrase_index.get(word) {
+                for (p, control) in &self.phrases[k].1 {
                     if text[start..].starts_with(p) {
                         if *control {
                             c.control += 1;
@@ -597,9 +664,19 @@ mod tests {
 
     #[test]
     fn family_words_are_unique() {
-        // A word in two families would be counted in whichever the search finds.
-        let h = h();
-        assert!(h.families.windows(2).all(|w| w[0].0 != w[1].0));
+        // A word in two families would be counted in its first family only.
+        let words = FAMILY_WORDS
+            .iter()
+            .enumerate()
+            .flat_map(|(f, ws)| ws.iter().map(move |w| (*w, f)));
+        let (index, repeated) = WordIndex::new(words);
+        assert!(repeated.is_empty(), "{repeated:?}");
+        for (f, ws) in FAMILY_WORDS.iter().enumerate() {
+            for w in ws.iter() {
+                assert_eq!(index.get(w), Some(f));
+            }
+        }
+        assert_eq!(index.get(b"weather"), None);
     }
 
     #[test]

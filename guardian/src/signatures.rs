@@ -697,7 +697,9 @@ impl SignatureSet {
     /// starts its anchors allow and its signature's leading assertion accepts, as
     /// sorted `(signature, start)` pairs. Signatures already `found` are left out.
     fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
+        // Packed as `signature << 40 | start` so the sort compares one integer: a view
+        // is far below a terabyte and a set far below 2^24 signatures.
+        let mut out: Vec<u64> = Vec::new();
         let input = aho_corasick::Input::new(hay).range(from..);
         for m in self.prefilter.find_overlapping_iter(input) {
             let q = m.start();
@@ -707,14 +709,16 @@ impl SignatureSet {
                 }
                 for p in q.saturating_sub(max)..=q.saturating_sub(min) {
                     if self.starts[index].holds(hay, p) {
-                        out.push((index, p));
+                        out.push(((index as u64) << 40) | p as u64);
                     }
                 }
             }
         }
         out.sort_unstable();
         out.dedup();
-        out
+        out.into_iter()
+            .map(|c| ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize))
+            .collect()
     }
 
     /// Verifies sorted candidates with anchored searches, which read no further than
