@@ -141,6 +141,10 @@ pub struct SignatureSet {
     /// For each prefilter literal, the signatures it anchors and how far before it
     /// their matches may start.
     literal_owners: Vec<Vec<(usize, (usize, usize))>>,
+    /// For each prefilter literal, the signatures it gates (see [`gate_literals`]).
+    gate_owners: Vec<Vec<usize>>,
+    /// Whether each signature has gate literals.
+    gated: Vec<bool>,
     /// What each pattern asserts about the byte before its match: a hit that fails it
     /// cannot start a match and is dropped without a search.
     starts: Vec<Start>,
@@ -355,6 +359,26 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
     }
 }
 
+/// The literals after a pattern's first gap, when they are selective: every match
+/// holds one of them past its start. "reveal ... [^.\\n]{0,40}? system prompt" is
+/// anchored on "reveal", which ordinary text says often; its gate is "system prompt"
+/// and the other second halves, which it rarely says within reach.
+fn gate_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::{Hir, HirKind};
+    let items = match hir.kind() {
+        HirKind::Capture(c) => return gate_literals(&c.sub),
+        HirKind::Concat(items) => items,
+        _ => return None,
+    };
+    let gap = |h: &Hir| match h.kind() {
+        HirKind::Repetition(r) => r.max.is_none_or(|m| m >= 8),
+        _ => false,
+    };
+    let k = items.iter().skip(1).position(gap)? + 1;
+    let lits = prefix_literals(&Hir::concat(items[k + 1..].to_vec()))?;
+    lits.iter().all(|l| l.len() >= 4).then_some(lits)
+}
+
 /// Selective prefix literals of a (whitespace-simplified) pattern.
 fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -524,6 +548,31 @@ impl SignatureSet {
                 None => unanchored_ids.push(i),
             }
         }
+        let mut gate_owners = vec![Vec::new(); literals.len()];
+        let mut gated = vec![false; signatures.len()];
+        for &i in &normalized_ids {
+            if unanchored_ids.contains(&i) {
+                continue;
+            }
+            let Some(gates) = normalized_hir(&signatures[i].pattern)
+                .as_ref()
+                .and_then(gate_literals)
+            else {
+                continue;
+            };
+            gated[i] = true;
+            for literal in gates {
+                let slot = *index.entry(literal.clone()).or_insert_with(|| {
+                    literals.push(literal);
+                    literal_owners.push(Vec::new());
+                    gate_owners.push(Vec::new());
+                    literals.len() - 1
+                });
+                if !gate_owners[slot].contains(&i) {
+                    gate_owners[slot].push(i);
+                }
+            }
+        }
         let prefilter = AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&literals)
@@ -556,6 +605,8 @@ impl SignatureSet {
             anchored,
             prefilter,
             literal_owners,
+            gate_owners,
+            gated,
             starts,
             required,
             reach,
@@ -662,8 +713,8 @@ impl SignatureSet {
                 for h in out.iter() {
                     found[h.index] = true;
                 }
-                let candidates = self.candidates(hay, from, &found);
-                let hits = self.verify(view, hay, &candidates, keep);
+                let (candidates, gates) = self.candidates(hay, from, &found);
+                let hits = self.verify(view, hay, &candidates, &gates, from, keep);
                 out.extend(hits);
                 (&self.unanchored_set, &self.unanchored_ids)
             }
@@ -696,13 +747,24 @@ impl SignatureSet {
     /// Where a match may start: for each prefilter hit at or after `from`, the
     /// starts its anchors allow and its signature's leading assertion accepts, as
     /// sorted `(signature, start)` pairs. Signatures already `found` are left out.
-    fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> Vec<(usize, usize)> {
+    fn candidates(
+        &self,
+        hay: &[u8],
+        from: usize,
+        found: &[bool],
+    ) -> (Vec<(usize, usize)>, Vec<Vec<usize>>) {
         // Packed as `signature << 40 | start` so the sort compares one integer: a view
         // is far below a terabyte and a set far below 2^24 signatures.
         let mut out: Vec<u64> = Vec::new();
+        let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
         let input = aho_corasick::Input::new(hay).range(from..);
         for m in self.prefilter.find_overlapping_iter(input) {
             let q = m.start();
+            for &index in &self.gate_owners[m.pattern().as_usize()] {
+                if !found[index] {
+                    gates[index].push(q);
+                }
+            }
             for &(index, (min, max)) in &self.literal_owners[m.pattern().as_usize()] {
                 if found[index] {
                     continue;
@@ -716,9 +778,14 @@ impl SignatureSet {
         }
         out.sort_unstable();
         out.dedup();
-        out.into_iter()
+        for g in &mut gates {
+            g.sort_unstable();
+        }
+        let out = out
+            .into_iter()
             .map(|c| ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize))
-            .collect()
+            .collect();
+        (out, gates)
     }
 
     /// Verifies sorted candidates with anchored searches, which read no further than
@@ -732,6 +799,8 @@ impl SignatureSet {
         view: &View,
         hay: &[u8],
         candidates: &[(usize, usize)],
+        gates: &[Vec<usize>],
+        from: usize,
         keep: impl Fn(usize, usize) -> bool,
     ) -> Vec<RawHit> {
         let mut out = Vec::new();
@@ -741,6 +810,15 @@ impl SignatureSet {
                 continue;
             }
             let end = (p + self.reach[index]).min(hay.len());
+            // A gate literal starts inside the match; gates are collected from
+            // `from` on, so a start before it is searched unconditionally.
+            if self.gated[index] && p >= from {
+                let g = &gates[index];
+                let k = g.partition_point(|&q| q < p);
+                if g.get(k).is_none_or(|&q| q >= end) {
+                    continue;
+                }
+            }
             let within = &hay[p..end];
             if !self.required[index]
                 .iter()
