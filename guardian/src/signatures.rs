@@ -921,6 +921,18 @@ mod tests {
     }
 
     #[test]
+    fn gates_are_the_literals_after_the_first_gap() {
+        let gates = |p: &str| normalized_hir(p).as_ref().and_then(gate_literals);
+        let g = gates(r"\b(?:show|print)\b[^.\n]{0,40}?\b(?:system\s+prompt|hidden\s+rules)\b")
+            .expect("gated");
+        assert!(g.iter().any(|l| l.starts_with(b"system")), "{g:?}");
+        assert!(g.iter().any(|l| l.starts_with(b"hidden")), "{g:?}");
+        // No gap, or only short literals after it: no gate.
+        assert!(gates(r"\bignore\s+previous\s+instructions").is_none());
+        assert!(gates(r"\bshow\b[^.\n]{0,40}?\b(?:it|me)\b").is_none());
+    }
+
+    #[test]
     fn class_led_patterns_get_anchors_with_a_bounded_head() {
         let a = anchors_of_pattern(r#"\b[a-z]\w{0,5}\s*=\s*["']x"#).expect("anchored");
         // The head takes the whitespace before `=` too: anchoring on the literals
