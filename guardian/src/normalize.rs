@@ -435,6 +435,7 @@ pub(crate) fn normalize_with(text: &str, fast: bool) -> Normalized {
 }
 
 /// What one pass over the canonical bytes says about the work still needed.
+#[derive(Debug, PartialEq, Eq)]
 struct Prescan {
     /// A run of whitespace other than one space, one line break or two line breaks.
     collapse: bool,
@@ -493,6 +494,11 @@ fn prescan(b: &[u8]) -> Prescan {
     let mut last_single_end: Option<usize> = None;
     let mut newlines = 0u32; // line breaks in a row so far
     for (i, &byte) in b.iter().enumerate() {
+        // Inside a word of letters nothing this pass tracks changes (no token ends,
+        // no whitespace, no leet symbol next to a letter): most bytes stop here.
+        if byte.is_ascii_lowercase() && prev & C_ALPHA != 0 {
+            continue;
+        }
         let c = CLASS[byte as usize];
         if c & C_WORD != 0 {
             if prev & C_WORD == 0 {
@@ -1388,6 +1394,74 @@ fn unescape(tok: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`prescan`] without its shortcut inside words: every byte through the full
+    /// logic.
+    fn prescan_reference(b: &[u8]) -> Prescan {
+        let (mut flags, mut spaced, mut prev) = (0u8, false, 0u8);
+        let (mut token_start, mut last_single_end, mut newlines) = (0usize, None::<usize>, 0u32);
+        for (i, &byte) in b.iter().enumerate() {
+            let c = CLASS[byte as usize];
+            if c & C_WORD != 0 {
+                if prev & C_WORD == 0 {
+                    token_start = i;
+                }
+            } else if prev & C_WORD != 0 && i - token_start == 1 && prev & C_ALPHA != 0 {
+                if last_single_end.is_some_and(|e| token_start - e <= 3) {
+                    spaced = true;
+                }
+                last_single_end = Some(i);
+            }
+            newlines = if c & C_NEWLINE != 0 { newlines + 1 } else { 0 };
+            let after_space = prev & C_SPACE != 0 && c & (C_SPACE | C_NEWLINE) != 0;
+            flags |= c & C_ODD_SPACE;
+            flags |= u8::from(after_space || newlines > 2) * C_ODD_SPACE;
+            flags |= ((prev & C_ALPHA) << 1) & c & C_LEET;
+            flags |= u8::from(((prev & C_LEET) >> 1) & c & C_ALPHA != 0) * C_LEET;
+            prev = c;
+        }
+        let n = b.len();
+        if n > 0
+            && prev & C_ALPHA != 0
+            && n - token_start == 1
+            && last_single_end.is_some_and(|e| token_start - e <= 3)
+        {
+            spaced = true;
+        }
+        Prescan {
+            collapse: flags & C_ODD_SPACE != 0,
+            spaced,
+            leet: flags & C_LEET != 0,
+        }
+    }
+
+    #[test]
+    fn prescan_shortcut_changes_nothing() {
+        // Random strings over the bytes the prescan tells apart.
+        let alphabet = b"abcxyzQ019$@! \t\n\r\x0b.,-_'\xc3\xa9";
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    // Letters most of the time, as in text.
+                    let r = next();
+                    if r % 3 == 0 {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    } else {
+                        alphabet[(r >> 8) as usize % 6]
+                    }
+                })
+                .collect();
+            assert_eq!(prescan(&text), prescan_reference(&text), "{text:?}");
+        }
+    }
 
     #[test]
     fn whitespace_runs_take_the_shapes_of_gap() {
