@@ -584,7 +584,7 @@ impl Guardian {
             chunks(text.as_bytes())
         };
         if plan.len() <= 1 {
-            let (hits, heuristics, ml_probability) = self.analyze_chunk(text, fast);
+            let (hits, heuristics, ml_probability) = self.analyze_chunk(text, fast, None);
             return Analysis {
                 len: text.len(),
                 hits,
@@ -592,10 +592,22 @@ impl Guardian {
                 ml_probability,
             };
         }
+        // The first chunk to match each signature, so later chunks stop looking for it.
+        let first: Vec<_> = (0..self.signatures.len())
+            .map(|_| std::sync::atomic::AtomicU32::new(u32::MAX))
+            .collect();
         let parts: Vec<_> = plan
             .par_iter()
-            .map(|c| {
-                let (hits, heuristics, ml) = self.analyze_chunk(&text[c.region.clone()], fast);
+            .enumerate()
+            .map(|(k, c)| {
+                let earlier = signatures::Earlier {
+                    // A text has far fewer than 2^32 chunks of 128 KiB.
+                    chunk: u32::try_from(k).unwrap_or(u32::MAX - 1),
+                    core: c.core.start - c.region.start..c.core.end - c.region.start,
+                    first: &first,
+                };
+                let region = &text[c.region.clone()];
+                let (hits, heuristics, ml) = self.analyze_chunk(region, fast, Some(&earlier));
                 // A match belongs to the chunk it starts in; the rest of the region is
                 // there only to finish the matches that start in the core.
                 let base = c.region.start;
@@ -638,6 +650,7 @@ impl Guardian {
         &self,
         text: &str,
         fast: bool,
+        earlier: Option<&signatures::Earlier>,
     ) -> (
         Vec<(signatures::RawHit, bool)>,
         HeuristicValues,
@@ -646,8 +659,16 @@ impl Guardian {
         let mut hits = Vec::new();
         let mut ml_texts: Vec<String> = Vec::new();
         let mut budget = normalize::MAX_DECODED_BYTES;
-        let heuristics =
-            self.analyze_text(text, 0, &mut budget, &mut hits, &mut ml_texts, true, fast);
+        let heuristics = self.analyze_text(
+            text,
+            0,
+            &mut budget,
+            &mut hits,
+            &mut ml_texts,
+            true,
+            fast,
+            earlier,
+        );
         (hits, heuristics, self.ml_probability(&ml_texts))
     }
 
@@ -663,23 +684,28 @@ impl Guardian {
         ml_texts: &mut Vec<String>,
         top: bool,
         fast: bool,
+        earlier: Option<&signatures::Earlier>,
     ) -> HeuristicValues {
         let mut norm = normalize::normalize_with(text, fast);
         let mut local = Vec::new();
-        self.signatures
-            .scan_view(&norm.canonical, SignatureView::Normalized, &mut local);
+        self.signatures.scan_view(
+            &norm.canonical,
+            SignatureView::Normalized,
+            earlier,
+            &mut local,
+        );
         if let Some(d) = &norm.derived {
             if fast {
                 self.signatures
-                    .scan_view_changes(&d.view, &d.changes, &mut local);
+                    .scan_view_changes(&d.view, &d.changes, earlier, &mut local);
             } else {
                 self.signatures
-                    .scan_view(&d.view, SignatureView::Normalized, &mut local);
+                    .scan_view(&d.view, SignatureView::Normalized, earlier, &mut local);
             }
         }
         for sq in &norm.squeezed {
             self.signatures
-                .scan_view(sq, SignatureView::Squeezed, &mut local);
+                .scan_view(sq, SignatureView::Squeezed, earlier, &mut local);
         }
         let decoded = if depth < MAX_DECODE_DEPTH {
             normalize::decode_embedded_with(text, budget, fast)
@@ -702,6 +728,9 @@ impl Guardian {
                 ml_texts,
                 false,
                 fast,
+                // A decoded run's hits are located at the run: the chunk's bookkeeping
+                // speaks of its own offsets, so the run is scanned in full.
+                None,
             );
             if hv.risk() > child_heur.risk() {
                 child_heur = hv;
@@ -1252,7 +1281,7 @@ mod tests {
             // one of the new cuts; equality must hold wherever they land.
             let attack = attacks[i % attacks.len()];
             let text = format!("{} {attack}\n{}", &doc[..c - 1], &doc[c..]);
-            let whole = g.analyze_chunk(&text, true).0;
+            let whole = g.analyze_chunk(&text, true, None).0;
             let chunked = g.analyze(&text, true);
             assert!(chunks(text.as_bytes()).len() > 1);
             assert!(whole
@@ -1318,7 +1347,7 @@ mod tests {
                 text.push_str(&pieces[k]);
             }
             cut_documents += usize::from(chunks(text.as_bytes()).len() > 1);
-            let whole = g.analyze_chunk(&text, true).0;
+            let whole = g.analyze_chunk(&text, true, None).0;
             let chunked = g.analyze(&text, true).hits;
             assert!(!whole.is_empty());
             assert_eq!(sorted(chunked), sorted(whole), "seed {seed}");

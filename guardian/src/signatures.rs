@@ -114,6 +114,38 @@ pub(crate) struct RawHit {
     pub end: usize,
 }
 
+/// Which signatures earlier chunks of a long text have matched in their cores, shared
+/// by the chunks scanned in parallel (see `chunks` in the crate root).
+///
+/// The merge keeps each signature's match from the earliest chunk that has one, so a
+/// chunk need not look for a signature an earlier chunk has found: whatever it found
+/// would be dropped. Skipping depends on timing; the merged result does not.
+#[derive(Debug)]
+pub(crate) struct Earlier<'a> {
+    /// This chunk's position in the text.
+    pub chunk: u32,
+    /// This chunk's core, in the offsets of the text it scans: only a match starting
+    /// there is its own to report.
+    pub core: std::ops::Range<usize>,
+    /// For each signature, the first chunk known to match it (`u32::MAX`: none yet).
+    pub first: &'a [std::sync::atomic::AtomicU32],
+}
+
+impl Earlier<'_> {
+    fn has(&self, index: usize) -> bool {
+        self.first[index].load(std::sync::atomic::Ordering::Relaxed) < self.chunk
+    }
+
+    /// Records a hit of this chunk. A chunk's scans report each signature once, its
+    /// first hit (the leftmost of the first view that has one, then nothing more), so
+    /// a hit recorded here is the one the chunk reports, and the merge keeps it.
+    fn record(&self, hit: &RawHit) {
+        if self.core.contains(&hit.start) {
+            self.first[hit.index].fetch_min(self.chunk, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// A compiled, immutable set of signatures.
 ///
 /// ```
@@ -649,8 +681,14 @@ impl SignatureSet {
     }
 
     /// Matches a view and appends hits located in the view's original text.
-    pub(crate) fn scan_view(&self, view: &View, which: SignatureView, out: &mut Vec<RawHit>) {
-        self.scan(view, which, 0..view.bytes.len(), None, out);
+    pub(crate) fn scan_view(
+        &self,
+        view: &View,
+        which: SignatureView,
+        earlier: Option<&Earlier>,
+        out: &mut Vec<RawHit>,
+    ) {
+        self.scan(view, which, 0..view.bytes.len(), None, earlier, out);
     }
 
     /// Matches `view` only where it differs from a view already scanned with
@@ -669,6 +707,7 @@ impl SignatureSet {
         &self,
         view: &View,
         changes: &[(usize, usize)],
+        earlier: Option<&Earlier>,
         out: &mut Vec<RawHit>,
     ) {
         let n = view.bytes.len();
@@ -682,7 +721,14 @@ impl SignatureSet {
             }
         }
         for (s, e) in regions {
-            self.scan(view, SignatureView::Normalized, s..e, Some(changes), out);
+            self.scan(
+                view,
+                SignatureView::Normalized,
+                s..e,
+                Some(changes),
+                earlier,
+                out,
+            );
         }
     }
 
@@ -694,9 +740,11 @@ impl SignatureSet {
         which: SignatureView,
         range: std::ops::Range<usize>,
         changes: Option<&[(usize, usize)]>,
+        earlier: Option<&Earlier>,
         out: &mut Vec<RawHit>,
     ) {
         let hay = &view.bytes[..range.end];
+        let skip = |index: usize| earlier.is_some_and(|e| e.has(index));
         let from = range.start;
         // Whether `[s, e)` overlaps or is adjacent to a change.
         let keep = |s: usize, e: usize| match changes {
@@ -709,19 +757,22 @@ impl SignatureSet {
         let (set, ids) = match which {
             SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
-                let mut found = vec![false; self.signatures.len()];
+                let mut found: Vec<bool> = (0..self.signatures.len()).map(skip).collect();
                 for h in out.iter() {
                     found[h.index] = true;
                 }
                 let (candidates, gates) = self.candidates(hay, from, &found);
                 let hits = self.verify(view, hay, &candidates, &gates, from, keep);
+                if let Some(e) = earlier {
+                    hits.iter().for_each(|h| e.record(h));
+                }
                 out.extend(hits);
                 (&self.unanchored_set, &self.unanchored_ids)
             }
         };
         for local in set.matches_at(hay, from).iter() {
             let index = ids[local];
-            if out.iter().any(|h| h.index == index) {
+            if skip(index) || out.iter().any(|h| h.index == index) {
                 continue;
             }
             let re = &self.regexes[index];
@@ -739,7 +790,11 @@ impl SignatureSet {
             }
             if let Some(m) = found {
                 let (start, end) = view.original_span(m.start(), m.end());
-                out.push(RawHit { index, start, end });
+                let hit = RawHit { index, start, end };
+                if let Some(e) = earlier {
+                    e.record(&hit);
+                }
+                out.push(hit);
             }
         }
     }
@@ -845,7 +900,7 @@ impl SignatureSet {
     pub fn matching_ids(&self, text: &str) -> Vec<&str> {
         let view = View::identity(text.as_bytes().to_vec());
         let mut hits = Vec::new();
-        self.scan_view(&view, SignatureView::Normalized, &mut hits);
+        self.scan_view(&view, SignatureView::Normalized, None, &mut hits);
         let mut ids: Vec<&str> = hits
             .iter()
             .map(|h| self.signatures[h.index].id.as_str())
