@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use aho_corasick::AhoCorasick;
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 use regex_automata::{meta, util::syntax, Anchored, Input};
 use serde::{Deserialize, Serialize};
 
@@ -160,11 +160,11 @@ pub struct SignatureSet {
     normalized_set: RegexSet,
     squeezed_set: RegexSet,
     squeezed_ids: Vec<usize>,
-    regexes: Vec<Regex>,
-    /// The same patterns, searched anchored at a prefilter hit to verify it in time
-    /// proportional to the match, not the text. The search reads the whole view as
-    /// context, so `\b` and `(?m)^` at the start are judged on the byte before it.
-    anchored: Vec<meta::Regex>,
+    /// Each pattern on its own, searched anchored at a prefilter candidate to verify it
+    /// in time proportional to the match, not the text (the search reads the whole
+    /// view as context, so `\b` and `(?m)^` at the start are judged on the byte before
+    /// it), and over the text for the few signatures the sets find.
+    patterns: Vec<meta::Regex>,
     /// Anchor literals of the normalized-view signatures (see [`anchors`]); a
     /// signature is verified only where one of its literals lets a match start. The
     /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
@@ -221,16 +221,7 @@ enum Start {
 }
 
 impl Start {
-    /// The assertion every match of `pattern` starts with.
-    fn of(pattern: &str) -> Self {
-        regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .build()
-            .parse(pattern)
-            .map_or(Start::Any, |hir| Self::of_hir(&hir))
-    }
-
+    /// The assertion every match of `hir` starts with.
     fn of_hir(hir: &regex_syntax::hir::Hir) -> Self {
         use regex_syntax::hir::{HirKind, Look};
         match hir.kind() {
@@ -497,7 +488,6 @@ impl SignatureSet {
             return Err(invalid("no [[signature]] entries; add at least one".into()));
         }
         let mut seen = std::collections::HashSet::new();
-        let mut regexes = Vec::with_capacity(signatures.len());
         for s in &signatures {
             if s.id.trim().is_empty()
                 || s.description.trim().is_empty()
@@ -514,14 +504,8 @@ impl SignatureSet {
                     s.id
                 )));
             }
-            let re = RegexBuilder::new(&s.pattern)
-                .unicode(false)
-                .size_limit(8 << 20)
-                .build()
-                .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
-            regexes.push(re);
         }
-        let mut anchored = Vec::with_capacity(signatures.len());
+        let mut patterns = Vec::with_capacity(signatures.len());
         for s in &signatures {
             let re = meta::Regex::builder()
                 .syntax(syntax::Config::new().unicode(false).utf8(false))
@@ -533,7 +517,7 @@ impl SignatureSet {
                 )
                 .build(&s.pattern)
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
-            anchored.push(re);
+            patterns.push(re);
         }
         let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
             RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
@@ -560,11 +544,14 @@ impl SignatureSet {
         let mut literal_owners: Vec<Vec<(usize, (usize, usize))>> = Vec::new();
         let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
         let mut unanchored_ids = Vec::new();
+        // Each pattern as it meets normalized text: its anchors, gates, required
+        // punctuation, reach and leading assertion are all read off this.
+        let hirs: Vec<_> = signatures
+            .iter()
+            .map(|s| normalized_hir(&s.pattern))
+            .collect();
         for &i in &normalized_ids {
-            match normalized_hir(&signatures[i].pattern)
-                .as_ref()
-                .and_then(anchors)
-            {
+            match hirs[i].as_ref().and_then(anchors) {
                 Some(found) => {
                     for Anchor { literal, back } in found {
                         let slot = *index.entry(literal.clone()).or_insert_with(|| {
@@ -586,10 +573,7 @@ impl SignatureSet {
             if unanchored_ids.contains(&i) {
                 continue;
             }
-            let Some(gates) = normalized_hir(&signatures[i].pattern)
-                .as_ref()
-                .and_then(gate_literals)
-            else {
+            let Some(gates) = hirs[i].as_ref().and_then(gate_literals) else {
                 continue;
             };
             gated[i] = true;
@@ -610,10 +594,9 @@ impl SignatureSet {
             .build(&literals)
             .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
         let unanchored_set = build_set(&unanchored_ids)?;
-        let starts = signatures.iter().map(|s| Start::of(&s.pattern)).collect();
-        let hirs: Vec<_> = signatures
+        let starts = hirs
             .iter()
-            .map(|s| normalized_hir(&s.pattern))
+            .map(|h| h.as_ref().map_or(Start::Any, Start::of_hir))
             .collect();
         let required = hirs
             .iter()
@@ -633,8 +616,7 @@ impl SignatureSet {
             normalized_set,
             squeezed_set,
             squeezed_ids,
-            regexes,
-            anchored,
+            patterns,
             prefilter,
             literal_owners,
             gate_owners,
@@ -775,10 +757,10 @@ impl SignatureSet {
             if skip(index) || out.iter().any(|h| h.index == index) {
                 continue;
             }
-            let re = &self.regexes[index];
+            let re = &self.patterns[index];
             let mut at = from;
             let mut found = None;
-            while let Some(m) = re.find_at(hay, at) {
+            while let Some(m) = re.search(&Input::new(hay).range(at..)) {
                 if m.len() <= MAX_MATCH_BYTES && keep(m.start(), m.end()) {
                     found = Some(m);
                     break;
@@ -882,7 +864,7 @@ impl SignatureSet {
                 continue;
             }
             let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
-            if let Some(m) = self.anchored[index].search(&at) {
+            if let Some(m) = self.patterns[index].search(&at) {
                 if keep(m.start(), m.end()) {
                     let (start, end) = view.original_span(m.start(), m.end());
                     out.push(RawHit { index, start, end });
@@ -916,7 +898,7 @@ impl SignatureSet {
         let mut ids: Vec<&str> = self
             .signatures
             .iter()
-            .zip(&self.regexes)
+            .zip(&self.patterns)
             .filter(|(s, re)| {
                 s.view == SignatureView::Normalized
                     && re
@@ -943,11 +925,12 @@ mod tests {
 
     #[test]
     fn leading_assertions_are_read_and_checked() {
-        assert_eq!(Start::of(r"(?m)^\s*system:"), Start::Line);
-        assert_eq!(Start::of(r"\bignore|\breveal"), Start::WordBoundary);
-        assert_eq!(Start::of(r"\Aignore"), Start::Text);
-        assert_eq!(Start::of(r"\bignore|reveal"), Start::Any);
-        assert_eq!(Start::of(r"(?:<\|im_start\|>)"), Start::Any);
+        let of = |p: &str| normalized_hir(p).map_or(Start::Any, |h| Start::of_hir(&h));
+        assert_eq!(of(r"(?m)^\s*system:"), Start::Line);
+        assert_eq!(of(r"\bignore|\breveal"), Start::WordBoundary);
+        assert_eq!(of(r"\Aignore"), Start::Text);
+        assert_eq!(of(r"\bignore|reveal"), Start::Any);
+        assert_eq!(of(r"(?:<\|im_start\|>)"), Start::Any);
         let hay = b"ab\ncd ef";
         assert!(Start::Line.holds(hay, 0) && Start::Line.holds(hay, 3));
         assert!(!Start::Line.holds(hay, 4));
