@@ -439,6 +439,55 @@ fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     )
 }
 
+/// A verification candidate packed as `signature << 40 | start`, so candidates sort
+/// as one integer each: a view is far below a terabyte and a set far below 2^24
+/// signatures.
+fn pack_candidate(index: usize, start: usize) -> u64 {
+    ((index as u64) << 40) | start as u64
+}
+
+/// The `(signature, start)` of a [`pack_candidate`] value.
+fn unpack_candidate(c: &u64) -> (usize, usize) {
+    ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
+}
+
+/// The prefilter's literals as they are collected: each distinct literal once, with
+/// the signatures it anchors and the signatures it gates.
+#[derive(Default)]
+struct LiteralTable {
+    literals: Vec<Vec<u8>>,
+    anchors: Vec<Vec<(usize, (usize, usize))>>,
+    gates: Vec<Vec<usize>>,
+    slots: std::collections::HashMap<Vec<u8>, usize>,
+}
+
+impl LiteralTable {
+    fn slot(&mut self, literal: Vec<u8>) -> usize {
+        if let Some(&k) = self.slots.get(&literal) {
+            return k;
+        }
+        self.slots.insert(literal.clone(), self.literals.len());
+        self.literals.push(literal);
+        self.anchors.push(Vec::new());
+        self.gates.push(Vec::new());
+        self.literals.len() - 1
+    }
+
+    fn anchor(&mut self, literal: Vec<u8>, index: usize, back: (usize, usize)) {
+        let k = self.slot(literal);
+        if !self.anchors[k].contains(&(index, back)) {
+            self.anchors[k].push((index, back));
+        }
+    }
+
+    fn gate(&mut self, literal: Vec<u8>, index: usize) {
+        let k = self.slot(literal);
+        if !self.gates[k].contains(&index) {
+            self.gates[k].push(index);
+        }
+    }
+}
+
 impl SignatureSet {
     /// The signature set embedded at compile time.
     pub fn embedded() -> Result<Self, GuardianError> {
@@ -540,10 +589,9 @@ impl SignatureSet {
         let normalized_set = build_set(&normalized_ids)?;
         let squeezed_set = build_set(&squeezed_ids)?;
 
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut literal_owners: Vec<Vec<(usize, (usize, usize))>> = Vec::new();
-        let mut index: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+        let mut table = LiteralTable::default();
         let mut unanchored_ids = Vec::new();
+        let mut gated = vec![false; signatures.len()];
         // Each pattern as it meets normalized text: its anchors, gates, required
         // punctuation, reach and leading assertion are all read off this.
         let hirs: Vec<_> = signatures
@@ -551,47 +599,24 @@ impl SignatureSet {
             .map(|s| normalized_hir(&s.pattern))
             .collect();
         for &i in &normalized_ids {
-            match hirs[i].as_ref().and_then(anchors) {
-                Some(found) => {
-                    for Anchor { literal, back } in found {
-                        let slot = *index.entry(literal.clone()).or_insert_with(|| {
-                            literals.push(literal);
-                            literal_owners.push(Vec::new());
-                            literals.len() - 1
-                        });
-                        if !literal_owners[slot].contains(&(i, back)) {
-                            literal_owners[slot].push((i, back));
-                        }
-                    }
-                }
-                None => unanchored_ids.push(i),
-            }
-        }
-        let mut gate_owners = vec![Vec::new(); literals.len()];
-        let mut gated = vec![false; signatures.len()];
-        for &i in &normalized_ids {
-            if unanchored_ids.contains(&i) {
-                continue;
-            }
-            let Some(gates) = hirs[i].as_ref().and_then(gate_literals) else {
+            let hir = hirs[i].as_ref();
+            let Some(found) = hir.and_then(anchors) else {
+                unanchored_ids.push(i);
                 continue;
             };
-            gated[i] = true;
-            for literal in gates {
-                let slot = *index.entry(literal.clone()).or_insert_with(|| {
-                    literals.push(literal);
-                    literal_owners.push(Vec::new());
-                    gate_owners.push(Vec::new());
-                    literals.len() - 1
-                });
-                if !gate_owners[slot].contains(&i) {
-                    gate_owners[slot].push(i);
+            for Anchor { literal, back } in found {
+                table.anchor(literal, i, back);
+            }
+            if let Some(gates) = hir.and_then(gate_literals) {
+                gated[i] = true;
+                for literal in gates {
+                    table.gate(literal, i);
                 }
             }
         }
         let prefilter = AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&literals)
+            .build(&table.literals)
             .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
         let unanchored_set = build_set(&unanchored_ids)?;
         let starts = hirs
@@ -618,8 +643,8 @@ impl SignatureSet {
             squeezed_ids,
             patterns,
             prefilter,
-            literal_owners,
-            gate_owners,
+            literal_owners: table.anchors,
+            gate_owners: table.gates,
             gated,
             starts,
             required,
@@ -783,15 +808,9 @@ impl SignatureSet {
 
     /// Where a match may start: for each prefilter hit at or after `from`, the
     /// starts its anchors allow and its signature's leading assertion accepts, as
-    /// sorted `(signature, start)` pairs. Signatures already `found` are left out.
-    fn candidates(
-        &self,
-        hay: &[u8],
-        from: usize,
-        found: &[bool],
-    ) -> (Vec<(usize, usize)>, Vec<Vec<usize>>) {
-        // Packed as `signature << 40 | start` so the sort compares one integer: a view
-        // is far below a terabyte and a set far below 2^24 signatures.
+    /// sorted `(signature, start)` pairs (see [`pack_candidate`]), and each signature's
+    /// gate literal positions, sorted. Signatures already `found` are left out.
+    fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Vec<u64>, Vec<Vec<usize>>) {
         let mut out: Vec<u64> = Vec::new();
         let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
         let input = aho_corasick::Input::new(hay).range(from..);
@@ -808,7 +827,7 @@ impl SignatureSet {
                 }
                 for p in q.saturating_sub(max)..=q.saturating_sub(min) {
                     if self.starts[index].holds(hay, p) {
-                        out.push(((index as u64) << 40) | p as u64);
+                        out.push(pack_candidate(index, p));
                     }
                 }
             }
@@ -818,10 +837,6 @@ impl SignatureSet {
         for g in &mut gates {
             g.sort_unstable();
         }
-        let out = out
-            .into_iter()
-            .map(|c| ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize))
-            .collect();
         (out, gates)
     }
 
@@ -835,14 +850,14 @@ impl SignatureSet {
         &self,
         view: &View,
         hay: &[u8],
-        candidates: &[(usize, usize)],
+        candidates: &[u64],
         gates: &[Vec<usize>],
         from: usize,
         keep: impl Fn(usize, usize) -> bool,
     ) -> Vec<RawHit> {
         let mut out = Vec::new();
         let mut matched = None;
-        for &(index, p) in candidates {
+        for (index, p) in candidates.iter().map(unpack_candidate) {
             if matched == Some(index) {
                 continue;
             }
