@@ -20,7 +20,7 @@
 //! counters included, covers only the window being scored: a large benign document
 //! cannot add up scattered look-alike letters or leet-looking tokens into one score.
 
-use crate::normalize::{is_word_byte, ObfuscationEvents, ObfuscationStats, View};
+use crate::normalize::{is_word_byte, word_end, ObfuscationEvents, ObfuscationStats, View};
 
 /// Weight of each heuristic rule, in the order of [`RULES`].
 pub const WEIGHTS: [f64; 6] = [0.25, 0.20, 0.20, 0.15, 0.15, 0.05];
@@ -411,9 +411,7 @@ impl Heuristics {
                 continue;
             }
             let start = i;
-            while i < text.len() && is_word_byte(text[i]) {
-                i += 1;
-            }
+            i = word_end(text, i + 1);
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
             let word = &text[start..i];
