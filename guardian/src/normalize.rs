@@ -445,9 +445,6 @@ struct Marks {
 const C_ALNUM: u8 = 1;
 const C_ALPHA: u8 = 2;
 const C_LEET: u8 = 4;
-const C_SPACE: u8 = 8;
-const C_ODD_SPACE: u8 = 16;
-const C_NEWLINE: u8 = 32;
 
 /// Byte classes for [`marks`], so each byte costs one load.
 static CLASS: [u8; 256] = {
@@ -464,15 +461,6 @@ static CLASS: [u8; 256] = {
         }
         if is_leet_symbol(b) {
             c |= C_LEET;
-        }
-        if matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c) {
-            c |= C_SPACE;
-        }
-        if matches!(b, b'\t' | b'\r' | 0x0b | 0x0c) {
-            c |= C_ODD_SPACE;
-        }
-        if b == b'\n' {
-            c |= C_NEWLINE;
         }
         t[i] = c;
         i += 1;

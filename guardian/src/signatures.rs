@@ -382,24 +382,68 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
     }
 }
 
-/// The literals after a pattern's first gap, when they are selective: every match
-/// holds one of them past its start. "reveal ... [^.\\n]{0,40}? system prompt" is
-/// anchored on "reveal", which ordinary text says often; its gate is "system prompt"
-/// and the other second halves, which it rarely says within reach.
-fn gate_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+/// Most literals a gate may have: each is one more prefilter literal.
+const MAX_GATE_LITERALS: usize = 256;
+
+/// Literals every match holds past its start, when some are more selective than the
+/// anchors: "reveal ... [^.\n]{0,40}? system prompt" is anchored on "reveal", which
+/// ordinary text says often; its gate is "system prompt" and the other second halves,
+/// which it rarely says within reach.
+///
+/// A gate is the prefix literals of the rest of the pattern after one of its items
+/// (so they start within the match): of those sets, the one whose weakest literal is
+/// strongest (see [`strength`]), then the one with fewest literals. A set the `anchors` already hold gates
+/// nothing and is not one. An alternation is gated by the union of its branches'
+/// gates, when each has one.
+fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::{Hir, HirKind};
     let items = match hir.kind() {
-        HirKind::Capture(c) => return gate_literals(&c.sub),
+        HirKind::Capture(c) => return gate_literals(&c.sub, anchors),
+        HirKind::Alternation(alts) => {
+            let mut out = Vec::new();
+            for alt in alts {
+                out.extend(gate_literals(alt, anchors)?);
+            }
+            out.sort_unstable();
+            out.dedup();
+            return (out.len() <= MAX_GATE_LITERALS).then_some(out);
+        }
         HirKind::Concat(items) => items,
         _ => return None,
     };
-    let gap = |h: &Hir| match h.kind() {
-        HirKind::Repetition(r) => r.max.is_none_or(|m| m >= 8),
-        _ => false,
-    };
-    let k = items.iter().skip(1).position(gap)? + 1;
-    let lits = prefix_literals(&Hir::concat(items[k + 1..].to_vec()))?;
-    lits.iter().all(|l| l.len() >= 4).then_some(lits)
+    // Reversed, so that of sets that score alike the first wins (`max_by_key` keeps
+    // the last).
+    (1..items.len())
+        .rev()
+        .filter_map(|k| {
+            let lits = prefix_literals(&Hir::concat(items[k..].to_vec()))?;
+            let weakest = lits.iter().map(|l| strength(l)).min().unwrap_or(0);
+            let useful = weakest >= 2
+                && lits.len() <= MAX_GATE_LITERALS
+                && !lits.iter().all(|l| anchors.iter().any(|a| a.literal == *l));
+            useful.then_some(((weakest, std::cmp::Reverse(lits.len())), lits))
+        })
+        .max_by_key(|(score, _)| *score)
+        .map(|(_, lits)| lits)
+}
+
+/// Words too common to gate anything: a literal that holds only these (and short
+/// cut-off pieces) is found within reach of nearly every anchor.
+const COMMON_WORDS: &[&[u8]] = &[
+    b"a", b"all", b"an", b"and", b"any", b"are", b"as", b"at", b"be", b"by", b"do", b"for", b"i",
+    b"if", b"in", b"is", b"it", b"its", b"me", b"my", b"new", b"no", b"not", b"of", b"on", b"or",
+    b"so", b"that", b"the", b"this", b"to", b"was", b"we", b"were", b"with", b"you", b"your",
+];
+
+/// How selective a literal is, roughly: the length of its longest word that is not
+/// one of [`COMMON_WORDS`].
+fn strength(literal: &[u8]) -> usize {
+    literal
+        .split(|b| !b.is_ascii_alphanumeric())
+        .filter(|w| !COMMON_WORDS.contains(w))
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Selective prefix literals of a (whitespace-simplified) pattern.
@@ -426,17 +470,19 @@ fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     // A word of five bytes or more is selective on its own: cutting the literal
     // before the whitespace after it merges the five shapes of that whitespace (and
     // the next word's first letters) into one literal.
-    Some(
-        lits.iter()
-            .map(|l| {
-                let l = l.as_bytes();
-                match l.iter().position(|&b| b == b' ' || b == b'\n') {
-                    Some(w) if w >= 5 => l[..w].to_vec(),
-                    _ => l.to_vec(),
-                }
-            })
-            .collect(),
-    )
+    let mut out: Vec<Vec<u8>> = lits
+        .iter()
+        .map(|l| {
+            let l = l.as_bytes();
+            match l.iter().position(|&b| b == b' ' || b == b'\n') {
+                Some(w) if w >= 5 => l[..w].to_vec(),
+                _ => l.to_vec(),
+            }
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
 }
 
 /// A verification candidate packed as `signature << 40 | start`, so candidates sort
@@ -604,10 +650,11 @@ impl SignatureSet {
                 unanchored_ids.push(i);
                 continue;
             };
+            let gates = hir.and_then(|h| gate_literals(h, &found));
             for Anchor { literal, back } in found {
                 table.anchor(literal, i, back);
             }
-            if let Some(gates) = hir.and_then(gate_literals) {
+            if let Some(gates) = gates {
                 gated[i] = true;
                 for literal in gates {
                     table.gate(literal, i);
@@ -974,14 +1021,23 @@ mod tests {
     }
 
     #[test]
-    fn gates_are_the_literals_after_the_first_gap() {
-        let gates = |p: &str| normalized_hir(p).as_ref().and_then(gate_literals);
+    fn gates_are_the_most_selective_literals_past_the_anchor() {
+        let gates = |p: &str| {
+            let h = normalized_hir(p)?;
+            gate_literals(&h, &anchors(&h)?)
+        };
         let g = gates(r"\b(?:show|print)\b[^.\n]{0,40}?\b(?:system\s+prompt|hidden\s+rules)\b")
             .expect("gated");
         assert!(g.iter().any(|l| l.starts_with(b"system")), "{g:?}");
         assert!(g.iter().any(|l| l.starts_with(b"hidden")), "{g:?}");
-        // No gap, or only short literals after it: no gate.
-        assert!(gates(r"\bignore\s+previous\s+instructions").is_none());
+        // The longest literals win, wherever they are: here past a word class the
+        // first gap rule could not pass.
+        let g =
+            gates(r"\b(?:say|print)\s+(?:\w+\s+)?(?:your|the)\s+(?:reply|answer)\s+in\s+base64")
+                .expect("gated");
+        assert!(g.iter().all(|l| l.windows(3).any(|w| w == b"bas")), "{g:?}");
+        // Only the anchors, or only short literals past them: no gate.
+        assert!(gates(r"\bignore").is_none());
         assert!(gates(r"\bshow\b[^.\n]{0,40}?\b(?:it|me)\b").is_none());
     }
 
