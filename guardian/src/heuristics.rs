@@ -20,7 +20,9 @@
 //! counters included, covers only the window being scored: a large benign document
 //! cannot add up scattered look-alike letters or leet-looking tokens into one score.
 
-use crate::normalize::{is_word_byte, word_end, ObfuscationEvents, ObfuscationStats, View};
+use crate::normalize::{
+    is_word_byte, word_end, word_start, ObfuscationEvents, ObfuscationStats, View,
+};
 
 /// Weight of each heuristic rule, in the order of [`RULES`].
 pub const WEIGHTS: [f64; 6] = [0.25, 0.20, 0.20, 0.15, 0.15, 0.05];
@@ -308,7 +310,7 @@ type PhraseGroup = (&'static [u8], Vec<(&'static [u8], bool)>);
 const BLOCK: usize = 1024;
 
 /// What the rules count in one block of text.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     words: u32,
     family_hits: u32,
@@ -393,39 +395,35 @@ impl Heuristics {
         })
     }
 
-    /// Counts everything the rules need, per [`BLOCK`] of `text`, in one pass.
+    /// Counts everything the rules need, per [`BLOCK`] of `text`.
     fn block_counts(&self, text: &[u8]) -> Vec<Counts> {
         let mut blocks = vec![Counts::default(); text.len().div_ceil(BLOCK).max(1)];
+        // Role-boundary markers, each starting with one of two bytes.
+        for i in memchr::memchr2_iter(b'<', b'[', text) {
+            if MARKERS.iter().any(|m| text[i..].starts_with(m.as_bytes())) {
+                blocks[i / BLOCK].roles += 1;
+            }
+        }
         // Words, their vocabulary families and the phrases they start, attributed to
         // the block they start in.
         let mut i = 0;
-        while i < text.len() {
-            let b = text[i];
-            if !is_word_byte(b) {
-                if (b == b'<' || b == b'[')
-                    && MARKERS.iter().any(|m| text[i..].starts_with(m.as_bytes()))
-                {
-                    blocks[i / BLOCK].roles += 1;
-                }
-                i += 1;
-                continue;
-            }
-            let start = i;
-            i = word_end(text, i + 1);
+        while let Some(start) = word_start(text, i) {
+            i = word_end(text, start + 1);
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
             let word = &text[start..i];
             if word.len() >= 32 {
                 continue;
             }
+            let first = usize::from(word[0]);
             let bit = 1u32 << word.len();
-            if self.family_candidate[b as usize] & bit != 0 {
+            if self.family_candidate[first] & bit != 0 {
                 if let Some(f) = self.families.get(word) {
                     c.families |= 1 << f;
                     c.family_hits += 1;
                 }
             }
-            if self.phrase_candidate[b as usize] & bit == 0 {
+            if self.phrase_candidate[first] & bit == 0 {
                 continue;
             }
             if let Some(k) = self.phrase_index.get(word) {
@@ -441,9 +439,10 @@ impl Heuristics {
             }
         }
         // Role labels at line starts.
+        let ends = memchr::memchr_iter(b'\n', text).chain([text.len()]);
         let mut line_start = 0;
-        for line in text.split(|&b| b == b'\n') {
-            let l = line.trim_ascii_start();
+        for end in ends {
+            let l = text[line_start..end].trim_ascii_start();
             let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
             let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
             // The empty line after a final line break starts at `text.len()`, one block
@@ -452,7 +451,7 @@ impl Heuristics {
                 let last = blocks.len() - 1;
                 blocks[(line_start / BLOCK).min(last)].roles += n;
             }
-            line_start += line.len() + 1;
+            line_start = end + 1;
         }
         blocks
     }
@@ -565,6 +564,97 @@ mod tests {
     fn risk(s: &str) -> f64 {
         h().evaluate(s.to_lowercase().as_bytes(), &ObfuscationStats::default())
             .risk()
+    }
+
+    /// [`Heuristics::block_counts`] the plain way: one byte at a time, lines split.
+    fn block_counts_by_bytes(h: &Heuristics, text: &[u8]) -> Vec<Counts> {
+        let mut blocks = vec![Counts::default(); text.len().div_ceil(BLOCK).max(1)];
+        let mut i = 0;
+        while i < text.len() {
+            if !is_word_byte(text[i]) {
+                if MARKERS.iter().any(|m| text[i..].starts_with(m.as_bytes())) {
+                    blocks[i / BLOCK].roles += 1;
+                }
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < text.len() && is_word_byte(text[i]) {
+                i += 1;
+            }
+            let c = &mut blocks[start / BLOCK];
+            c.words += 1;
+            let word = &text[start..i];
+            if let Some(f) = h.families.get(word) {
+                c.families |= 1 << f;
+                c.family_hits += 1;
+            }
+            if let Some(k) = h.phrase_index.get(word) {
+                for (p, control) in &h.phrases[k].1 {
+                    if text[start..].starts_with(p) {
+                        if *control {
+                            c.control += 1;
+                        } else {
+                            c.addressed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let mut line_start = 0;
+        for line in text.split(|&b| b == b'\n') {
+            let l = line.trim_ascii_start();
+            let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
+            let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
+            if n > 0 {
+                let last = blocks.len() - 1;
+                blocks[(line_start / BLOCK).min(last)].roles += n;
+            }
+            line_start += line.len() + 1;
+        }
+        blocks
+    }
+
+    #[test]
+    fn block_counts_agree_with_the_plain_count() {
+        let h = h();
+        let pieces: &[&[u8]] = &[
+            b"ignore ",
+            b"previous ",
+            b"instructions",
+            b" you are now ",
+            b"system:",
+            b"\n",
+            b"  # ai: ",
+            b"<|im_start|>",
+            b"[system]",
+            b"it's ",
+            b"caf\xc3\xa9 ",
+            b"x",
+            b"please ignore all",
+            b"\t",
+            b"###",
+            b"developer mode ",
+            b"12ab ",
+            b"'",
+            b"[/inst]",
+        ];
+        let mut state: u64 = 0x853C_49E6_748F_EA9B;
+        for _ in 0..3_000 {
+            let mut text = Vec::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let n = (state % 400) as usize;
+            let mut r = state;
+            for _ in 0..n {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                text.extend_from_slice(pieces[(r >> 32) as usize % pieces.len()]);
+            }
+            assert_eq!(h.block_counts(&text), block_counts_by_bytes(&h, &text));
+        }
     }
 
     #[test]

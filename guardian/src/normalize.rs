@@ -557,6 +557,11 @@ mod swar {
         })
     }
 
+    /// The first lane set in `mask` (a class mask), if any.
+    pub(super) fn first_inside(mask: u64) -> Option<usize> {
+        (mask != 0).then(|| mask.trailing_zeros() as usize / 8)
+    }
+
     /// The first lane not set in `mask` (a class mask), if any.
     pub(super) fn first_outside(mask: u64) -> Option<usize> {
         let outside = !mask & HI;
@@ -1181,6 +1186,17 @@ pub(crate) fn word_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The first word byte at or after `i`, found eight bytes at a time.
+pub(crate) fn word_start(b: &[u8], mut i: usize) -> Option<usize> {
+    while i + 8 <= b.len() {
+        match swar::first_inside(swar::word(swar::load(b, i))) {
+            Some(lane) => return Some(i + lane),
+            None => i += 8,
+        }
+    }
+    (i..b.len()).find(|&k| is_word_byte(b[k]))
+}
+
 /// Whether `b` belongs to a word (see [`WORD_BYTE`]).
 pub(crate) fn is_word_byte(b: u8) -> bool {
     WORD_BYTE[usize::from(b)]
@@ -1586,8 +1602,14 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let len = (state % 40) as usize;
+            let mut byte = state;
             let text: Vec<u8> = (0..len)
-                .map(|k| alphabet[(state >> (k % 21 * 3)) as usize % alphabet.len()])
+                .map(|_| {
+                    byte ^= byte << 13;
+                    byte ^= byte >> 7;
+                    byte ^= byte << 17;
+                    alphabet[(byte >> 32) as usize % alphabet.len()]
+                })
                 .collect();
             let marked = odd_space(&text);
             assert_eq!(marked, odd_space_with(&text, false), "{text:?}");
