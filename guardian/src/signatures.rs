@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::automaton::Automaton;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 use regex_automata::{meta, util::syntax, Anchored, Input};
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,7 @@ pub struct SignatureSet {
     /// signature is verified only where one of its literals lets a match start. The
     /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
     /// with bounded gaps, so this prefilter is what keeps a scan in microseconds.
-    prefilter: AhoCorasick,
+    prefilter: Prefilter,
     /// For each prefilter literal, the signatures it anchors and how far before it
     /// their matches may start.
     literal_owners: Vec<Vec<(usize, (usize, usize))>>,
@@ -333,14 +333,20 @@ fn required_bytes(hir: &regex_syntax::hir::Hir) -> Vec<u8> {
 }
 
 fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
-    use regex_syntax::hir::{Hir, HirKind};
-    let at = |lits: Vec<Vec<u8>>, back| {
-        lits.into_iter()
-            .map(|literal| Anchor { literal, back })
-            .collect::<Vec<_>>()
+    use regex_syntax::hir::HirKind;
+    let head = match hir.kind() {
+        HirKind::Concat(items) => best_head(items),
+        _ => None,
     };
     if let Some(lits) = prefix_literals(hir) {
-        return Some(at(lits, (0, 0)));
+        // A byte or two of punctuation (the `>` or `(` of an optional list marker)
+        // hits everywhere in code and markup: longer literals after a bounded head
+        // anchor better.
+        let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
+        return match head {
+            Some(((longer, _), anchors)) if shortest < 3 && longer > shortest => Some(anchors),
+            _ => Some(at_start(lits)),
+        };
     }
     match hir.kind() {
         HirKind::Capture(c) => anchors_of(&c.sub),
@@ -351,35 +357,58 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
             }
             Some(out)
         }
-        HirKind::Concat(items) => {
-            // Of the heads short enough, the one whose rest has the longest shortest
-            // literal (a lone quote would hit everywhere), then the fewest literals
-            // (a rest that starts with whitespace has one per whitespace shape).
-            let score = |lits: &[Vec<u8>]| {
-                let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
-                (shortest, std::cmp::Reverse(lits.len()))
-            };
-            let mut best: Option<(_, Vec<Anchor>)> = None;
-            for k in 1..items.len() {
-                let head = Hir::concat(items[..k].to_vec());
-                match head.properties().maximum_len() {
-                    Some(max) if max <= MAX_ANCHOR_BACK => {
-                        let min = head.properties().minimum_len().unwrap_or(0);
-                        let rest = Hir::concat(items[k..].to_vec());
-                        if let Some(lits) = prefix_literals(&rest) {
-                            let sc = score(&lits);
-                            if best.as_ref().is_none_or(|(b, _)| sc > *b) {
-                                best = Some((sc, at(lits, (min, max))));
-                            }
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            best.map(|(_, anchors)| anchors)
-        }
-        _ => None,
+        _ => head.map(|(_, anchors)| anchors),
     }
+}
+
+/// How good a set of prefilter literals is: its shortest literal's length (or another
+/// measure of the weakest), then fewer literals. Larger is better.
+type LiteralScore = (usize, std::cmp::Reverse<usize>);
+
+/// Anchors on `literals` at the start of a match.
+fn at_start(literals: Vec<Vec<u8>>) -> Vec<Anchor> {
+    literals
+        .into_iter()
+        .map(|literal| Anchor {
+            literal,
+            back: (0, 0),
+        })
+        .collect()
+}
+
+/// Of the heads of `items` short enough (see [`MAX_ANCHOR_BACK`]), the one whose rest
+/// has the longest shortest literal (a lone quote would hit everywhere), then the
+/// fewest literals (a rest that starts with whitespace has one per whitespace shape);
+/// with its score.
+fn best_head(items: &[regex_syntax::hir::Hir]) -> Option<(LiteralScore, Vec<Anchor>)> {
+    use regex_syntax::hir::Hir;
+    let mut best: Option<(_, Vec<Anchor>)> = None;
+    for k in 1..items.len() {
+        let head = Hir::concat(items[..k].to_vec());
+        let Some(max) = head
+            .properties()
+            .maximum_len()
+            .filter(|&m| m <= MAX_ANCHOR_BACK)
+        else {
+            break;
+        };
+        let min = head.properties().minimum_len().unwrap_or(0);
+        if let Some(lits) = prefix_literals(&Hir::concat(items[k..].to_vec())) {
+            let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
+            let score = (shortest, std::cmp::Reverse(lits.len()));
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                let anchors = lits
+                    .into_iter()
+                    .map(|literal| Anchor {
+                        literal,
+                        back: (min, max),
+                    })
+                    .collect();
+                best = Some((score, anchors));
+            }
+        }
+    }
+    best
 }
 
 /// Most literals a gate may have: each is one more prefilter literal.
@@ -495,6 +524,91 @@ fn pack_candidate(index: usize, start: usize) -> u64 {
 /// The `(signature, start)` of a [`pack_candidate`] value.
 fn unpack_candidate(c: &u64) -> (usize, usize) {
     ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
+}
+
+/// The literal prefilter: an Aho-Corasick DFA over every anchor and gate literal,
+/// walked over several stretches of the text at once.
+///
+/// A walk is a chain of dependent loads (each state's row decides the next), and the
+/// DFA of ten thousand literals does not fit in the core's caches, so one walk waits
+/// on memory at nearly every byte. Walks over different stretches do not depend on
+/// each other: interleaved, their loads overlap, and the text is read several times
+/// faster than by one walk.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    dfa: aho_corasick::dfa::DFA,
+    /// Longest literal: a walk starts this many bytes less one before its stretch, so
+    /// it sees every literal that ends there whole.
+    max_len: usize,
+}
+
+/// How many walks run side by side over a long text.
+const WALKS: usize = 4;
+
+impl Prefilter {
+    fn new(literals: &[Vec<u8>]) -> Result<Self, aho_corasick::BuildError> {
+        let dfa = aho_corasick::dfa::DFA::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            .build(literals)?;
+        let max_len = literals.iter().map(Vec::len).max().unwrap_or(1);
+        Ok(Self { dfa, max_len })
+    }
+
+    /// Calls `hit(literal, start)` for every occurrence of every literal that starts
+    /// at or after `from` in `hay`, in no particular order (overlapping occurrences
+    /// included, as an overlapping Aho-Corasick search reports them).
+    fn each_hit(&self, hay: &[u8], from: usize, mut hit: impl FnMut(usize, usize)) {
+        let dfa = &self.dfa;
+        let Ok(start) = dfa.start_state(aho_corasick::Anchored::No) else {
+            return;
+        };
+        // An occurrence belongs to the walk whose stretch holds its last byte.
+        let n = hay.len().saturating_sub(from);
+        let walks = if n >= 64 * WALKS { WALKS } else { 1 };
+        let bound = |k: usize| from + n * k / walks;
+        let mut state = [start; WALKS];
+        let mut at = [0usize; WALKS];
+        let mut own = [0usize; WALKS];
+        let mut end = [0usize; WALKS];
+        for k in 0..walks {
+            own[k] = bound(k);
+            at[k] = own[k].saturating_sub(self.max_len - 1).max(from);
+            end[k] = bound(k + 1);
+        }
+        let mut report = |sid, i: usize, own: usize| {
+            if !dfa.is_match(sid) || i < own {
+                return;
+            }
+            for m in 0..dfa.match_len(sid) {
+                let literal = dfa.match_pattern(sid, m);
+                let len = dfa.pattern_len(literal);
+                if let Some(q) = (i + 1).checked_sub(len).filter(|&q| q >= from) {
+                    hit(literal.as_usize(), q);
+                }
+            }
+        };
+        // Side by side for as long as every walk has bytes left, then each alone.
+        let common = (0..walks).map(|k| end[k] - at[k]).min().unwrap_or(0);
+        for _ in 0..common {
+            for k in 0..walks {
+                let i = at[k];
+                state[k] = dfa.next_state(aho_corasick::Anchored::No, state[k], hay[i]);
+                if dfa.is_special(state[k]) {
+                    report(state[k], i, own[k]);
+                }
+                at[k] = i + 1;
+            }
+        }
+        for k in 0..walks {
+            for (i, &byte) in hay.iter().enumerate().take(end[k]).skip(at[k]) {
+                state[k] = dfa.next_state(aho_corasick::Anchored::No, state[k], byte);
+                if dfa.is_special(state[k]) {
+                    report(state[k], i, own[k]);
+                }
+            }
+        }
+    }
 }
 
 /// The prefilter's literals as they are collected: each distinct literal once, with
@@ -661,9 +775,7 @@ impl SignatureSet {
                 }
             }
         }
-        let prefilter = AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&table.literals)
+        let prefilter = Prefilter::new(&table.literals)
             .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
         let unanchored_set = build_set(&unanchored_ids)?;
         let starts = hirs
@@ -860,15 +972,13 @@ impl SignatureSet {
     fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Vec<u64>, Vec<Vec<usize>>) {
         let mut out: Vec<u64> = Vec::new();
         let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
-        let input = aho_corasick::Input::new(hay).range(from..);
-        for m in self.prefilter.find_overlapping_iter(input) {
-            let q = m.start();
-            for &index in &self.gate_owners[m.pattern().as_usize()] {
+        self.prefilter.each_hit(hay, from, |literal, q| {
+            for &index in &self.gate_owners[literal] {
                 if !found[index] {
                     gates[index].push(q);
                 }
             }
-            for &(index, (min, max)) in &self.literal_owners[m.pattern().as_usize()] {
+            for &(index, (min, max)) in &self.literal_owners[literal] {
                 if found[index] {
                     continue;
                 }
@@ -878,7 +988,7 @@ impl SignatureSet {
                     }
                 }
             }
-        }
+        });
         out.sort_unstable();
         out.dedup();
         for g in &mut gates {
@@ -1053,6 +1163,70 @@ mod tests {
         assert!(anchors_of_pattern(r"[a-z]{1,40}:\s*ignore").is_none());
         let plain = anchors_of_pattern(r"\bignore\s+previous").expect("anchored");
         assert!(plain.iter().all(|x| x.back == (0, 0)));
+    }
+
+    #[test]
+    fn interleaved_walks_report_what_one_overlapping_search_does() {
+        let literals: Vec<Vec<u8>> = [
+            &b"ab"[..],
+            b"abc",
+            b"bca",
+            b"c",
+            b"cab\n",
+            b"\nab",
+            b"aaaa",
+            b"b\nb",
+            b"abca",
+            b"bcab",
+        ]
+        .iter()
+        .map(|l| l.to_vec())
+        .collect();
+        let prefilter = Prefilter::new(&literals).expect("builds");
+        let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
+        let mut state: u64 = 0xD1B5_4A32_D192_ED03;
+        for round in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Long enough, often, for every walk to have a stretch of its own.
+            let len = (state % 1200) as usize;
+            let mut byte = state;
+            let hay: Vec<u8> = (0..len)
+                .map(|_| {
+                    byte ^= byte << 13;
+                    byte ^= byte >> 7;
+                    byte ^= byte << 17;
+                    b"abc\n"[(byte >> 32) as usize % 4]
+                })
+                .collect();
+            let from = if round % 3 == 0 {
+                0
+            } else {
+                (state >> 20) as usize % (len + 1)
+            };
+            let mut got = Vec::new();
+            prefilter.each_hit(&hay, from, |literal, q| got.push((literal, q)));
+            let input = aho_corasick::Input::new(&hay).range(from..);
+            let mut want: Vec<(usize, usize)> = plain
+                .find_overlapping_iter(input)
+                .map(|m| (m.pattern().as_usize(), m.start()))
+                .collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "len {len} from {from}");
+        }
+    }
+
+    #[test]
+    fn a_byte_of_punctuation_does_not_anchor_when_words_follow() {
+        let a = anchors_of_pattern(r"(?m)^\s*(?:[#>*\[(]{1,3}\s*)?(?:system|assistant)\s*:")
+            .expect("anchored");
+        assert!(a.iter().all(|x| x.literal.len() >= 3), "{a:?}");
+        assert!(a.iter().any(|x| x.literal.starts_with(b"system")), "{a:?}");
+        // Punctuation with nothing better after it still anchors.
+        let a = anchors_of_pattern(r"<[a-z][^>]{0,200}?style").expect("anchored");
+        assert!(a.iter().any(|x| x.literal.starts_with(b"<")), "{a:?}");
     }
 
     #[test]
