@@ -334,7 +334,7 @@ fn required_bytes(hir: &regex_syntax::hir::Hir) -> Vec<u8> {
 
 fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
     use regex_syntax::hir::HirKind;
-    let head = match hir.kind() {
+    let head = || match hir.kind() {
         HirKind::Concat(items) => best_head(items),
         _ => None,
     };
@@ -343,8 +343,8 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
         // hits everywhere in code and markup: longer literals after a bounded head
         // anchor better.
         let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
-        return match head {
-            Some(((longer, _), anchors)) if shortest < 3 && longer > shortest => Some(anchors),
+        return match (shortest < 3).then(head).flatten() {
+            Some(((longer, _), anchors)) if longer > shortest => Some(anchors),
             _ => Some(at_start(lits)),
         };
     }
@@ -357,7 +357,7 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
             }
             Some(out)
         }
-        _ => head.map(|(_, anchors)| anchors),
+        _ => head().map(|(_, anchors)| anchors),
     }
 }
 
@@ -393,6 +393,9 @@ fn best_head(items: &[regex_syntax::hir::Hir]) -> Option<(LiteralScore, Vec<Anch
             break;
         };
         let min = head.properties().minimum_len().unwrap_or(0);
+        if prefix_literals(&items[k]).is_none() {
+            continue;
+        }
         if let Some(lits) = prefix_literals(&Hir::concat(items[k..].to_vec())) {
             let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
             let score = (shortest, std::cmp::Reverse(lits.len()));
@@ -445,6 +448,9 @@ fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec
     (1..items.len())
         .rev()
         .filter_map(|k| {
+            // The rest can only have selective literals when its first item has some;
+            // testing that first spares cloning and extracting most rests.
+            prefix_literals(&items[k])?;
             let lits = prefix_literals(&Hir::concat(items[k..].to_vec()))?;
             let weakest = lits.iter().map(|l| strength(l)).min().unwrap_or(0);
             let useful = weakest >= 2
