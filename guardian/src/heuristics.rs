@@ -20,9 +20,7 @@
 //! counters included, covers only the window being scored: a large benign document
 //! cannot add up scattered look-alike letters or leet-looking tokens into one score.
 
-use crate::normalize::{
-    is_word_byte, word_end, word_start, ObfuscationEvents, ObfuscationStats, View,
-};
+use crate::normalize::{each_word, is_word_byte, ObfuscationEvents, ObfuscationStats, View};
 
 /// Weight of each heuristic rule, in the order of [`RULES`].
 pub const WEIGHTS: [f64; 6] = [0.25, 0.20, 0.20, 0.15, 0.15, 0.05];
@@ -406,14 +404,12 @@ impl Heuristics {
         }
         // Words, their vocabulary families and the phrases they start, attributed to
         // the block they start in.
-        let mut i = 0;
-        while let Some(start) = word_start(text, i) {
-            i = word_end(text, start + 1);
+        each_word(text, |start, end| {
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
-            let word = &text[start..i];
+            let word = &text[start..end];
             if word.len() >= 32 {
-                continue;
+                return;
             }
             let first = usize::from(word[0]);
             let bit = 1u32 << word.len();
@@ -424,7 +420,7 @@ impl Heuristics {
                 }
             }
             if self.phrase_candidate[first] & bit == 0 {
-                continue;
+                return;
             }
             if let Some(k) = self.phrase_index.get(word) {
                 for (p, control) in &self.phrases[k].1 {
@@ -437,7 +433,7 @@ impl Heuristics {
                     }
                 }
             }
-        }
+        });
         // Role labels at line starts.
         let ends = memchr::memchr_iter(b'\n', text).chain([text.len()]);
         let mut line_start = 0;

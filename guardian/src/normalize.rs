@@ -468,116 +468,146 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Byte classes eight bytes at a time (SWAR): each function returns a mask with bit 7
-/// of every byte set where that byte of `v` is in the class. Every step is exact per
-/// byte: no sum carries into the next byte.
-mod swar {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+/// Byte classes sixty-four bytes at a time, as bit masks: bit `k` of a mask is set
+/// when byte `k` of the block is in the class. The tests take sixteen bytes per step
+/// (`wide` compiles each to one SSE2 instruction on x86-64, and to plain code where
+/// there is none), and the passes then read the masks a word or a run at a time
+/// instead of testing every byte with a branch.
+mod classes {
+    use wide::{i8x16, u8x16};
 
-    /// ASCII bytes in `a..=b` (`a >= 1`).
-    fn in_range(v: u64, a: u8, b: u8) -> u64 {
-        let low = v & !HI;
-        let at_least_a = low + LO * u64::from(0x80 - a);
-        let above_b = low + LO * u64::from(0x7f - b);
-        at_least_a & !above_b & !v & HI
+    /// Bytes per mask.
+    pub(super) const BLOCK: usize = 64;
+
+    /// Sixteen bytes, kept with their top bit flipped as well: signed comparisons of
+    /// flipped bytes order them as unsigned bytes.
+    #[derive(Clone, Copy)]
+    pub(super) struct Lanes {
+        raw: u8x16,
+        flipped: i8x16,
     }
 
-    /// Bytes equal to `c`.
-    fn eq(v: u64, c: u8) -> u64 {
-        let t = v ^ (LO * u64::from(c));
-        !(((t & !HI) + !HI) | t) & HI
+    /// `b` with its top bit flipped, as [`Lanes`] keeps it.
+    const fn flip(b: u8) -> i8 {
+        (b ^ 0x80) as i8
+    }
+
+    /// Lanes of `flipped` that hold a byte in `a..=b` (`0 < a <= b < 255`).
+    fn range(flipped: i8x16, a: u8, b: u8) -> i8x16 {
+        flipped.simd_gt(i8x16::splat(flip(a - 1))) & flipped.simd_lt(i8x16::splat(flip(b + 1)))
+    }
+
+    impl Lanes {
+        fn load(b: &[u8]) -> Self {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            let raw = u8x16::new(a);
+            let flipped = (raw ^ u8x16::splat(0x80)).cast_signed();
+            Self { raw, flipped }
+        }
+
+        fn eq(self, c: u8) -> i8x16 {
+            self.flipped.simd_eq(i8x16::splat(flip(c)))
+        }
+
+        fn digit(self) -> i8x16 {
+            range(self.flipped, b'0', b'9')
+        }
+
+        /// Letters, either case (the case bit set, they are `a..=z`).
+        fn alpha(self) -> i8x16 {
+            range(self.flipped | i8x16::splat(0x20), b'a', b'z')
+        }
+
+        fn non_ascii(self) -> i8x16 {
+            self.raw.cast_signed().simd_lt(i8x16::splat(0))
+        }
     }
 
     /// ASCII letters.
-    pub(super) fn alpha(v: u64) -> u64 {
-        in_range(v | (LO * 0x20), b'a', b'z')
+    pub(super) fn alpha(l: Lanes) -> i8x16 {
+        l.alpha()
     }
 
     /// ASCII letters and digits.
-    pub(super) fn alnum(v: u64) -> u64 {
-        alpha(v) | in_range(v, b'0', b'9')
+    pub(super) fn alnum(l: Lanes) -> i8x16 {
+        l.alpha() | l.digit()
     }
 
     /// Leet symbols (see `is_leet_symbol`).
-    pub(super) fn leet(v: u64) -> u64 {
-        in_range(v, b'0', b'1')
-            | in_range(v, b'3', b'5')
-            | in_range(v, b'7', b'8')
-            | eq(v, b'!')
-            | eq(v, b'@')
-            | eq(v, b'$')
+    pub(super) fn leet(l: Lanes) -> i8x16 {
+        range(l.flipped, b'0', b'1')
+            | range(l.flipped, b'3', b'5')
+            | range(l.flipped, b'7', b'8')
+            | l.eq(b'!')
+            | l.eq(b'@')
+            | l.eq(b'$')
     }
 
     /// Word bytes (see `is_word_byte`): letters, digits, the apostrophe, non-ASCII.
-    pub(super) fn word(v: u64) -> u64 {
-        alnum(v) | eq(v, b'\'') | (v & HI)
+    pub(super) fn word(l: Lanes) -> i8x16 {
+        alnum(l) | l.eq(b'\'') | l.non_ascii()
     }
 
     /// The base64 alphabets (see `B64`).
-    pub(super) fn base64(v: u64) -> u64 {
-        alnum(v) | eq(v, b'+') | eq(v, b'/') | eq(v, b'-') | eq(v, b'_')
+    pub(super) fn base64(l: Lanes) -> i8x16 {
+        alnum(l) | l.eq(b'+') | l.eq(b'/') | l.eq(b'-') | l.eq(b'_')
     }
 
     /// Bytes of hex runs (see `HEX_RUN`).
-    pub(super) fn hex_run(v: u64) -> u64 {
-        in_range(v, b'0', b'9')
-            | in_range(v | (LO * 0x20), b'a', b'f')
-            | eq(v, b' ')
-            | eq(v, b':')
-            | eq(v, b',')
-            | eq(v, b'\\')
-            | eq(v, b'x')
+    pub(super) fn hex_run(l: Lanes) -> i8x16 {
+        l.digit()
+            | range(l.flipped | i8x16::splat(0x20), b'a', b'f')
+            | l.eq(b' ')
+            | l.eq(b':')
+            | l.eq(b',')
+            | l.eq(b'\\')
+            | l.eq(b'x')
     }
 
-    /// Bytes of whitespace runs that are not a shape of `GAP` (and of some that are):
-    /// a tab, CR, VT or FF, a space or line break after a space, a line break after a
-    /// line break. `before` is the byte before the group.
-    pub(super) fn odd_space(v: u64, before: u8) -> u64 {
-        let first = |c: u8| u64::from(before == c) << 7;
-        let (space, newline) = (eq(v, b' '), eq(v, b'\n'));
-        let after_space = (space << 8) | first(b' ');
-        let after_newline = (newline << 8) | first(b'\n');
-        eq(v, b'\t')
-            | eq(v, b'\r')
-            | eq(v, 0x0b)
-            | eq(v, 0x0c)
-            | ((space | newline) & after_space)
-            | (newline & after_newline)
+    pub(super) fn space(l: Lanes) -> i8x16 {
+        l.eq(b' ')
     }
 
-    /// The lanes set in `mask`, as offsets into the group, in order.
-    pub(super) fn lanes(mut mask: u64) -> impl Iterator<Item = usize> {
-        std::iter::from_fn(move || {
-            (mask != 0).then(|| {
-                let lane = mask.trailing_zeros() as usize / 8;
-                mask &= mask - 1;
-                lane
-            })
+    pub(super) fn newline(l: Lanes) -> i8x16 {
+        l.eq(b'\n')
+    }
+
+    /// Tab, VT, FF and CR: whitespace no run of `GAP` holds.
+    pub(super) fn odd_space(l: Lanes) -> i8x16 {
+        l.eq(b'\t') | range(l.flipped, 0x0b, 0x0d)
+    }
+
+    /// The mask of `class` over the block at `b[i..]`. Past the end of `b` the block
+    /// reads zero bytes, which no class holds.
+    #[inline]
+    pub(super) fn mask(b: &[u8], i: usize, class: impl Fn(Lanes) -> i8x16) -> u64 {
+        let padded;
+        let block = match b.get(i..i + BLOCK) {
+            Some(block) => block,
+            None => {
+                let mut p = [0u8; BLOCK];
+                let tail = b.get(i..).unwrap_or_default();
+                p[..tail.len()].copy_from_slice(tail);
+                padded = p;
+                &padded[..]
+            }
+        };
+        block.chunks_exact(16).enumerate().fold(0, |m, (k, lanes)| {
+            let bits = class(Lanes::load(lanes)).to_bitmask() & 0xffff;
+            m | u64::from(bits) << (16 * k)
         })
     }
 
-    /// The first lane set in `mask` (a class mask), if any.
-    pub(super) fn first_inside(mask: u64) -> Option<usize> {
-        (mask != 0).then(|| mask.trailing_zeros() as usize / 8)
-    }
-
-    /// The first lane not set in `mask` (a class mask), if any.
-    pub(super) fn first_outside(mask: u64) -> Option<usize> {
-        let outside = !mask & HI;
-        (outside != 0).then(|| outside.trailing_zeros() as usize / 8)
-    }
-
-    /// Whether every byte of `v` is in the class `mask` was computed for.
-    pub(super) fn all(mask: u64) -> bool {
-        mask == HI
-    }
-
-    /// Eight bytes from `b[i..]` (at least eight there) as one word.
-    pub(super) fn load(b: &[u8], i: usize) -> u64 {
-        let mut group = [0u8; 8];
-        group.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(group)
+    /// The positions of the set bits of `mask`, lowest first.
+    pub(super) fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+        std::iter::from_fn(move || {
+            (mask != 0).then(|| {
+                let k = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                k
+            })
+        })
     }
 }
 
@@ -585,10 +615,10 @@ fn marks(b: &[u8]) -> Marks {
     marks_with(b, true)
 }
 
-/// [`marks`] eight bytes at a time or (for the test that checks it) one byte at a
-/// time. Most groups of eight hold no single letter and no leet symbol before a
-/// letter, and cost a few dozen arithmetic steps with no branch per byte.
-fn marks_with(b: &[u8], swar: bool) -> Marks {
+/// [`marks`] a block of masks at a time or (for the test that checks it) one byte at
+/// a time. Most blocks hold few single letters and no leet symbol before a letter.
+fn marks_with(b: &[u8], blocks: bool) -> Marks {
+    use classes::{bits, mask, BLOCK};
     let mut out = Marks::default();
     let mut last_single: Option<usize> = None;
     let mut single = |out: &mut Marks, i: usize| {
@@ -598,26 +628,26 @@ fn marks_with(b: &[u8], swar: bool) -> Marks {
         last_single = Some(i);
     };
     let class = |k: usize| b.get(k).map_or(0, |&x| CLASS[usize::from(x)]);
-    let mut i = 0;
-    if swar {
-        // Bit 7 of byte 7 where the byte before a group is alphanumeric.
+    if blocks {
+        // Bit 0 when the byte before a block is alphanumeric.
         let mut before = 0u64;
-        while i + 8 <= b.len() {
-            let v = swar::load(b, i);
-            let (alpha, alnum) = (swar::alpha(v), swar::alnum(v));
-            let after = u64::from(class(i + 8) & C_ALNUM != 0) << 63;
-            let after_alpha = u64::from(class(i + 8) & C_ALPHA != 0) << 63;
-            let singles = alpha & !((alnum << 8) | (before >> 56)) & !((alnum >> 8) | after);
-            let leet = swar::leet(v) & ((alpha >> 8) | after_alpha);
-            for lane in swar::lanes(singles) {
-                single(&mut out, i + lane);
+        for i in (0..b.len()).step_by(BLOCK) {
+            let alpha = mask(b, i, classes::alpha);
+            let alnum = mask(b, i, classes::alnum);
+            let after = class(i + BLOCK);
+            let alnum_after = u64::from(after & C_ALNUM != 0) << 63;
+            let alpha_after = u64::from(after & C_ALPHA != 0) << 63;
+            let singles = alpha & !((alnum << 1) | before) & !((alnum >> 1) | alnum_after);
+            for k in bits(singles) {
+                single(&mut out, i + k);
             }
-            out.leet.extend(swar::lanes(leet).map(|lane| i + lane));
-            before = alnum & (0x80 << 56);
-            i += 8;
+            let leet = mask(b, i, classes::leet) & ((alpha >> 1) | alpha_after);
+            out.leet.extend(bits(leet).map(|k| i + k));
+            before = alnum >> 63;
         }
+        return out;
     }
-    for k in i..b.len() {
+    for k in 0..b.len() {
         let (c, next) = (class(k), class(k + 1));
         let prev = if k == 0 { 0 } else { class(k - 1) };
         if c & C_ALPHA != 0 && prev & C_ALNUM == 0 && next & C_ALNUM == 0 {
@@ -702,21 +732,29 @@ fn collapse_space(view: &mut View) {
 }
 
 /// Positions in every whitespace run of `b` that is not a shape of [`GAP`] (and in
-/// some that are), in order; eight bytes at a time, most groups have none.
+/// some that are), in order; a block of masks at a time, most blocks have none.
 fn odd_space(b: &[u8]) -> Vec<usize> {
     odd_space_with(b, true)
 }
 
-/// [`odd_space`] eight bytes at a time or (for the test) one byte at a time.
-fn odd_space_with(b: &[u8], swar: bool) -> Vec<usize> {
+/// [`odd_space`] a block at a time or (for the test) one byte at a time.
+fn odd_space_with(b: &[u8], blocks: bool) -> Vec<usize> {
+    use classes::{bits, mask, BLOCK};
     let mut out = Vec::new();
-    let mut i = 0;
-    while swar && i + 8 <= b.len() {
-        let before = if i == 0 { 0 } else { b[i - 1] };
-        out.extend(swar::lanes(swar::odd_space(swar::load(b, i), before)).map(|l| i + l));
-        i += 8;
+    if blocks {
+        for i in (0..b.len()).step_by(BLOCK) {
+            let before = if i == 0 { 0 } else { b[i - 1] };
+            let (space, newline) = (mask(b, i, classes::space), mask(b, i, classes::newline));
+            let after_space = (space << 1) | u64::from(before == b' ');
+            let after_newline = (newline << 1) | u64::from(before == b'\n');
+            let odd = mask(b, i, classes::odd_space)
+                | ((space | newline) & after_space)
+                | (newline & after_newline);
+            out.extend(bits(odd).map(|k| i + k));
+        }
+        return out;
     }
-    for k in i..b.len() {
+    for k in 0..b.len() {
         let before = if k == 0 { 0 } else { b[k - 1] };
         let odd = matches!(b[k], b'\t' | b'\r' | 0x0b | 0x0c)
             || (before == b' ' && matches!(b[k], b' ' | b'\n'))
@@ -1171,30 +1209,37 @@ macro_rules! byte_table {
 static WORD_BYTE: [bool; 256] =
     byte_table!(|b| b.is_ascii_alphanumeric() || b == b'\'' || b >= 0x80);
 
-/// The end of the word that goes on at `i`: the first byte from `i` on that is not a
-/// word byte, found eight bytes at a time.
-pub(crate) fn word_end(b: &[u8], mut i: usize) -> usize {
-    while i + 8 <= b.len() {
-        match swar::first_outside(swar::word(swar::load(b, i))) {
-            Some(lane) => return i + lane,
-            None => i += 8,
+/// Calls `word(start, end)` for every word of `b` (a maximal run of word bytes, see
+/// [`WORD_BYTE`]), in order, reading a block of masks at a time.
+pub(crate) fn each_word(b: &[u8], mut word: impl FnMut(usize, usize)) {
+    use classes::{mask, BLOCK};
+    // Bit 0 when the byte before a block is a word byte.
+    let mut carry = 0u64;
+    let mut open: Option<usize> = None;
+    for i in (0..b.len()).step_by(BLOCK) {
+        let w = mask(b, i, classes::word);
+        let mut starts = w & !((w << 1) | carry);
+        let mut ends = !w & ((w << 1) | carry);
+        // Starts and ends alternate; an end comes first when a word is open.
+        loop {
+            match open {
+                Some(start) if ends != 0 => {
+                    word(start, i + ends.trailing_zeros() as usize);
+                    ends &= ends - 1;
+                    open = None;
+                }
+                None if starts != 0 => {
+                    open = Some(i + starts.trailing_zeros() as usize);
+                    starts &= starts - 1;
+                }
+                _ => break,
+            }
         }
+        carry = w >> 63;
     }
-    while i < b.len() && is_word_byte(b[i]) {
-        i += 1;
+    if let Some(start) = open {
+        word(start, b.len());
     }
-    i
-}
-
-/// The first word byte at or after `i`, found eight bytes at a time.
-pub(crate) fn word_start(b: &[u8], mut i: usize) -> Option<usize> {
-    while i + 8 <= b.len() {
-        match swar::first_inside(swar::word(swar::load(b, i))) {
-            Some(lane) => return Some(i + lane),
-            None => i += 8,
-        }
-    }
-    (i..b.len()).find(|&k| is_word_byte(b[k]))
 }
 
 /// Whether `b` belongs to a word (see [`WORD_BYTE`]).
@@ -1237,7 +1282,7 @@ pub(crate) fn decode_embedded_with(text: &str, budget: &mut usize, fast: bool) -
     };
 
     // Base64 (standard or URL-safe): long runs with both cases or digits, not plain words.
-    for (i, e) in long_runs(bytes, &B64, swar::base64) {
+    for (i, e) in long_runs(bytes, &B64, classes::base64) {
         let mut end = e;
         while end < bytes.len() && bytes[end] == b'=' && end - e < 2 {
             end += 1;
@@ -1266,7 +1311,7 @@ pub(crate) fn decode_embedded_with(text: &str, budget: &mut usize, fast: bool) -
     // Hex: runs of hex pairs, optionally separated by spaces, `\x` or `0x`, found
     // within the long runs of their bytes or (for the reference) anywhere.
     let stretches = if fast {
-        long_runs(bytes, &HEX_RUN, swar::hex_run)
+        long_runs(bytes, &HEX_RUN, classes::hex_run)
     } else {
         vec![(0, bytes.len())]
     };
@@ -1292,25 +1337,37 @@ const MIN_HEX_PAIRS: usize = 8;
 
 /// Maximal runs of bytes in `table` that cover an aligned 8-byte chunk. Every run of
 /// 15 bytes or more covers one, and prose rarely does, so a scanner looking for long
-/// runs reads whole chunks (`group`, the class of `table` eight bytes at a time) and
-/// measures only these.
-fn long_runs(bytes: &[u8], table: &[bool; 256], group: fn(u64) -> u64) -> Vec<(usize, usize)> {
+/// runs reads the chunks off masks of `class` (the class of `table`) and measures
+/// only these runs.
+fn long_runs(
+    bytes: &[u8],
+    table: &[bool; 256],
+    class: impl Fn(classes::Lanes) -> wide::i8x16 + Copy,
+) -> Vec<(usize, usize)> {
+    use classes::{mask, BLOCK};
     let mut out = Vec::new();
     let mut next = 0;
-    for c in (0..bytes.len() / 8).map(|k| k * 8) {
-        if c < next || !swar::all(group(swar::load(bytes, c))) {
+    for i in (0..bytes.len()).step_by(BLOCK) {
+        let m = mask(bytes, i, class);
+        if m == 0 {
             continue;
         }
-        let mut s = c;
-        while s > 0 && table[bytes[s - 1] as usize] {
-            s -= 1;
+        for c in (0..BLOCK / 8).filter(|k| m >> (8 * k) & 0xff == 0xff) {
+            let c = i + 8 * c;
+            if c < next {
+                continue;
+            }
+            let mut s = c;
+            while s > 0 && table[bytes[s - 1] as usize] {
+                s -= 1;
+            }
+            let mut e = c + 8;
+            while e < bytes.len() && table[bytes[e] as usize] {
+                e += 1;
+            }
+            out.push((s, e));
+            next = e;
         }
-        let mut e = c + 8;
-        while e < bytes.len() && table[bytes[e] as usize] {
-            e += 1;
-        }
-        out.push((s, e));
-        next = e;
     }
     out
 }
@@ -1532,7 +1589,7 @@ mod tests {
             state
         };
         for _ in 0..20_000 {
-            let len = (next() % 40) as usize;
+            let len = (next() % 200) as usize;
             let text: Vec<u8> = (0..len)
                 .map(|_| {
                     // Letters most of the time, as in text.
@@ -1564,28 +1621,36 @@ mod tests {
     }
 
     #[test]
-    fn eight_byte_classes_agree_with_the_byte_tables() {
-        // Each class eight bytes at a time, and one byte at a time.
-        type Class = (fn(u64) -> u64, fn(u8) -> bool);
-        let classes: [Class; 6] = [
-            (swar::alpha, |b| b.is_ascii_alphabetic()),
-            (swar::alnum, |b| b.is_ascii_alphanumeric()),
-            (swar::leet, is_leet_symbol),
-            (swar::word, is_word_byte),
-            (swar::base64, |b| B64[usize::from(b)]),
-            (swar::hex_run, |b| HEX_RUN[usize::from(b)]),
+    fn block_classes_agree_with_the_byte_tables() {
+        // Each class a block at a time, and one byte at a time.
+        type Class = (fn(classes::Lanes) -> wide::i8x16, fn(u8) -> bool);
+        let all: [Class; 9] = [
+            (classes::alpha, |b| b.is_ascii_alphabetic()),
+            (classes::alnum, |b| b.is_ascii_alphanumeric()),
+            (classes::leet, is_leet_symbol),
+            (classes::word, is_word_byte),
+            (classes::base64, |b| B64[usize::from(b)]),
+            (classes::hex_run, |b| HEX_RUN[usize::from(b)]),
+            (classes::space, |b| b == b' '),
+            (classes::newline, |b| b == b'\n'),
+            (classes::odd_space, |b| {
+                matches!(b, b'\t' | b'\r' | 0x0b | 0x0c)
+            }),
         ];
-        for (k, (group, byte)) in classes.iter().enumerate() {
+        for (k, (class, byte)) in all.iter().enumerate() {
             for x in 0..=255u8 {
-                // The byte in every lane, beside lanes that are in the class or not.
+                // The byte in lanes of every 16-byte step, beside bytes in the class
+                // or not; and in a short text, whose block is padded.
                 for other in [0u8, b'a', b'0', 0xff, b' '] {
-                    let mut lanes = [other; 8];
-                    for lane in 0..8 {
-                        lanes[lane] = x;
-                        let mask = group(u64::from_le_bytes(lanes));
-                        let got = mask >> (lane * 8 + 7) & 1 == 1;
-                        assert_eq!(got, byte(x), "class {k}, byte {x:#04x} in lane {lane}");
-                        lanes[lane] = other;
+                    let mut block = [other; classes::BLOCK];
+                    for lane in [0, 7, 15, 16, 31, 40, 63] {
+                        block[lane] = x;
+                        let got = classes::mask(&block, 0, class) >> lane & 1 == 1;
+                        assert_eq!(got, byte(x), "class {k}, byte {x:#04x} at {lane}");
+                        let short = classes::mask(&block[..=lane], 0, class);
+                        assert_eq!(short >> lane & 1 == 1, byte(x), "class {k}, short");
+                        assert_eq!(short >> lane >> 1, 0, "class {k}: padding is in no class");
+                        block[lane] = other;
                     }
                 }
             }
@@ -1601,7 +1666,7 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let len = (state % 40) as usize;
+            let len = (state % 200) as usize;
             let mut byte = state;
             let text: Vec<u8> = (0..len)
                 .map(|_| {
@@ -1624,6 +1689,43 @@ mod tests {
                 }
                 k = e + 1;
             }
+        }
+    }
+
+    #[test]
+    fn words_are_the_runs_of_word_bytes() {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..5_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 300) as usize;
+            let mut byte = state;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    byte ^= byte << 13;
+                    byte ^= byte >> 7;
+                    byte ^= byte << 17;
+                    // Long words and short gaps, so words cross blocks.
+                    b"abcdefgh'\xc3 ."[(byte >> 32) as usize % 12]
+                })
+                .collect();
+            let mut got = Vec::new();
+            each_word(&text, |s, e| got.push((s, e)));
+            let mut want = Vec::new();
+            let mut k = 0;
+            while k < len {
+                if is_word_byte(text[k]) {
+                    let s = k;
+                    while k < len && is_word_byte(text[k]) {
+                        k += 1;
+                    }
+                    want.push((s, k));
+                } else {
+                    k += 1;
+                }
+            }
+            assert_eq!(got, want, "{text:?}");
         }
     }
 
@@ -1797,9 +1899,9 @@ mod tests {
                 }
             }
         }
-        assert!(long_runs(b"ten or so words, all of them short", &B64, swar::base64).is_empty());
+        assert!(long_runs(b"ten or so words, all of them short", &B64, classes::base64).is_empty());
         // Fifteen alphabet bytes may cover a chunk; fourteen at an odd offset cannot.
-        assert!(long_runs(b".AAAAAAAAAAAAAA.", &B64, swar::base64).is_empty());
+        assert!(long_runs(b".AAAAAAAAAAAAAA.", &B64, classes::base64).is_empty());
     }
 
     #[test]
