@@ -975,15 +975,17 @@ struct Chunk {
 /// chunk meets a text end inside a match it owns.
 fn chunks(text: &[u8]) -> Vec<Chunk> {
     let n = text.len();
+    // Chunks of one size, so that the threads sharing them finish together.
+    let size = n / (n / CHUNK_BYTES).max(1);
     let mut cuts = vec![0];
-    let mut next = CHUNK_BYTES;
-    while next + CHUNK_BYTES <= n {
-        match safe_cut(text, next, next + CHUNK_BYTES) {
+    let mut next = size;
+    while next + size <= n {
+        match safe_cut(text, next, next + size) {
             Some(c) => {
                 cuts.push(c);
-                next = c + CHUNK_BYTES;
+                next = c + size;
             }
-            None => next += CHUNK_BYTES,
+            None => next += size,
         }
     }
     cuts.push(n);

@@ -184,7 +184,8 @@ pub struct SignatureSet {
     required: Vec<Vec<u8>>,
     /// How long a match of each pattern can be in normalized text.
     reach: Vec<usize>,
-    /// Normalized-view signatures without usable anchors, matched as a set.
+    /// Normalized-view signatures without usable anchors: each searched on its own
+    /// when there are few, after a pass of them as one set when there are many.
     unanchored_set: RegexSet,
     unanchored_ids: Vec<usize>,
 }
@@ -193,6 +194,10 @@ pub struct SignatureSet {
 /// only unbounded repetitions over long whitespace could produce, are not matches).
 /// Prefilter hits are verified within a window of this size.
 pub(crate) const MAX_MATCH_BYTES: usize = 1024;
+
+/// Up to this many signatures without anchors are searched one by one rather than
+/// first as a set (see [`SignatureSet::scan`]).
+const UNANCHORED_ALONE: usize = 4;
 
 /// Prefilter literals are cut to this many bytes.
 const PREFIX_BYTES: usize = 8;
@@ -594,16 +599,34 @@ impl Prefilter {
                 }
             }
         };
-        // Side by side for as long as every walk has bytes left, then each alone.
-        let common = (0..walks).map(|k| end[k] - at[k]).min().unwrap_or(0);
-        for _ in 0..common {
-            for k in 0..walks {
-                let i = at[k];
-                state[k] = dfa.next_state(aho_corasick::Anchored::No, state[k], hay[i]);
-                if dfa.is_special(state[k]) {
-                    report(state[k], i, own[k]);
+        // Side by side for as long as every walk has bytes left, then each alone. The
+        // four states stay in registers, so their loads are all in flight at once.
+        if walks == WALKS {
+            let common = (0..WALKS).map(|k| end[k] - at[k]).min().unwrap_or(0);
+            let stretch = |k: usize| &hay[at[k]..at[k] + common];
+            let (h0, h1, h2, h3) = (stretch(0), stretch(1), stretch(2), stretch(3));
+            let [mut s0, mut s1, mut s2, mut s3] = state;
+            for j in 0..common {
+                s0 = dfa.next_state(aho_corasick::Anchored::No, s0, h0[j]);
+                s1 = dfa.next_state(aho_corasick::Anchored::No, s1, h1[j]);
+                s2 = dfa.next_state(aho_corasick::Anchored::No, s2, h2[j]);
+                s3 = dfa.next_state(aho_corasick::Anchored::No, s3, h3[j]);
+                if dfa.is_special(s0) {
+                    report(s0, at[0] + j, own[0]);
                 }
-                at[k] = i + 1;
+                if dfa.is_special(s1) {
+                    report(s1, at[1] + j, own[1]);
+                }
+                if dfa.is_special(s2) {
+                    report(s2, at[2] + j, own[2]);
+                }
+                if dfa.is_special(s3) {
+                    report(s3, at[3] + j, own[3]);
+                }
+            }
+            state = [s0, s1, s2, s3];
+            for a in &mut at {
+                *a += common;
             }
         }
         for k in 0..walks {
@@ -926,8 +949,14 @@ impl SignatureSet {
                 ch.get(k).is_some_and(|c| c.0 <= e)
             }
         };
-        let (set, ids) = match which {
-            SignatureView::Squeezed => (&self.squeezed_set, &self.squeezed_ids),
+        let searched: Vec<usize> = match which {
+            SignatureView::Squeezed => {
+                let matched = self.squeezed_set.matches_at(hay, from);
+                matched
+                    .iter()
+                    .map(|local| self.squeezed_ids[local])
+                    .collect()
+            }
             SignatureView::Normalized => {
                 let mut found: Vec<bool> = (0..self.signatures.len()).map(skip).collect();
                 for h in out.iter() {
@@ -939,11 +968,21 @@ impl SignatureSet {
                     hits.iter().for_each(|h| e.record(h));
                 }
                 out.extend(hits);
-                (&self.unanchored_set, &self.unanchored_ids)
+                // A few are searched on their own: each pattern's engine then looks
+                // for its rarest literal (an inner one, say) first, where the set's
+                // prefilter stops at every common word one of them starts with.
+                if self.unanchored_ids.len() <= UNANCHORED_ALONE {
+                    self.unanchored_ids.clone()
+                } else {
+                    let matched = self.unanchored_set.matches_at(hay, from);
+                    matched
+                        .iter()
+                        .map(|local| self.unanchored_ids[local])
+                        .collect()
+                }
             }
         };
-        for local in set.matches_at(hay, from).iter() {
-            let index = ids[local];
+        for index in searched {
             if skip(index) || out.iter().any(|h| h.index == index) {
                 continue;
             }
@@ -1233,6 +1272,45 @@ mod tests {
         // Punctuation with nothing better after it still anchors.
         let a = anchors_of_pattern(r"<[a-z][^>]{0,200}?style").expect("anchored");
         assert!(a.iter().any(|x| x.literal.starts_with(b"<")), "{a:?}");
+    }
+
+    #[test]
+    fn unanchored_signatures_are_found_alone_or_as_a_set() {
+        let sig = |k: usize, pattern: &str| Signature {
+            id: format!("U-{k}"),
+            category: "test".into(),
+            severity: Severity::High,
+            description: "a signature without prefilter literals".into(),
+            pattern: pattern.into(),
+            view: SignatureView::Normalized,
+        };
+        let patterns = [
+            r"[a-z]{1,40}:\s*ignore",
+            r"[a-z]{1,40}=\s*reveal",
+            r"[a-z]{1,40};\s*forget",
+            r"[a-z]{1,40}#\s*leak",
+            r"[a-z]{1,40}!\s*dump",
+            r"[a-z]{1,40}\?\s*obey",
+        ];
+        let texts = [
+            "note: ignore it, then key=reveal and x; forget and y# leak z! dump w? obey",
+            "nothing to see here: ignored? no, not really",
+            "a:ignore",
+        ];
+        for n in [2, patterns.len()] {
+            let list = patterns[..n]
+                .iter()
+                .enumerate()
+                .map(|(k, p)| sig(k, p))
+                .collect();
+            let set = SignatureSet::new(1, list, "test").expect("compiles");
+            assert_eq!(set.unanchored().count(), n);
+            assert_eq!(n > UNANCHORED_ALONE, patterns.len() == n);
+            for t in texts {
+                assert_eq!(set.matching_ids(t), set.matching_ids_plain(t), "{t}");
+            }
+            assert_eq!(set.matching_ids(texts[0]).len(), n);
+        }
     }
 
     #[test]
