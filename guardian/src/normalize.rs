@@ -710,6 +710,9 @@ fn collapse_space(view: &mut View) {
         if run == canonical {
             continue;
         }
+        if copied == 0 {
+            bytes.reserve(b.len());
+        }
         bytes.extend_from_slice(&b[copied..i]);
         view.append_origins(&mut cursor, copied, i, &mut map);
         let s = view.origin(&mut cursor, i)[0];

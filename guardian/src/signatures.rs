@@ -170,16 +170,13 @@ pub struct SignatureSet {
     /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
     /// with bounded gaps, so this prefilter is what keeps a scan in microseconds.
     prefilter: Prefilter,
-    /// For each prefilter literal, the signatures it anchors and how far before it
-    /// their matches may start.
-    literal_owners: Vec<Vec<(usize, (usize, usize))>>,
-    /// For each prefilter literal, the signatures it gates (see [`gate_literals`]).
-    gate_owners: Vec<Vec<usize>>,
+    /// What a hit of each prefilter literal means: its uses are
+    /// `uses[uses_of[literal].0..uses_of[literal].1]`, in one array so that a hit
+    /// reads one short stretch of memory.
+    uses: Vec<Use>,
+    uses_of: Vec<(u32, u32)>,
     /// Whether each signature has gate literals.
     gated: Vec<bool>,
-    /// What each pattern asserts about the byte before its match: a hit that fails it
-    /// cannot start a match and is dropped without a search.
-    starts: Vec<Start>,
     /// Punctuation bytes every match of each pattern holds (see [`required_bytes`]).
     required: Vec<Vec<u8>>,
     /// How long a match of each pattern can be in normalized text.
@@ -448,6 +445,14 @@ fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec
         HirKind::Concat(items) => items,
         _ => return None,
     };
+    // An alternation behind a factored-out `\b` is gated branch by branch.
+    let consuming: Vec<&Hir> = items
+        .iter()
+        .filter(|h| !matches!(h.kind(), HirKind::Look(_)))
+        .collect();
+    if let [only] = consuming[..] {
+        return gate_literals(only, anchors);
+    }
     // Reversed, so that of sets that score alike the first wins (`max_by_key` keeps
     // the last).
     (1..items.len())
@@ -558,7 +563,10 @@ const WALKS: usize = 4;
 
 impl Prefilter {
     fn new(literals: &[Vec<u8>]) -> Result<Self, aho_corasick::BuildError> {
+        // No prefilter: the walks below never use one, and with one the DFA would
+        // mark its start state special, a detour at every return to it.
         let dfa = aho_corasick::dfa::DFA::builder()
+            .prefilter(false)
             .match_kind(aho_corasick::MatchKind::Standard)
             .start_kind(aho_corasick::StartKind::Unanchored)
             .build(literals)?;
@@ -640,6 +648,22 @@ impl Prefilter {
     }
 }
 
+/// What a prefilter hit of one literal means for one signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// The literal gates the signature (see [`gate_literals`]).
+    Gate(u32),
+    /// The literal anchors the signature: a match starts `min..=max` bytes before
+    /// it, where `start` (the pattern's leading assertion) holds; a start where it
+    /// fails cannot begin a match and is dropped without a search.
+    Anchor {
+        index: u32,
+        min: u16,
+        max: u16,
+        start: Start,
+    },
+}
+
 /// The prefilter's literals as they are collected: each distinct literal once, with
 /// the signatures it anchors and the signatures it gates.
 #[derive(Default)]
@@ -667,6 +691,30 @@ impl LiteralTable {
         if !self.anchors[k].contains(&(index, back)) {
             self.anchors[k].push((index, back));
         }
+    }
+
+    /// Every literal's uses in one array, with each literal's range in it.
+    fn uses(&self, starts: &[Start]) -> (Vec<Use>, Vec<(u32, u32)>) {
+        let mut uses = Vec::new();
+        let mut ranges = Vec::with_capacity(self.literals.len());
+        // Fewer than 2^24 signatures, anchors at most `MAX_ANCHOR_BACK` bytes back.
+        let narrow = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        for k in 0..self.literals.len() {
+            let first = narrow(uses.len());
+            uses.extend(self.gates[k].iter().map(|&index| Use::Gate(narrow(index))));
+            uses.extend(
+                self.anchors[k]
+                    .iter()
+                    .map(|&(index, (min, max))| Use::Anchor {
+                        index: narrow(index),
+                        min: u16::try_from(min).unwrap_or(u16::MAX),
+                        max: u16::try_from(max).unwrap_or(u16::MAX),
+                        start: starts[index],
+                    }),
+            );
+            ranges.push((first, narrow(uses.len())));
+        }
+        (uses, ranges)
     }
 
     fn gate(&mut self, literal: Vec<u8>, index: usize) {
@@ -804,13 +852,14 @@ impl SignatureSet {
                 }
             }
         }
-        let prefilter = Prefilter::new(&table.literals)
-            .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
-        let unanchored_set = build_set(&unanchored_ids)?;
-        let starts = hirs
+        let starts: Vec<Start> = hirs
             .iter()
             .map(|h| h.as_ref().map_or(Start::Any, Start::of_hir))
             .collect();
+        let (uses, uses_of) = table.uses(&starts);
+        let prefilter = Prefilter::new(&table.literals)
+            .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
+        let unanchored_set = build_set(&unanchored_ids)?;
         let required = hirs
             .iter()
             .map(|h| h.as_ref().map(required_bytes).unwrap_or_default())
@@ -831,10 +880,9 @@ impl SignatureSet {
             squeezed_ids,
             patterns,
             prefilter,
-            literal_owners: table.anchors,
-            gate_owners: table.gates,
+            uses,
+            uses_of,
             gated,
-            starts,
             required,
             reach,
             unanchored_set,
@@ -1018,18 +1066,29 @@ impl SignatureSet {
         let mut out: Vec<u64> = Vec::new();
         let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
         self.prefilter.each_hit(hay, from, |literal, q| {
-            for &index in &self.gate_owners[literal] {
-                if !found[index] {
-                    gates[index].push(q);
-                }
-            }
-            for &(index, (min, max)) in &self.literal_owners[literal] {
-                if found[index] {
-                    continue;
-                }
-                for p in q.saturating_sub(max)..=q.saturating_sub(min) {
-                    if self.starts[index].holds(hay, p) {
-                        out.push(pack_candidate(index, p));
+            let (a, b) = self.uses_of[literal];
+            for u in &self.uses[a as usize..b as usize] {
+                match *u {
+                    Use::Gate(index) => {
+                        if !found[index as usize] {
+                            gates[index as usize].push(q);
+                        }
+                    }
+                    Use::Anchor {
+                        index,
+                        min,
+                        max,
+                        start,
+                    } => {
+                        if found[index as usize] {
+                            continue;
+                        }
+                        let (min, max) = (usize::from(min), usize::from(max));
+                        for p in q.saturating_sub(max)..=q.saturating_sub(min) {
+                            if start.holds(hay, p) {
+                                out.push(pack_candidate(index as usize, p));
+                            }
+                        }
                     }
                 }
             }
