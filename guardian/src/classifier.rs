@@ -14,6 +14,7 @@
 //! The weights are trained by `cargo xtask train-guardian` and embedded with
 //! `include_bytes!` from `data/model.bin`.
 
+use crate::heuristics::{hash_bytes, mix};
 use crate::normalize::is_word_byte;
 use crate::GuardianError;
 
@@ -197,33 +198,6 @@ pub struct Feature {
     pub index: u32,
     /// +1 or -1.
     pub sign: i8,
-}
-
-const K: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// Final avalanche (from MurmurHash3) so every output bit depends on every input bit.
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// Hashes a byte string, eight bytes at a time.
-fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = seed.wrapping_mul(K) ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(23) ^ v).wrapping_mul(K);
-    }
-    let mut tail = 0u64;
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        tail |= u64::from(b) << (8 * i);
-    }
-    h = (h.rotate_left(23) ^ tail).wrapping_mul(K);
-    mix(h)
 }
 
 fn push(out: &mut Vec<Feature>, h: u64) {

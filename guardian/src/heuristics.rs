@@ -241,9 +241,38 @@ pub(crate) struct Heuristics {
     phrase_index: WordIndex,
 }
 
-/// Words to small numbers, by open addressing on an FNV-1a hash: a lookup hashes the
-/// word once and compares it with about one entry, where a binary search over the
-/// family words compared it with a dozen.
+/// Multiplier of [`hash_bytes`] (the 64-bit golden ratio).
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Final avalanche (from MurmurHash3) so every output bit depends on every input bit.
+pub(crate) fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Hashes a byte string, eight bytes at a time: the classifier's features and the
+/// heuristics' word lookups.
+pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = seed.wrapping_mul(K) ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(23) ^ v).wrapping_mul(K);
+    }
+    let mut tail = 0u64;
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        tail |= u64::from(b) << (8 * i);
+    }
+    h = (h.rotate_left(23) ^ tail).wrapping_mul(K);
+    mix(h)
+}
+
+/// Words to small numbers, by open addressing on [`hash_bytes`]: a lookup hashes the
+/// word once (eight bytes per step) and compares it with about one entry, where a
+/// binary search over the family words compared it with a dozen.
 #[derive(Debug, Clone)]
 struct WordIndex {
     /// `(hash, word, value)`; `None` is an empty slot. A power of two, at least twice
@@ -279,9 +308,7 @@ impl WordIndex {
     }
 
     fn hash(word: &[u8]) -> u64 {
-        word.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        hash_bytes(0x5157, word)
     }
 
     fn get(&self, word: &[u8]) -> Option<usize> {
