@@ -180,6 +180,7 @@ fn hex_and_url_encoded_payloads_are_caught() {
 }
 
 /// Ordinary requests in other languages: a language is not evidence of an attack.
+#[cfg(feature = "ml-classifier")]
 const MULTILINGUAL: &[&str] = &[
     "Kannst du mir erklären, wie eine Wärmepumpe im Winter funktioniert?",
     "¿Cuál es la mejor época del año para visitar Granada y la Alhambra?",
