@@ -245,6 +245,7 @@ pub(crate) struct Heuristics {
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Final avalanche (from MurmurHash3) so every output bit depends on every input bit.
+#[inline]
 pub(crate) fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -255,6 +256,7 @@ pub(crate) fn mix(mut h: u64) -> u64 {
 
 /// Hashes a byte string, eight bytes at a time: the classifier's features and the
 /// heuristics' word lookups.
+#[inline]
 pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = seed.wrapping_mul(K) ^ bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);

@@ -440,8 +440,8 @@ pub const WINDOW_STEP: usize = 3072;
 pub const MAX_SEGMENTS: usize = 2048;
 /// Maximum nesting of decoded content (base64 inside base64...).
 pub const MAX_DECODE_DEPTH: usize = 2;
-/// Texts at least twice this long are cut into chunks of about this size, scanned in
-/// parallel on the current rayon thread pool (see [`Guardian`]).
+/// Texts at least twice this long are cut into chunks of one size, at least this
+/// one, scanned in parallel on the current rayon thread pool (see [`Guardian`]).
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// A chunk is scanned with at least this many bytes of the next chunk's text, and cut
 /// only where those bytes are ordinary enough (see [`chunks`]).
@@ -960,7 +960,8 @@ struct Chunk {
 /// the whole text.
 ///
 /// Texts shorter than `2 * CHUNK_BYTES` stay one chunk. Otherwise a cut goes about
-/// every [`CHUNK_BYTES`], at a line start whose first byte is visible ASCII, where
+/// every `n / (n / CHUNK_BYTES)` bytes (chunks of one size, at least
+/// [`CHUNK_BYTES`]), at a line start whose first byte is visible ASCII, where
 /// the next [`CHUNK_OVERLAP`] bytes hold more ASCII letters and digits than a match
 /// can hold bytes ([`signatures::MAX_MATCH_BYTES`]).
 ///
