@@ -215,7 +215,16 @@ impl Map {
                 .get(k + 1)
                 .map_or(self.len, |q| q.view as usize)
                 .min(b);
-            if p.identity {
+            if pos > a && pos == p.view as usize {
+                // A piece after the first starts whole: the pieces of a map never
+                // merge with the one before them, so it is copied as it is (text in
+                // a script without spaces has a piece per character).
+                out.pieces.push(Piece {
+                    view: out.len as u32,
+                    ..p
+                });
+                out.len += piece_end - pos;
+            } else if p.identity {
                 out.push_identity(p.start + (pos as u32 - p.view), piece_end - pos);
             } else {
                 for _ in pos..piece_end {
@@ -801,10 +810,9 @@ fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
     let mut map = Map::with_capacity(64);
     let mut pos = 0;
     while pos < b.len() {
-        let Some(off) = b[pos..].iter().position(|&x| x >= 0x80) else {
+        let Some(first) = next_non_ascii(b, pos) else {
             break;
         };
-        let first = pos + off;
         let mut s = first;
         while s > pos && b[s - 1].is_ascii_alphanumeric() {
             s -= 1;
@@ -813,18 +821,41 @@ fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
         while e < b.len() && (b[e] >= 0x80 || b[e].is_ascii_alphanumeric()) {
             e += 1;
         }
-        bytes.extend(b[pos..s].iter().map(u8::to_ascii_lowercase));
+        push_lowercase(&mut bytes, &b[pos..s]);
         map.push_identity(pos as u32, s - pos);
         // `s` and `e` sit next to ASCII bytes, so they are character boundaries.
         canonical_segment(&text[s..e], s as u32, events, &mut bytes, &mut map);
         pos = e;
     }
-    bytes.extend(b[pos..].iter().map(u8::to_ascii_lowercase));
+    push_lowercase(&mut bytes, &b[pos..]);
     map.push_identity(pos as u32, b.len() - pos);
     View {
         bytes,
         map: Some(map),
     }
+}
+
+/// The first byte at or after `from` that is not ASCII, eight bytes at a time.
+fn next_non_ascii(b: &[u8], from: usize) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(group) = b.get(i..i + 8) {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(group);
+        let high = u64::from_le_bytes(v) & HIGH;
+        if high != 0 {
+            return Some(i + high.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    (i..b.len()).find(|&k| b[k] >= 0x80)
+}
+
+/// Appends `ascii` to `out`, lower-cased in place (a loop the compiler vectorizes).
+fn push_lowercase(out: &mut Vec<u8>, ascii: &[u8]) {
+    let at = out.len();
+    out.extend_from_slice(ascii);
+    out[at..].make_ascii_lowercase();
 }
 
 /// Appends the canonical form of `text` (found at byte `base` of the original).
@@ -1950,15 +1981,23 @@ mod tests {
             let mut c = Cursor::default();
             assert_eq!(map.get_from(&mut c, i), e, "byte {i} via cursor");
         }
-        // Copying ranges keeps every origin, with a cursor moving forward.
+        // Copying ranges keeps every origin, with a cursor moving forward, into an
+        // empty map or after origins the copy may continue.
         for a in 0..entries.len() {
             for b in a..=entries.len() {
-                let mut out = Map::default();
-                let mut c = Cursor::default();
-                map.append_range(&mut c, a, b, &mut out);
-                assert_eq!(out.len, b - a);
-                for (k, &e) in entries.iter().enumerate().take(b).skip(a) {
-                    assert_eq!(out.get(k - a), e, "range {a}..{b} byte {k}");
+                for before in [None, Some(a.saturating_sub(1)), Some(0)] {
+                    let mut out = Map::default();
+                    let skip = before.map_or(0, |k| {
+                        out.push(entries[k]);
+                        1
+                    });
+                    let mut c = Cursor::default();
+                    map.append_range(&mut c, a, b, &mut out);
+                    assert_eq!(out.len, skip + b - a);
+                    for (k, &e) in entries.iter().enumerate().take(b).skip(a) {
+                        let got = out.get(skip + k - a);
+                        assert_eq!(got, e, "range {a}..{b} byte {k} after {before:?}");
+                    }
                 }
             }
         }
