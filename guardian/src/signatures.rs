@@ -614,11 +614,12 @@ impl Prefilter {
             let stretch = |k: usize| &hay[at[k]..at[k] + common];
             let (h0, h1, h2, h3) = (stretch(0), stretch(1), stretch(2), stretch(3));
             let [mut s0, mut s1, mut s2, mut s3] = state;
-            for j in 0..common {
-                s0 = dfa.next_state(aho_corasick::Anchored::No, s0, h0[j]);
-                s1 = dfa.next_state(aho_corasick::Anchored::No, s1, h1[j]);
-                s2 = dfa.next_state(aho_corasick::Anchored::No, s2, h2[j]);
-                s3 = dfa.next_state(aho_corasick::Anchored::No, s3, h3[j]);
+            let bytes = h0.iter().zip(h1).zip(h2).zip(h3);
+            for (j, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
+                s0 = dfa.next_state(aho_corasick::Anchored::No, s0, b0);
+                s1 = dfa.next_state(aho_corasick::Anchored::No, s1, b1);
+                s2 = dfa.next_state(aho_corasick::Anchored::No, s2, b2);
+                s3 = dfa.next_state(aho_corasick::Anchored::No, s3, b3);
                 if dfa.is_special(s0) {
                     report(s0, at[0] + j, own[0]);
                 }
