@@ -22,7 +22,10 @@
 //! Long texts are mostly plain: the fast path ([`normalize_with`] with `fast`) sends
 //! only the words around non-ASCII characters through steps 1-4 and stores the origin
 //! map as pieces. It produces exactly what the one-character-at-a-time reference
-//! produces; the tests compare the two.
+//! produces; the tests compare the two. The passes that find where work is needed
+//! (whitespace runs to collapse, spaced letters and leetspeak for step 5, encoded runs
+//! for step 6, and the words the heuristics count) read byte classes as masks of 64
+//! bytes (`classes`), computed sixteen bytes per instruction.
 
 use base64::Engine as _;
 use unicode_normalization::UnicodeNormalization;
