@@ -581,6 +581,7 @@ fn values(c: &Counts, s: &ObfuscationStats) -> HeuristicValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::random_text;
 
     fn h() -> Heuristics {
         Heuristics::new().expect("fixed phrase lists build")
@@ -666,18 +667,7 @@ mod tests {
         ];
         let mut state: u64 = 0x853C_49E6_748F_EA9B;
         for _ in 0..3_000 {
-            let mut text = Vec::new();
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let n = (state % 400) as usize;
-            let mut r = state;
-            for _ in 0..n {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
-                text.extend_from_slice(pieces[(r >> 32) as usize % pieces.len()]);
-            }
+            let text = random_text(&mut state, 400, pieces);
             assert_eq!(h.block_counts(&text), block_counts_by_bytes(&h, &text));
         }
     }

@@ -1055,9 +1055,40 @@ fn windows(len: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+/// Deterministic random inputs for the crate's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The next value of a xorshift generator.
+    pub(crate) fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Up to `max_len` pieces drawn from `pieces`, joined (a new length and new draws
+    /// on every call).
+    pub(crate) fn random_text(state: &mut u64, max_len: usize, pieces: &[&[u8]]) -> Vec<u8> {
+        let len = (xorshift(state) % (max_len as u64 + 1)) as usize;
+        let mut out = Vec::new();
+        for _ in 0..len {
+            let k = (xorshift(state) >> 32) as usize % pieces.len();
+            out.extend_from_slice(pieces[k]);
+        }
+        out
+    }
+
+    /// Up to `max_len` bytes drawn from `alphabet` (see [`random_text`]).
+    pub(crate) fn random_bytes(state: &mut u64, max_len: usize, alphabet: &[u8]) -> Vec<u8> {
+        let pieces: Vec<&[u8]> = alphabet.chunks(1).collect();
+        random_text(state, max_len, &pieces)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::xorshift;
 
     fn guardian() -> Guardian {
         Guardian::new(GuardianConfig {
@@ -1187,14 +1218,6 @@ mod tests {
             .matches
             .iter()
             .any(|m| text[m.span.start..m.span.end].starts_with("Ignore all previous")));
-    }
-
-    /// The next value of a xorshift generator, for deterministic test documents.
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
     }
 
     /// Scans `text` whole and in chunks and asserts both find the same matches;

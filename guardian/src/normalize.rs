@@ -1613,31 +1613,21 @@ fn unescape(tok: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::random_bytes;
 
     #[test]
     fn marks_shortcut_changes_nothing_and_misses_no_link() {
         // Random strings over the bytes the marks tell apart.
-        let alphabet = b"abcxyzQ019$@! \t\n\r\x0b.,-_'\xc3\xa9";
+        // Letters most of the time, as in text.
+        let alphabet = [
+            &b"abcxyzQ019$@! \t\n\r\x0b.,-_'\xc3\xa9"[..],
+            &b"abcxyz".repeat(7),
+        ]
+        .concat();
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         for _ in 0..20_000 {
-            let len = (next() % 200) as usize;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    // Letters most of the time, as in text.
-                    let r = next();
-                    if r % 3 == 0 {
-                        alphabet[(r >> 8) as usize % alphabet.len()]
-                    } else {
-                        alphabet[(r >> 8) as usize % 6]
-                    }
-                })
-                .collect();
+            let text = random_bytes(&mut state, 200, &alphabet);
+            let len = text.len();
             let m = marks(&text);
             assert_eq!(m, marks_with(&text, false), "{text:?}");
             // Every link of a spaced run, and every leet symbol before a letter.
@@ -1700,19 +1690,8 @@ mod tests {
         let gap = regex::bytes::Regex::new(&format!("\\A{GAP}\\z")).expect("GAP");
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 200) as usize;
-            let mut byte = state;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    byte ^= byte << 13;
-                    byte ^= byte >> 7;
-                    byte ^= byte << 17;
-                    alphabet[(byte >> 32) as usize % alphabet.len()]
-                })
-                .collect();
+            let text = random_bytes(&mut state, 200, alphabet);
+            let len = text.len();
             let marked = odd_space(&text);
             assert_eq!(marked, odd_space_with(&text, false), "{text:?}");
             let mut k = 0;
@@ -1733,20 +1712,9 @@ mod tests {
     fn words_are_the_runs_of_word_bytes() {
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;
         for _ in 0..5_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 300) as usize;
-            let mut byte = state;
-            let text: Vec<u8> = (0..len)
-                .map(|_| {
-                    byte ^= byte << 13;
-                    byte ^= byte >> 7;
-                    byte ^= byte << 17;
-                    // Long words and short gaps, so words cross blocks.
-                    b"abcdefgh'\xc3 ."[(byte >> 32) as usize % 12]
-                })
-                .collect();
+            // Long words and short gaps, so words cross blocks.
+            let text = random_bytes(&mut state, 300, b"abcdefgh'\xc3 .");
+            let len = text.len();
             let mut got = Vec::new();
             each_word(&text, |s, e| got.push((s, e)));
             let mut want = Vec::new();

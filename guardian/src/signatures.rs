@@ -1199,6 +1199,7 @@ impl SignatureSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{random_bytes, xorshift};
 
     #[test]
     fn leading_assertions_are_read_and_checked() {
@@ -1291,24 +1292,13 @@ mod tests {
         let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
         let mut state: u64 = 0xD1B5_4A32_D192_ED03;
         for round in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
             // Long enough, often, for every walk to have a stretch of its own.
-            let len = (state % 1200) as usize;
-            let mut byte = state;
-            let hay: Vec<u8> = (0..len)
-                .map(|_| {
-                    byte ^= byte << 13;
-                    byte ^= byte >> 7;
-                    byte ^= byte << 17;
-                    b"abc\n"[(byte >> 32) as usize % 4]
-                })
-                .collect();
+            let hay = random_bytes(&mut state, 1200, b"abc\n");
+            let len = hay.len();
             let from = if round % 3 == 0 {
                 0
             } else {
-                (state >> 20) as usize % (len + 1)
+                (xorshift(&mut state) >> 20) as usize % (len + 1)
             };
             let mut got = Vec::new();
             prefilter.each_hit(&hay, from, |literal, q| got.push((literal, q)));
