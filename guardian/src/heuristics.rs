@@ -358,6 +358,13 @@ impl Counts {
     }
 }
 
+/// How many role labels `line` starts with, after indentation and a `#`.
+fn role_labels(line: &[u8]) -> u32 {
+    let l = line.trim_ascii_start();
+    let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
+    ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32
+}
+
 const ROLE_LABELS: [&[u8]; 11] = [
     b"system:",
     b"assistant:",
@@ -442,34 +449,19 @@ impl Heuristics {
             }
             let first = usize::from(word[0]);
             let bit = 1u32 << word.len();
+            // The first byte and length rule out most words before any lookup.
             if self.family_candidate[first] & bit != 0 {
-                if let Some(f) = self.families.get(word) {
-                    c.families |= 1 << f;
-                    c.family_hits += 1;
-                }
+                self.count_family(c, word);
             }
-            if self.phrase_candidate[first] & bit == 0 {
-                return;
-            }
-            if let Some(k) = self.phrase_index.get(word) {
-                for (p, control) in &self.phrases[k].1 {
-                    if text[start..].starts_with(p) {
-                        if *control {
-                            c.control += 1;
-                        } else {
-                            c.addressed += 1;
-                        }
-                    }
-                }
+            if self.phrase_candidate[first] & bit != 0 {
+                self.count_phrases(c, &text[start..], word);
             }
         });
         // Role labels at line starts.
         let ends = memchr::memchr_iter(b'\n', text).chain([text.len()]);
         let mut line_start = 0;
         for end in ends {
-            let l = text[line_start..end].trim_ascii_start();
-            let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
-            let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
+            let n = role_labels(&text[line_start..end]);
             // The empty line after a final line break starts at `text.len()`, one block
             // past the end when the length is a multiple of `BLOCK`.
             if n > 0 {
@@ -479,6 +471,29 @@ impl Heuristics {
             line_start = end + 1;
         }
         blocks
+    }
+
+    /// Counts `word` in its vocabulary family, if it has one.
+    fn count_family(&self, c: &mut Counts, word: &[u8]) {
+        if let Some(f) = self.families.get(word) {
+            c.families |= 1 << f;
+            c.family_hits += 1;
+        }
+    }
+
+    /// Counts the phrases `rest` (the text from `word` on) starts with.
+    fn count_phrases(&self, c: &mut Counts, rest: &[u8], word: &[u8]) {
+        if let Some(k) = self.phrase_index.get(word) {
+            for (p, control) in &self.phrases[k].1 {
+                if rest.starts_with(p) {
+                    if *control {
+                        c.control += 1;
+                    } else {
+                        c.addressed += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Evaluates every rule on one window of normalized text.
@@ -610,28 +625,14 @@ mod tests {
             }
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
+            // Every word looked up, with no first-byte and length filter.
             let word = &text[start..i];
-            if let Some(f) = h.families.get(word) {
-                c.families |= 1 << f;
-                c.family_hits += 1;
-            }
-            if let Some(k) = h.phrase_index.get(word) {
-                for (p, control) in &h.phrases[k].1 {
-                    if text[start..].starts_with(p) {
-                        if *control {
-                            c.control += 1;
-                        } else {
-                            c.addressed += 1;
-                        }
-                    }
-                }
-            }
+            h.count_family(c, word);
+            h.count_phrases(c, &text[start..], word);
         }
         let mut line_start = 0;
         for line in text.split(|&b| b == b'\n') {
-            let l = line.trim_ascii_start();
-            let l = l.strip_prefix(b"#").unwrap_or(l).trim_ascii_start();
-            let n = ROLE_LABELS.iter().filter(|lab| l.starts_with(lab)).count() as u32;
+            let n = role_labels(line);
             if n > 0 {
                 let last = blocks.len() - 1;
                 blocks[(line_start / BLOCK).min(last)].roles += n;
