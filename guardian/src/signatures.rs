@@ -165,8 +165,9 @@ pub struct SignatureSet {
     /// view as context, so `\b` and `(?m)^` at the start are judged on the byte before
     /// it), and over the text for the few signatures the sets find.
     patterns: Vec<meta::Regex>,
-    /// Anchor literals of the normalized-view signatures (see [`anchors`]); a
-    /// signature is verified only where one of its literals lets a match start. The
+    /// Anchor and gate literals of the normalized-view signatures (see [`anchors`]
+    /// and [`gate_literals`]); a signature is verified only where one of its anchors
+    /// lets a match start and, when it has gates, one of them lies within reach. The
     /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
     /// with bounded gaps, so this prefilter is what keeps a scan in microseconds.
     prefilter: Prefilter,
@@ -426,9 +427,10 @@ const MAX_GATE_LITERALS: usize = 256;
 ///
 /// A gate is the prefix literals of the rest of the pattern after one of its items
 /// (so they start within the match): of those sets, the one whose weakest literal is
-/// strongest (see [`strength`]), then the one with fewest literals. A set the `anchors` already hold gates
-/// nothing and is not one. An alternation is gated by the union of its branches'
-/// gates, when each has one.
+/// strongest (see [`strength`]), then the one with fewest literals. A set the
+/// `anchors` already hold gates nothing and is not one. An alternation, also one
+/// behind a factored-out `\b`, is gated by the union of its branches' gates, when
+/// each has one.
 fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::{Hir, HirKind};
     let items = match hir.kind() {
@@ -445,7 +447,7 @@ fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec
         HirKind::Concat(items) => items,
         _ => return None,
     };
-    // An alternation behind a factored-out `\b` is gated branch by branch.
+    // An alternation behind a factored-out `\b`.
     let consuming: Vec<&Hir> = items
         .iter()
         .filter(|h| !matches!(h.kind(), HirKind::Look(_)))
