@@ -1238,7 +1238,7 @@ mod tests {
 
     /// About `len` bytes of varied lines: prose, code, markup, accented and
     /// non-Latin words, leetspeak and letter spacing, from a fixed seed.
-    fn varied_document(len: usize) -> String {
+    pub(crate) fn varied_document(len: usize) -> String {
         const LINES: &[&str] = &[
             "The exporter writes one file per day and rotates old files after thirty days.",
             "    let total = items.iter().map(|x| x.price).sum::<u64>();",

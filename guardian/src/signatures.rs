@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use aho_corasick::automaton::Automaton;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 use regex_automata::{meta, util::syntax, Anchored, Input};
 use serde::{Deserialize, Serialize};
@@ -165,6 +164,11 @@ pub struct SignatureSet {
     /// view as context, so `\b` and `(?m)^` at the start are judged on the byte before
     /// it), and over the text for the few signatures the sets find.
     patterns: Vec<meta::Regex>,
+    /// For a pattern with several long bounded gaps, the same pattern with those
+    /// gaps unbounded (see [`relaxed_hir`]), tried first at a candidate: it matches
+    /// wherever the pattern does, and its automaton is a few states where the
+    /// pattern's counts multiply into tens of thousands.
+    relaxed: Vec<Option<meta::Regex>>,
     /// Anchor and gate literals of the normalized-view signatures (see [`anchors`]
     /// and [`gate_literals`]); a signature is verified only where one of its anchors
     /// lets a match start and, when it has gates, one of them lies within reach. The
@@ -178,8 +182,9 @@ pub struct SignatureSet {
     uses_of: Vec<(u32, u32)>,
     /// Whether each signature has gate literals.
     gated: Vec<bool>,
-    /// Punctuation bytes every match of each pattern holds (see [`required_bytes`]).
-    required: Vec<Vec<u8>>,
+    /// Punctuation every match of each pattern holds, in order (see
+    /// [`required_steps`]).
+    required: Vec<Vec<Vec<u8>>>,
     /// How long a match of each pattern can be in normalized text.
     reach: Vec<usize>,
     /// Normalized-view signatures without usable anchors: each searched on its own
@@ -306,33 +311,119 @@ fn normalized_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
         .ok()
 }
 
-/// Punctuation bytes every match of `hir` holds (the `=` and `+` of an assignment
-/// pattern). A candidate whose reach lacks one cannot match, which a `memchr` tells
-/// far sooner than the search: most assignments in code are not an attack.
-fn required_bytes(hir: &regex_syntax::hir::Hir) -> Vec<u8> {
-    use regex_syntax::hir::HirKind;
-    let mut out: Vec<u8> = match hir.kind() {
+/// Bounded repetitions longer than this are gaps (see [`relaxed_hir`]).
+const LONG_GAP: u32 = 16;
+
+/// Fewest long gaps that make a pattern worth relaxing (see [`relaxed_hir`]).
+const RELAXED_GAPS: usize = 2;
+
+/// `pattern` with every repetition of more than [`LONG_GAP`] unbounded, when it has at
+/// least [`RELAXED_GAPS`] of them; `None` otherwise.
+///
+/// A lazy DFA tracks each gap's count, and with several gaps in a row it tracks every
+/// combination of counts that could still lead to a match: such a pattern, verified
+/// at a few hundred candidates (every `x = "..."` of a web page, say), visits a new
+/// state at nearly every byte, and each costs a cache miss or a determinization.
+/// Without the counts the automaton is small and stays in cache. Unbounding a
+/// repetition only adds matches, so a candidate where the relaxed pattern fails, the
+/// usual case, cannot match, and the pattern itself runs only where it passes.
+fn relaxed_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+    use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
+    fn relax(hir: &Hir, gaps: &mut usize) -> Hir {
+        match hir.kind() {
+            HirKind::Repetition(r) => {
+                let long = r.max.is_some_and(|m| m > LONG_GAP);
+                *gaps += usize::from(long);
+                Hir::repetition(Repetition {
+                    min: r.min,
+                    max: if long { None } else { r.max },
+                    greedy: r.greedy,
+                    sub: Box::new(relax(&r.sub, gaps)),
+                })
+            }
+            HirKind::Capture(c) => Hir::capture(Capture {
+                index: c.index,
+                name: c.name.clone(),
+                sub: Box::new(relax(&c.sub, gaps)),
+            }),
+            HirKind::Concat(items) => Hir::concat(items.iter().map(|h| relax(h, gaps)).collect()),
+            HirKind::Alternation(alts) => {
+                Hir::alternation(alts.iter().map(|h| relax(h, gaps)).collect())
+            }
+            _ => hir.clone(),
+        }
+    }
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let mut gaps = 0;
+    let relaxed = relax(&hir, &mut gaps);
+    (gaps >= RELAXED_GAPS).then_some(relaxed)
+}
+
+/// Punctuation every match of `hir` holds, in the order it comes: the `=`, quotes,
+/// `=`, quotes and `+` of "a = '...' b = '...' a + b". Each step is one to three bytes
+/// (a literal's punctuation byte, or a class like `["']`). A candidate whose reach
+/// lacks the steps in order cannot match, which a few `memchr` calls tell far sooner
+/// than the search: most assignments in code are not an attack.
+fn required_steps(hir: &regex_syntax::hir::Hir) -> Vec<Vec<u8>> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
         HirKind::Literal(lit) => lit
             .0
             .iter()
-            .copied()
-            .filter(u8::is_ascii_punctuation)
+            .filter(|b| b.is_ascii_punctuation())
+            .map(|&b| vec![b])
             .collect(),
-        HirKind::Capture(c) => required_bytes(&c.sub),
-        HirKind::Repetition(r) if r.min >= 1 => required_bytes(&r.sub),
-        HirKind::Concat(items) => items.iter().flat_map(required_bytes).collect(),
+        HirKind::Class(Class::Bytes(class)) => {
+            let bytes: Vec<u8> = class
+                .iter()
+                .flat_map(|r| r.start()..=r.end())
+                .take(4)
+                .collect();
+            if bytes.len() <= 3 && bytes.iter().all(u8::is_ascii_punctuation) {
+                vec![bytes]
+            } else {
+                Vec::new()
+            }
+        }
+        HirKind::Capture(c) => required_steps(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_steps(&r.sub),
+        HirKind::Concat(items) => items.iter().flat_map(required_steps).collect(),
         HirKind::Alternation(alts) => {
-            let mut branches = alts.iter().map(required_bytes);
+            // Only steps every branch takes alike are certain.
+            let mut branches = alts.iter().map(required_steps);
             let first = branches.next().unwrap_or_default();
-            branches.fold(first, |acc, b| {
-                acc.into_iter().filter(|x| b.contains(x)).collect()
-            })
+            if branches.all(|b| b == first) {
+                first
+            } else {
+                Vec::new()
+            }
         }
         _ => Vec::new(),
-    };
-    out.sort_unstable();
-    out.dedup();
-    out
+    }
+}
+
+/// Whether `hay` holds one byte of each step, in order.
+fn takes_steps(steps: &[Vec<u8>], hay: &[u8]) -> bool {
+    let mut at = 0;
+    for step in steps {
+        let rest = &hay[at..];
+        let found = match step[..] {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => Some(0),
+        };
+        match found {
+            Some(i) => at += i + 1,
+            None => return false,
+        }
+    }
+    true
 }
 
 fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
@@ -544,51 +635,288 @@ fn unpack_candidate(c: &u64) -> (usize, usize) {
     ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
 }
 
-/// The literal prefilter: an Aho-Corasick DFA over every anchor and gate literal,
-/// walked over several stretches of the text at once.
+/// The literal prefilter: an Aho-Corasick automaton over every anchor and gate
+/// literal, kept as a DFA table laid out for the walk and walked over several
+/// stretches of the text at once.
 ///
-/// A walk is a chain of dependent loads (each state's row decides the next), and the
-/// DFA of ten thousand literals does not fit in the core's caches, so one walk waits
-/// on memory at nearly every byte. Walks over different stretches do not depend on
-/// each other: interleaved, their loads overlap, and the text is read several times
-/// faster than by one walk.
+/// A walk is a chain of dependent loads (each state's transitions decide the next),
+/// so what it costs is where the transitions it reads live. The table keeps them in
+/// the core's first-level cache as far as it can (see [`Table`]): the transitions of a
+/// state on the bytes ordinary text is mostly made of (see [`HOT_BYTES`]) sit in one
+/// 64-byte line when state ids fit in 16 bits, where a row ordered by byte value
+/// spreads a state's letters over two or three; those lines are side by side for all
+/// states, where rows of a few hundred bytes would crowd the hot lines into a few of
+/// the cache's sets; and the match states come first, so one comparison tells a hit. Walks over different stretches do not depend
+/// on each other: interleaved, their loads are in flight together.
 #[derive(Debug, Clone)]
 struct Prefilter {
-    dfa: aho_corasick::dfa::DFA,
+    /// Where each byte's transitions are: state `s` goes on byte `b` to
+    /// `table[slot[b].line + s].0[slot[b].lane]`.
+    slot: Box<[Slot; 256]>,
+    table: Table,
+    /// States `0..matching` are the match states.
+    matching: usize,
+    /// The state a walk starts in (the root of the trie).
+    start: usize,
+    /// The `(literal, length)` of every literal that ends at each match state `s`:
+    /// `ends[ends_of[s]..ends_of[s + 1]]`.
+    ends: Vec<(u32, u32)>,
+    ends_of: Vec<u32>,
     /// Longest literal: a walk starts this many bytes less one before its stretch, so
     /// it sees every literal that ends there whole.
     max_len: usize,
 }
 
+/// Where the transitions on one byte are kept (see [`Prefilter`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The first line of the byte's column of lines, one line per state.
+    line: u32,
+    /// The byte's entry in a line.
+    lane: u8,
+}
+
+/// The transition table, by columns of [`LINE`] classes: column `k` is one line per
+/// state, and holds the transitions on classes `k * LINE..(k + 1) * LINE`. The first
+/// column, the hot bytes' one, is one stretch of memory in which the states a walk
+/// is in most (the shallow ones, numbered together) sit side by side. 16-bit state
+/// ids when there are few enough states, 32-bit ones otherwise.
+#[derive(Debug, Clone)]
+enum Table {
+    Narrow(Vec<Line<u16>>),
+    Wide(Vec<Line<u32>>),
+}
+
+/// Entries per line of a row.
+const LINE: usize = 32;
+
+/// [`LINE`] entries of a row, aligned so that a narrow line is one cache line.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
+struct Line<W>([W; LINE]);
+
+/// A state id as the table stores it.
+trait StateWord: Copy + Default {
+    /// `state`, which the table's width was chosen to hold.
+    fn of(state: usize) -> Self;
+    fn state(self) -> usize;
+}
+
+impl StateWord for u16 {
+    fn of(state: usize) -> Self {
+        u16::try_from(state).unwrap_or(u16::MAX)
+    }
+    #[inline(always)]
+    fn state(self) -> usize {
+        usize::from(self)
+    }
+}
+
+impl StateWord for u32 {
+    fn of(state: usize) -> Self {
+        u32::try_from(state).unwrap_or(u32::MAX)
+    }
+    #[inline(always)]
+    fn state(self) -> usize {
+        self as usize
+    }
+}
+
+/// The bytes normalized text is mostly made of, most frequent first: a row's first
+/// line holds them (with one class for every byte no literal has, when some byte is
+/// in none).
+const HOT_BYTES: &[u8; 31] = b" etaoinsrhldcumfpgwybvkxjqz\n.,-";
+
+/// Most automaton states a prefilter may have (about twenty times what the embedded
+/// signatures need); building one takes four bytes per state and class.
+const MAX_PREFILTER_STATES: usize = 1 << 19;
+
 /// How many walks run side by side over a long text.
 const WALKS: usize = 4;
 
+/// The literals of a signature set would make a prefilter of more than
+/// [`MAX_PREFILTER_STATES`] states.
+#[derive(Debug)]
+struct PrefilterTooLarge;
+
 impl Prefilter {
-    fn new(literals: &[Vec<u8>]) -> Result<Self, aho_corasick::BuildError> {
-        // No prefilter: the walks below never use one, and with one the DFA would
-        // mark its start state special, a detour at every return to it.
-        let dfa = aho_corasick::dfa::DFA::builder()
-            .prefilter(false)
-            .match_kind(aho_corasick::MatchKind::Standard)
-            .start_kind(aho_corasick::StartKind::Unanchored)
-            .build(literals)?;
-        let max_len = literals.iter().map(Vec::len).max().unwrap_or(1);
-        Ok(Self { dfa, max_len })
+    /// The prefilter of `literals` (an empty literal is never reported).
+    fn new(literals: &[Vec<u8>]) -> Result<Self, PrefilterTooLarge> {
+        Self::build(literals, false)
+    }
+
+    /// Like [`Prefilter::new`], with 32-bit state ids however few states there are.
+    fn build(literals: &[Vec<u8>], wide: bool) -> Result<Self, PrefilterTooLarge> {
+        let mut seen = [false; 256];
+        for &b in literals.iter().flatten() {
+            seen[usize::from(b)] = true;
+        }
+        // Classes: the bytes no literal holds (all alike to the automaton), the hot
+        // bytes, then the other literal bytes.
+        let mut class = [0u8; 256];
+        let mut classes = usize::from(seen.iter().any(|s| !s));
+        let mut assigned = [false; 256];
+        let order = HOT_BYTES.iter().copied().chain(0..=255u8);
+        for b in order {
+            let b = usize::from(b);
+            if seen[b] && !assigned[b] {
+                // At most 256 classes: one per byte, or fewer and one for the rest.
+                class[b] = u8::try_from(classes).unwrap_or(u8::MAX);
+                assigned[b] = true;
+                classes += 1;
+            }
+        }
+        let k = classes.max(1);
+
+        // The trie: `goto[s * k + c]` is the child of `s` on class `c`, 0 for none
+        // (the root, state 0, is nobody's child).
+        let mut goto: Vec<u32> = vec![0; k];
+        let mut own: Vec<Vec<(u32, u32)>> = vec![Vec::new()];
+        let too_many = |_| PrefilterTooLarge;
+        for (i, literal) in literals.iter().enumerate() {
+            if literal.is_empty() {
+                continue;
+            }
+            let mut s = 0;
+            for &b in literal {
+                let at = s * k + usize::from(class[usize::from(b)]);
+                if goto[at] == 0 {
+                    if own.len() >= MAX_PREFILTER_STATES {
+                        return Err(PrefilterTooLarge);
+                    }
+                    goto[at] = u32::try_from(own.len()).map_err(too_many)?;
+                    goto.resize(goto.len() + k, 0);
+                    own.push(Vec::new());
+                }
+                s = goto[at] as usize;
+            }
+            let narrow = |x: usize| u32::try_from(x).map_err(too_many);
+            own[s].push((narrow(i)?, narrow(literal.len())?));
+        }
+
+        // Breadth first, each state's failure is shallower and already complete:
+        // a missing transition is its failure's, and a state's literals are its own
+        // and its failure's.
+        let n = own.len();
+        let mut fail = vec![0usize; n];
+        let mut order = Vec::with_capacity(n);
+        let mut out: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
+        order.push(0usize);
+        let mut head = 0;
+        while let Some(&s) = order.get(head) {
+            head += 1;
+            let mut ends = std::mem::take(&mut own[s]);
+            if s != 0 {
+                ends.extend_from_slice(&out[fail[s]]);
+            }
+            out[s] = ends;
+            for c in 0..k {
+                let child = goto[s * k + c] as usize;
+                if child != 0 {
+                    fail[child] = if s == 0 {
+                        0
+                    } else {
+                        goto[fail[s] * k + c] as usize
+                    };
+                    order.push(child);
+                } else if s != 0 {
+                    goto[s * k + c] = goto[fail[s] * k + c];
+                }
+            }
+        }
+
+        // Match states first, each group in breadth-first order (shallow states,
+        // the ones a walk is in most, together).
+        let mut renamed = vec![0usize; n];
+        let by_new: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&s| !out[s].is_empty())
+            .chain(order.iter().copied().filter(|&s| out[s].is_empty()))
+            .collect();
+        for (new, &old) in by_new.iter().enumerate() {
+            renamed[old] = new;
+        }
+        let matching = order.iter().filter(|&&s| !out[s].is_empty()).count();
+        let columns = k.div_ceil(LINE);
+        let rows = |fill: &mut dyn FnMut(usize, usize)| {
+            for (new, &old) in by_new.iter().enumerate() {
+                for c in 0..k {
+                    fill(
+                        (c / LINE * n + new) * LINE + c % LINE,
+                        renamed[goto[old * k + c] as usize],
+                    );
+                }
+            }
+        };
+        let table = if wide || n > usize::from(u16::MAX) + 1 {
+            Table::Wide(Self::lines(n * columns, rows))
+        } else {
+            Table::Narrow(Self::lines(n * columns, rows))
+        };
+        let mut slot = Box::new([Slot::default(); 256]);
+        for (b, s) in slot.iter_mut().enumerate() {
+            let c = usize::from(class[b]);
+            *s = Slot {
+                // At most 8 columns of at most `MAX_PREFILTER_STATES` lines.
+                line: u32::try_from(c / LINE * n).map_err(too_many)?,
+                lane: u8::try_from(c % LINE).unwrap_or(0),
+            };
+        }
+        let mut ends = Vec::new();
+        let mut ends_of = vec![0u32];
+        for &old in &by_new[..matching] {
+            ends.extend_from_slice(&out[old]);
+            ends_of.push(u32::try_from(ends.len()).map_err(too_many)?);
+        }
+        Ok(Self {
+            slot,
+            table,
+            matching,
+            start: renamed[0],
+            ends,
+            ends_of,
+            max_len: literals.iter().map(Vec::len).max().unwrap_or(1).max(1),
+        })
+    }
+
+    /// `count` lines filled by `rows` (which sets entry `i` of the flattened table).
+    fn lines<W: StateWord>(
+        count: usize,
+        rows: impl FnOnce(&mut dyn FnMut(usize, usize)),
+    ) -> Vec<Line<W>> {
+        let mut lines = vec![Line([W::default(); LINE]); count];
+        rows(&mut |i, state| lines[i / LINE].0[i % LINE] = W::of(state));
+        lines
     }
 
     /// Calls `hit(literal, start)` for every occurrence of every literal that starts
     /// at or after `from` in `hay`, in no particular order (overlapping occurrences
     /// included, as an overlapping Aho-Corasick search reports them).
-    fn each_hit(&self, hay: &[u8], from: usize, mut hit: impl FnMut(usize, usize)) {
-        let dfa = &self.dfa;
-        let Ok(start) = dfa.start_state(aho_corasick::Anchored::No) else {
-            return;
+    fn each_hit(&self, hay: &[u8], from: usize, hit: impl FnMut(usize, usize)) {
+        match &self.table {
+            Table::Narrow(t) => self.walk(t, hay, from, hit),
+            Table::Wide(t) => self.walk(t, hay, from, hit),
+        }
+    }
+
+    fn walk<W: StateWord>(
+        &self,
+        table: &[Line<W>],
+        hay: &[u8],
+        from: usize,
+        mut hit: impl FnMut(usize, usize),
+    ) {
+        let slot = &*self.slot;
+        let next = |s: usize, b: u8| {
+            let Slot { line, lane } = slot[usize::from(b)];
+            table[line as usize + s].0[usize::from(lane) % LINE].state()
         };
         // An occurrence belongs to the walk whose stretch holds its last byte.
         let n = hay.len().saturating_sub(from);
         let walks = if n >= 64 * WALKS { WALKS } else { 1 };
         let bound = |k: usize| from + n * k / walks;
-        let mut state = [start; WALKS];
+        let mut state = [self.start; WALKS];
         let mut at = [0usize; WALKS];
         let mut own = [0usize; WALKS];
         let mut end = [0usize; WALKS];
@@ -597,15 +925,15 @@ impl Prefilter {
             at[k] = own[k].saturating_sub(self.max_len - 1).max(from);
             end[k] = bound(k + 1);
         }
-        let mut report = |sid, i: usize, own: usize| {
-            if !dfa.is_match(sid) || i < own {
+        let matching = self.matching;
+        let mut report = |s: usize, i: usize, own: usize| {
+            if i < own {
                 return;
             }
-            for m in 0..dfa.match_len(sid) {
-                let literal = dfa.match_pattern(sid, m);
-                let len = dfa.pattern_len(literal);
-                if let Some(q) = (i + 1).checked_sub(len).filter(|&q| q >= from) {
-                    hit(literal.as_usize(), q);
+            let ends = &self.ends[self.ends_of[s] as usize..self.ends_of[s + 1] as usize];
+            for &(literal, len) in ends {
+                if let Some(q) = (i + 1).checked_sub(len as usize).filter(|&q| q >= from) {
+                    hit(literal as usize, q);
                 }
             }
         };
@@ -618,20 +946,20 @@ impl Prefilter {
             let [mut s0, mut s1, mut s2, mut s3] = state;
             let bytes = h0.iter().zip(h1).zip(h2).zip(h3);
             for (j, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
-                s0 = dfa.next_state(aho_corasick::Anchored::No, s0, b0);
-                s1 = dfa.next_state(aho_corasick::Anchored::No, s1, b1);
-                s2 = dfa.next_state(aho_corasick::Anchored::No, s2, b2);
-                s3 = dfa.next_state(aho_corasick::Anchored::No, s3, b3);
-                if dfa.is_special(s0) {
+                s0 = next(s0, b0);
+                s1 = next(s1, b1);
+                s2 = next(s2, b2);
+                s3 = next(s3, b3);
+                if s0 < matching {
                     report(s0, at[0] + j, own[0]);
                 }
-                if dfa.is_special(s1) {
+                if s1 < matching {
                     report(s1, at[1] + j, own[1]);
                 }
-                if dfa.is_special(s2) {
+                if s2 < matching {
                     report(s2, at[2] + j, own[2]);
                 }
-                if dfa.is_special(s3) {
+                if s3 < matching {
                     report(s3, at[3] + j, own[3]);
                 }
             }
@@ -642,8 +970,8 @@ impl Prefilter {
         }
         for k in 0..walks {
             for (i, &byte) in hay.iter().enumerate().take(end[k]).skip(at[k]) {
-                state[k] = dfa.next_state(aho_corasick::Anchored::No, state[k], byte);
-                if dfa.is_special(state[k]) {
+                state[k] = next(state[k], byte);
+                if state[k] < matching {
                     report(state[k], i, own[k]);
                 }
             }
@@ -794,19 +1122,26 @@ impl SignatureSet {
                 )));
             }
         }
-        let mut patterns = Vec::with_capacity(signatures.len());
-        for s in &signatures {
-            let re = meta::Regex::builder()
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
+        let builder = || {
+            let mut b = meta::Regex::builder();
+            b.syntax(syntax::Config::new().unicode(false).utf8(false))
                 .configure(
                     meta::Config::new()
                         .utf8_empty(false)
                         .nfa_size_limit(Some(8 << 20))
                         .hybrid_cache_capacity(16 << 20),
-                )
+                );
+            b
+        };
+        let mut patterns = Vec::with_capacity(signatures.len());
+        let mut relaxed = Vec::with_capacity(signatures.len());
+        for s in &signatures {
+            let re = builder()
                 .build(&s.pattern)
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
             patterns.push(re);
+            relaxed
+                .push(relaxed_hir(&s.pattern).and_then(|hir| builder().build_from_hir(&hir).ok()));
         }
         let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
             RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
@@ -860,12 +1195,16 @@ impl SignatureSet {
             .map(|h| h.as_ref().map_or(Start::Any, Start::of_hir))
             .collect();
         let (uses, uses_of) = table.uses(&starts);
-        let prefilter = Prefilter::new(&table.literals)
-            .map_err(|e| invalid(format!("signature prefilter does not build: {e}")))?;
+        let prefilter = Prefilter::new(&table.literals).map_err(|PrefilterTooLarge| {
+            invalid(format!(
+                "its prefilter literals need more than {MAX_PREFILTER_STATES} automaton \
+                 states; shorten or split the alternations of the largest patterns"
+            ))
+        })?;
         let unanchored_set = build_set(&unanchored_ids)?;
         let required = hirs
             .iter()
-            .map(|h| h.as_ref().map(required_bytes).unwrap_or_default())
+            .map(|h| h.as_ref().map(required_steps).unwrap_or_default())
             .collect();
         let reach = hirs
             .iter()
@@ -882,6 +1221,7 @@ impl SignatureSet {
             squeezed_set,
             squeezed_ids,
             patterns,
+            relaxed,
             prefilter,
             uses,
             uses_of,
@@ -1136,13 +1476,16 @@ impl SignatureSet {
                 }
             }
             let within = &hay[p..end];
-            if !self.required[index]
-                .iter()
-                .all(|&b| memchr::memchr(b, within).is_some())
-            {
+            if !takes_steps(&self.required[index], within) {
                 continue;
             }
             let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
+            if self.relaxed[index]
+                .as_ref()
+                .is_some_and(|r| !r.is_match(at.clone()))
+            {
+                continue;
+            }
             if let Some(m) = self.patterns[index].search(&at) {
                 if keep(m.start(), m.end()) {
                     let (start, end) = view.original_span(m.start(), m.end());
@@ -1225,17 +1568,35 @@ mod tests {
     }
 
     #[test]
-    fn required_punctuation_is_read_off_the_pattern() {
+    fn required_punctuation_is_read_off_the_pattern_in_order() {
         let req = |p: &str| {
             normalized_hir(p)
-                .map(|h| required_bytes(&h))
+                .map(|h| required_steps(&h))
                 .unwrap_or_default()
         };
-        assert_eq!(req(r"\b[a-z]\w{0,5}\s*=\s*x[\s\S]{0,9}\+\s*y"), b"+=");
-        assert_eq!(req(r"a:b|c:d"), b":");
-        assert_eq!(req(r"a:b|c=d"), b"");
-        assert_eq!(req(r"(?:x:)?y"), b"");
-        assert_eq!(req(r"(?:x:)+y"), b":");
+        let steps = |s: &[&[u8]]| s.iter().map(|b| b.to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            req(r"\b[a-z]\w{0,5}\s*=\s*x[\s\S]{0,9}\+\s*y"),
+            steps(&[b"=", b"+"])
+        );
+        assert_eq!(
+            req(r#"\w=\s*["'][^"']*["']\s*\+"#),
+            steps(&[b"=", b"\"'", b"\"'", b"+"])
+        );
+        assert_eq!(req(r"a:b|c:d"), steps(&[b":"]));
+        assert_eq!(req(r"a:b|c=d"), steps(&[]));
+        assert_eq!(req(r"(?:x:)?y"), steps(&[]));
+        assert_eq!(req(r"(?:x:)+y"), steps(&[b":"]));
+        // Three bytes at most make a step: a wider class is no test.
+        assert_eq!(req(r"[:;,.]x=y"), steps(&[b"="]));
+
+        let r = steps(&[b"=", b"\"'", b"\"'", b"+"]);
+        assert!(takes_steps(&r, br#"a = "x" + b"#));
+        assert!(takes_steps(&r, br#"=='x'''+"#));
+        assert!(!takes_steps(&r, br#"a + "x" = b"#));
+        assert!(!takes_steps(&r, br#"a = "x + b"#));
+        assert!(!takes_steps(&r, b""));
+        assert!(takes_steps(&[], b""));
     }
 
     #[test]
@@ -1275,6 +1636,8 @@ mod tests {
 
     #[test]
     fn interleaved_walks_report_what_one_overlapping_search_does() {
+        // Hot and cold bytes, a byte no literal has (`z`), a literal inside another,
+        // one twice, and an empty one (never reported).
         let literals: Vec<Vec<u8>> = [
             &b"ab"[..],
             b"abc",
@@ -1286,33 +1649,108 @@ mod tests {
             b"b\nb",
             b"abca",
             b"bcab",
+            b"x{",
+            b"{{a",
+            b"ab",
+            b"",
         ]
         .iter()
         .map(|l| l.to_vec())
         .collect();
-        let prefilter = Prefilter::new(&literals).expect("builds");
         let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
-        let mut state: u64 = 0xD1B5_4A32_D192_ED03;
-        for round in 0..2000 {
-            // Long enough, often, for every walk to have a stretch of its own.
-            let hay = random_bytes(&mut state, 1200, b"abc\n");
-            let len = hay.len();
-            let from = if round % 3 == 0 {
-                0
-            } else {
-                (xorshift(&mut state) >> 20) as usize % (len + 1)
-            };
-            let mut got = Vec::new();
-            prefilter.each_hit(&hay, from, |literal, q| got.push((literal, q)));
-            let input = aho_corasick::Input::new(&hay).range(from..);
-            let mut want: Vec<(usize, usize)> = plain
-                .find_overlapping_iter(input)
-                .map(|m| (m.pattern().as_usize(), m.start()))
-                .collect();
-            got.sort_unstable();
-            want.sort_unstable();
-            assert_eq!(got, want, "len {len} from {from}");
+        for wide in [false, true] {
+            let prefilter = Prefilter::build(&literals, wide).expect("builds");
+            assert_eq!(matches!(prefilter.table, Table::Wide(_)), wide);
+            let mut state: u64 = 0xD1B5_4A32_D192_ED03;
+            for round in 0..2000 {
+                // Long enough, often, for every walk to have a stretch of its own.
+                let hay = random_bytes(&mut state, 1200, b"abc\nx{z");
+                let len = hay.len();
+                let from = if round % 3 == 0 {
+                    0
+                } else {
+                    (xorshift(&mut state) >> 20) as usize % (len + 1)
+                };
+                let mut got = Vec::new();
+                prefilter.each_hit(&hay, from, |literal, q| got.push((literal, q)));
+                let input = aho_corasick::Input::new(&hay).range(from..);
+                let mut want: Vec<(usize, usize)> = plain
+                    .find_overlapping_iter(input)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| (m.pattern().as_usize(), m.start()))
+                    .collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "wide {wide} len {len} from {from}");
+            }
         }
+    }
+
+    #[test]
+    fn the_embedded_prefilter_finds_what_aho_corasick_finds() {
+        let set = SignatureSet::embedded().expect("embedded set");
+        let mut literals = Vec::new();
+        for s in set.signatures() {
+            let Some(hir) = normalized_hir(&s.pattern) else {
+                continue;
+            };
+            let Some(found) = anchors(&hir) else {
+                continue;
+            };
+            literals.extend(gate_literals(&hir, &found).unwrap_or_default());
+            literals.extend(found.into_iter().map(|a| a.literal));
+        }
+        literals.sort_unstable();
+        literals.dedup();
+        let prefilter = Prefilter::new(&literals).expect("builds");
+        assert!(matches!(prefilter.table, Table::Narrow(_)));
+        let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
+        let text = crate::normalized(&crate::tests::varied_document(40_000));
+        let hay = text.as_bytes();
+        let mut got = Vec::new();
+        prefilter.each_hit(hay, 0, |literal, q| got.push((literal, q)));
+        let mut want: Vec<(usize, usize)> = plain
+            .find_overlapping_iter(hay)
+            .map(|m| (m.pattern().as_usize(), m.start()))
+            .collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert!(want.len() > 1000, "{} hits", want.len());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn relaxed_patterns_unbound_long_gaps_and_keep_every_match() {
+        assert!(relaxed_hir(r"a[^.]{0,40}b").is_none(), "one gap");
+        assert!(relaxed_hir(r"a.{0,16}b.{0,16}c").is_none(), "short gaps");
+        let mut builder = meta::Regex::builder();
+        builder.syntax(syntax::Config::new().unicode(false).utf8(false));
+        let pattern = r"\ba.{0,20}b(?:x|y.{0,30})c";
+        let strict = builder.build(pattern).expect("builds");
+        let relaxed = builder
+            .build_from_hir(&relaxed_hir(pattern).expect("two long gaps"))
+            .expect("builds");
+        // Past the bounds only the relaxed pattern matches.
+        let far = format!("a{}bxc", "-".repeat(25));
+        assert!(!strict.is_match(&far) && relaxed.is_match(&far));
+        // Wherever the pattern matches, anchored at a start, the relaxed one does.
+        let mut state: u64 = 0x005E_ED0F_6A95;
+        let mut matched = 0;
+        for _ in 0..3000 {
+            let hay = random_bytes(&mut state, 90, b"abcxy -.");
+            for p in 0..hay.len() {
+                let at = Input::new(&hay).range(p..).anchored(Anchored::Yes);
+                if strict.is_match(at.clone()) {
+                    matched += 1;
+                    assert!(
+                        relaxed.is_match(at),
+                        "{:?} at {p}",
+                        String::from_utf8_lossy(&hay)
+                    );
+                }
+            }
+        }
+        assert!(matched > 100, "{matched} matches tried");
     }
 
     #[test]
