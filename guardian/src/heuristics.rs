@@ -228,17 +228,27 @@ const CONTROL: &[&str] = &[
 /// rest of the layer).
 #[derive(Debug, Clone)]
 pub(crate) struct Heuristics {
-    /// For each first byte, a bit per word length (1..=31) that some family word has:
-    /// most words fail this test and cost nothing more.
-    family_candidate: [u32; 256],
+    /// For each [`shape`] of word, a bit per word length (1..=31) that some family
+    /// word of that shape has: most words fail this test and cost nothing more.
+    family_candidate: Box<[u32; SHAPES]>,
     /// The same for the first words of phrases.
-    phrase_candidate: [u32; 256],
+    phrase_candidate: Box<[u32; SHAPES]>,
     /// Every family word, to its family.
     families: WordIndex,
     /// Phrases grouped by first word: (first word, [(phrase, is_control)]).
     phrases: Vec<PhraseGroup>,
     /// Each first word of a phrase, to its group in `phrases`.
     phrase_index: WordIndex,
+}
+
+/// How many word shapes there are (see [`shape`]).
+const SHAPES: usize = 1024;
+
+/// A word's shape: the low five bits of its first and last bytes, which tell the
+/// letters apart.
+fn shape(word: &[u8]) -> usize {
+    let (first, last) = (word.first(), word.last());
+    usize::from(first.map_or(0, |b| b & 31)) << 5 | usize::from(last.map_or(0, |b| b & 31))
 }
 
 /// Multiplier of [`hash_bytes`] (the 64-bit golden ratio).
@@ -264,12 +274,36 @@ pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         h = (h.rotate_left(23) ^ v).wrapping_mul(K);
     }
-    let mut tail = 0u64;
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        tail |= u64::from(b) << (8 * i);
-    }
-    h = (h.rotate_left(23) ^ tail).wrapping_mul(K);
+    h = (h.rotate_left(23) ^ little_endian(chunks.remainder())).wrapping_mul(K);
     mix(h)
+}
+
+/// The up to seven bytes of `tail` as a little-endian number, read as two overlapping
+/// halves (their shared bytes are the same, so or-ing them is exact) instead of one
+/// byte at a time: most words are shorter than eight bytes, so this is most of a hash.
+#[inline]
+fn little_endian(tail: &[u8]) -> u64 {
+    let n = tail.len();
+    match n {
+        0 => 0,
+        1 => u64::from(tail[0]),
+        2 | 3 => {
+            let lo = u64::from(u16::from_le_bytes([tail[0], tail[1]]));
+            let hi = u64::from(u16::from_le_bytes([tail[n - 2], tail[n - 1]]));
+            lo | hi << (8 * (n - 2))
+        }
+        _ => {
+            let four = |k: usize| {
+                u64::from(u32::from_le_bytes([
+                    tail[k],
+                    tail[k + 1],
+                    tail[k + 2],
+                    tail[k + 3],
+                ]))
+            };
+            four(0) | four(n - 4) << (8 * (n - 4))
+        }
+    }
 }
 
 /// Words to small numbers, by open addressing on [`hash_bytes`]: a lookup hashes the
@@ -313,8 +347,14 @@ impl WordIndex {
         hash_bytes(0x5157, word)
     }
 
+    #[cfg(test)]
     fn get(&self, word: &[u8]) -> Option<usize> {
-        let h = Self::hash(word);
+        self.get_hashed(Self::hash(word), word)
+    }
+
+    /// [`WordIndex::get`] with the word's hash already computed (all indexes hash
+    /// alike, so a word looked up in two is hashed once).
+    fn get_hashed(&self, h: u64, word: &[u8]) -> Option<usize> {
         let mask = self.slots.len() - 1;
         let mut k = h as usize & mask;
         while let Some((sh, w, v)) = self.slots[k] {
@@ -381,14 +421,12 @@ const ROLE_LABELS: [&[u8]; 11] = [
 
 impl Heuristics {
     pub(crate) fn new() -> Result<Self, std::convert::Infallible> {
-        fn mark(table: &mut [u32; 256], w: &[u8]) {
-            if let Some(&f) = w.first() {
-                if w.len() < 32 {
-                    table[f as usize] |= 1 << w.len();
-                }
+        fn mark(table: &mut [u32; SHAPES], w: &[u8]) {
+            if !w.is_empty() && w.len() < 32 {
+                table[shape(w)] |= 1 << w.len();
             }
         }
-        let mut family_candidate = [0u32; 256];
+        let mut family_candidate = Box::new([0u32; SHAPES]);
         let mut families = Vec::new();
         for (f, words) in FAMILY_WORDS.iter().enumerate() {
             for w in words.iter() {
@@ -399,7 +437,7 @@ impl Heuristics {
         // The tests keep the family words unique; a repeat would count in its first
         // family only.
         let (families, _) = WordIndex::new(families);
-        let mut phrase_candidate = [0u32; 256];
+        let mut phrase_candidate = Box::new([0u32; SHAPES]);
         let mut phrases: Vec<PhraseGroup> = Vec::new();
         let tagged = ADDRESSED
             .iter()
@@ -447,14 +485,20 @@ impl Heuristics {
             if word.len() >= 32 {
                 return;
             }
-            let first = usize::from(word[0]);
+            let shape = shape(word);
             let bit = 1u32 << word.len();
-            // The first byte and length rule out most words before any lookup.
-            if self.family_candidate[first] & bit != 0 {
-                self.count_family(c, word);
-            }
-            if self.phrase_candidate[first] & bit != 0 {
-                self.count_phrases(c, &text[start..], word);
+            // The first and last bytes and the length rule out most words (eleven in
+            // twelve of ordinary text) before any lookup.
+            let family = self.family_candidate[shape] & bit != 0;
+            let phrase = self.phrase_candidate[shape] & bit != 0;
+            if family || phrase {
+                let h = WordIndex::hash(word);
+                if family {
+                    self.count_family(c, h, word);
+                }
+                if phrase {
+                    self.count_phrases(c, &text[start..], h, word);
+                }
             }
         });
         // Role labels at line starts.
@@ -474,16 +518,16 @@ impl Heuristics {
     }
 
     /// Counts `word` in its vocabulary family, if it has one.
-    fn count_family(&self, c: &mut Counts, word: &[u8]) {
-        if let Some(f) = self.families.get(word) {
+    fn count_family(&self, c: &mut Counts, hash: u64, word: &[u8]) {
+        if let Some(f) = self.families.get_hashed(hash, word) {
             c.families |= 1 << f;
             c.family_hits += 1;
         }
     }
 
     /// Counts the phrases `rest` (the text from `word` on) starts with.
-    fn count_phrases(&self, c: &mut Counts, rest: &[u8], word: &[u8]) {
-        if let Some(k) = self.phrase_index.get(word) {
+    fn count_phrases(&self, c: &mut Counts, rest: &[u8], hash: u64, word: &[u8]) {
+        if let Some(k) = self.phrase_index.get_hashed(hash, word) {
             for (p, control) in &self.phrases[k].1 {
                 if rest.starts_with(p) {
                     if *control {
@@ -595,6 +639,39 @@ fn values(c: &Counts, s: &ObfuscationStats) -> HeuristicValues {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hashes_read_tails_as_their_bytes_one_by_one() {
+        // The hash as first written, a byte at a time: the trained model's features
+        // depend on every bit of it.
+        let plain = |seed: u64, bytes: &[u8]| {
+            let mut h = seed.wrapping_mul(super::K) ^ bytes.len() as u64;
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                let mut v = 0u64;
+                for (i, &b) in c.iter().enumerate() {
+                    v |= u64::from(b) << (8 * i);
+                }
+                h = (h.rotate_left(23) ^ v).wrapping_mul(super::K);
+            }
+            let mut tail = 0u64;
+            for (i, &b) in chunks.remainder().iter().enumerate() {
+                tail |= u64::from(b) << (8 * i);
+            }
+            super::mix((h.rotate_left(23) ^ tail).wrapping_mul(super::K))
+        };
+        let mut state: u64 = 0x007A_110F_B17E;
+        for _ in 0..2000 {
+            let bytes = crate::testing::random_bytes(&mut state, 24, b"\x00\x01az\x7f\x80\xff");
+            for seed in [1, 7, 0x5157] {
+                assert_eq!(
+                    super::hash_bytes(seed, &bytes),
+                    plain(seed, &bytes),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
     use super::*;
     use crate::testing::random_text;
 
@@ -625,10 +702,11 @@ mod tests {
             }
             let c = &mut blocks[start / BLOCK];
             c.words += 1;
-            // Every word looked up, with no first-byte and length filter.
+            // Every word looked up, with no shape and length filter.
             let word = &text[start..i];
-            h.count_family(c, word);
-            h.count_phrases(c, &text[start..], word);
+            let hash = WordIndex::hash(word);
+            h.count_family(c, hash, word);
+            h.count_phrases(c, &text[start..], hash, word);
         }
         let mut line_start = 0;
         for line in text.split(|&b| b == b'\n') {

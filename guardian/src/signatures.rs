@@ -1461,17 +1461,27 @@ impl SignatureSet {
     ) -> Vec<RawHit> {
         let mut out = Vec::new();
         let mut matched = None;
+        // The signature of the candidates so far, and the first of its gates at or
+        // after the current start: starts only grow within a signature.
+        let mut current = None;
+        let mut gate = 0;
         for (index, p) in candidates.iter().map(unpack_candidate) {
             if matched == Some(index) {
                 continue;
+            }
+            if current != Some(index) {
+                current = Some(index);
+                gate = 0;
             }
             let end = (p + self.reach[index]).min(hay.len());
             // A gate literal starts inside the match; gates are collected from
             // `from` on, so a start before it is searched unconditionally.
             if self.gated[index] && p >= from {
                 let g = &gates[index];
-                let k = g.partition_point(|&q| q < p);
-                if g.get(k).is_none_or(|&q| q >= end) {
+                while g.get(gate).is_some_and(|&q| q < p) {
+                    gate += 1;
+                }
+                if g.get(gate).is_none_or(|&q| q >= end) {
                     continue;
                 }
             }
