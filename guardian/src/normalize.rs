@@ -1385,12 +1385,15 @@ fn long_runs(
     let mut out = Vec::new();
     let mut next = 0;
     for i in (0..bytes.len()).step_by(BLOCK) {
-        let m = mask(bytes, i, class);
-        if m == 0 {
-            continue;
-        }
-        for c in (0..BLOCK / 8).filter(|k| m >> (8 * k) & 0xff == 0xff) {
-            let c = i + 8 * c;
+        // Bit `8k` of `full` is set when the chunk's eight bits all are.
+        let mut full = mask(bytes, i, class);
+        full &= full >> 1;
+        full &= full >> 2;
+        full &= full >> 4;
+        full &= 0x0101_0101_0101_0101;
+        while full != 0 {
+            let c = i + full.trailing_zeros() as usize;
+            full &= full - 1;
             if c < next {
                 continue;
             }
