@@ -174,12 +174,8 @@ pub struct SignatureSet {
     /// lets a match start and, when it has gates, one of them lies within reach. The
     /// combined `RegexSet` is exact but its lazy DFA thrashes on a hundred patterns
     /// with bounded gaps, so this prefilter is what keeps a scan in microseconds.
-    prefilter: Prefilter,
-    /// What a hit of each prefilter literal means: its uses are
-    /// `uses[uses_of[literal].0..uses_of[literal].1]`, in one array so that a hit
-    /// reads one short stretch of memory.
-    uses: Vec<Use>,
-    uses_of: Vec<(u32, u32)>,
+    /// Each hit reports what it means for one signature.
+    prefilter: Prefilter<Use>,
     /// Whether each signature has gate literals.
     gated: Vec<bool>,
     /// Punctuation every match of each pattern holds, in order (see
@@ -649,7 +645,7 @@ fn unpack_candidate(c: &u64) -> (usize, usize) {
 /// the cache's sets; and the match states come first, so one comparison tells a hit. Walks over different stretches do not depend
 /// on each other: interleaved, their loads are in flight together.
 #[derive(Debug, Clone)]
-struct Prefilter {
+struct Prefilter<P> {
     /// Where each byte's transitions are: state `s` goes on byte `b` to
     /// `table[slot[b].line + s].0[slot[b].lane]`.
     slot: Box<[Slot; 256]>,
@@ -658,9 +654,9 @@ struct Prefilter {
     matching: usize,
     /// The state a walk starts in (the root of the trie).
     start: usize,
-    /// The `(literal, length)` of every literal that ends at each match state `s`:
-    /// `ends[ends_of[s]..ends_of[s + 1]]`.
-    ends: Vec<(u32, u32)>,
+    /// The `(length, payload)` of every literal that ends at each match state `s`:
+    /// `ends[ends_of[s]..ends_of[s + 1]]`. A hit reads what it means right there.
+    ends: Vec<(u32, P)>,
     ends_of: Vec<u32>,
     /// Longest literal: a walk starts this many bytes less one before its stretch, so
     /// it sees every literal that ends there whole.
@@ -739,16 +735,17 @@ const WALKS: usize = 4;
 #[derive(Debug)]
 struct PrefilterTooLarge;
 
-impl Prefilter {
-    /// The prefilter of `literals` (an empty literal is never reported).
-    fn new(literals: &[Vec<u8>]) -> Result<Self, PrefilterTooLarge> {
+impl<P: Copy> Prefilter<P> {
+    /// The prefilter of `literals`, each with the payload its hits report (an empty
+    /// literal is never reported; a literal given twice reports both payloads).
+    fn new(literals: &[(Vec<u8>, P)]) -> Result<Self, PrefilterTooLarge> {
         Self::build(literals, false)
     }
 
     /// Like [`Prefilter::new`], with 32-bit state ids however few states there are.
-    fn build(literals: &[Vec<u8>], wide: bool) -> Result<Self, PrefilterTooLarge> {
+    fn build(literals: &[(Vec<u8>, P)], wide: bool) -> Result<Self, PrefilterTooLarge> {
         let mut seen = [false; 256];
-        for &b in literals.iter().flatten() {
+        for &b in literals.iter().flat_map(|(l, _)| l) {
             seen[usize::from(b)] = true;
         }
         // Classes: the bytes no literal holds (all alike to the automaton), the hot
@@ -771,9 +768,9 @@ impl Prefilter {
         // The trie: `goto[s * k + c]` is the child of `s` on class `c`, 0 for none
         // (the root, state 0, is nobody's child).
         let mut goto: Vec<u32> = vec![0; k];
-        let mut own: Vec<Vec<(u32, u32)>> = vec![Vec::new()];
+        let mut own: Vec<Vec<(u32, P)>> = vec![Vec::new()];
         let too_many = |_| PrefilterTooLarge;
-        for (i, literal) in literals.iter().enumerate() {
+        for (literal, payload) in literals {
             if literal.is_empty() {
                 continue;
             }
@@ -790,8 +787,7 @@ impl Prefilter {
                 }
                 s = goto[at] as usize;
             }
-            let narrow = |x: usize| u32::try_from(x).map_err(too_many);
-            own[s].push((narrow(i)?, narrow(literal.len())?));
+            own[s].push((u32::try_from(literal.len()).map_err(too_many)?, *payload));
         }
 
         // Breadth first, each state's failure is shallower and already complete:
@@ -800,7 +796,7 @@ impl Prefilter {
         let n = own.len();
         let mut fail = vec![0usize; n];
         let mut order = Vec::with_capacity(n);
-        let mut out: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
+        let mut out: Vec<Vec<(u32, P)>> = vec![Vec::new(); n];
         order.push(0usize);
         let mut head = 0;
         while let Some(&s) = order.get(head) {
@@ -876,7 +872,12 @@ impl Prefilter {
             start: renamed[0],
             ends,
             ends_of,
-            max_len: literals.iter().map(Vec::len).max().unwrap_or(1).max(1),
+            max_len: literals
+                .iter()
+                .map(|(l, _)| l.len())
+                .max()
+                .unwrap_or(1)
+                .max(1),
         })
     }
 
@@ -890,10 +891,10 @@ impl Prefilter {
         lines
     }
 
-    /// Calls `hit(literal, start)` for every occurrence of every literal that starts
+    /// Calls `hit(payload, start)` for every occurrence of every literal that starts
     /// at or after `from` in `hay`, in no particular order (overlapping occurrences
     /// included, as an overlapping Aho-Corasick search reports them).
-    fn each_hit(&self, hay: &[u8], from: usize, hit: impl FnMut(usize, usize)) {
+    fn each_hit(&self, hay: &[u8], from: usize, hit: impl FnMut(P, usize)) {
         match &self.table {
             Table::Narrow(t) => self.walk(t, hay, from, hit),
             Table::Wide(t) => self.walk(t, hay, from, hit),
@@ -905,7 +906,7 @@ impl Prefilter {
         table: &[Line<W>],
         hay: &[u8],
         from: usize,
-        mut hit: impl FnMut(usize, usize),
+        mut hit: impl FnMut(P, usize),
     ) {
         let slot = &*self.slot;
         let next = |s: usize, b: u8| {
@@ -931,9 +932,9 @@ impl Prefilter {
                 return;
             }
             let ends = &self.ends[self.ends_of[s] as usize..self.ends_of[s + 1] as usize];
-            for &(literal, len) in ends {
+            for &(len, payload) in ends {
                 if let Some(q) = (i + 1).checked_sub(len as usize).filter(|&q| q >= from) {
-                    hit(literal as usize, q);
+                    hit(payload, q);
                 }
             }
         };
@@ -1024,28 +1025,24 @@ impl LiteralTable {
         }
     }
 
-    /// Every literal's uses in one array, with each literal's range in it.
-    fn uses(&self, starts: &[Start]) -> (Vec<Use>, Vec<(u32, u32)>) {
-        let mut uses = Vec::new();
-        let mut ranges = Vec::with_capacity(self.literals.len());
+    /// Every literal with each of its uses: the prefilter's entries.
+    fn uses(&self, starts: &[Start]) -> Vec<(Vec<u8>, Use)> {
         // Fewer than 2^24 signatures, anchors at most `MAX_ANCHOR_BACK` bytes back.
         let narrow = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-        for k in 0..self.literals.len() {
-            let first = narrow(uses.len());
-            uses.extend(self.gates[k].iter().map(|&index| Use::Gate(narrow(index))));
-            uses.extend(
-                self.anchors[k]
-                    .iter()
-                    .map(|&(index, (min, max))| Use::Anchor {
-                        index: narrow(index),
-                        min: u16::try_from(min).unwrap_or(u16::MAX),
-                        max: u16::try_from(max).unwrap_or(u16::MAX),
-                        start: starts[index],
-                    }),
-            );
-            ranges.push((first, narrow(uses.len())));
+        let mut out = Vec::new();
+        for (k, literal) in self.literals.iter().enumerate() {
+            let gates = self.gates[k].iter().map(|&index| Use::Gate(narrow(index)));
+            let anchors = self.anchors[k]
+                .iter()
+                .map(|&(index, (min, max))| Use::Anchor {
+                    index: narrow(index),
+                    min: u16::try_from(min).unwrap_or(u16::MAX),
+                    max: u16::try_from(max).unwrap_or(u16::MAX),
+                    start: starts[index],
+                });
+            out.extend(gates.chain(anchors).map(|u| (literal.clone(), u)));
         }
-        (uses, ranges)
+        out
     }
 
     fn gate(&mut self, literal: Vec<u8>, index: usize) {
@@ -1194,8 +1191,8 @@ impl SignatureSet {
             .iter()
             .map(|h| h.as_ref().map_or(Start::Any, Start::of_hir))
             .collect();
-        let (uses, uses_of) = table.uses(&starts);
-        let prefilter = Prefilter::new(&table.literals).map_err(|PrefilterTooLarge| {
+        let uses = table.uses(&starts);
+        let prefilter = Prefilter::new(&uses).map_err(|PrefilterTooLarge| {
             invalid(format!(
                 "its prefilter literals need more than {MAX_PREFILTER_STATES} automaton \
                  states; shorten or split the alternations of the largest patterns"
@@ -1223,8 +1220,6 @@ impl SignatureSet {
             patterns,
             relaxed,
             prefilter,
-            uses,
-            uses_of,
             gated,
             required,
             reach,
@@ -1408,30 +1403,25 @@ impl SignatureSet {
     fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Vec<u64>, Vec<Vec<usize>>) {
         let mut out: Vec<u64> = Vec::new();
         let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
-        self.prefilter.each_hit(hay, from, |literal, q| {
-            let (a, b) = self.uses_of[literal];
-            for u in &self.uses[a as usize..b as usize] {
-                match *u {
-                    Use::Gate(index) => {
-                        if !found[index as usize] {
-                            gates[index as usize].push(q);
-                        }
-                    }
-                    Use::Anchor {
-                        index,
-                        min,
-                        max,
-                        start,
-                    } => {
-                        if found[index as usize] {
-                            continue;
-                        }
-                        let (min, max) = (usize::from(min), usize::from(max));
-                        for p in q.saturating_sub(max)..=q.saturating_sub(min) {
-                            if start.holds(hay, p) {
-                                out.push(pack_candidate(index as usize, p));
-                            }
-                        }
+        self.prefilter.each_hit(hay, from, |u, q| match u {
+            Use::Gate(index) => {
+                if !found[index as usize] {
+                    gates[index as usize].push(q);
+                }
+            }
+            Use::Anchor {
+                index,
+                min,
+                max,
+                start,
+            } => {
+                if found[index as usize] {
+                    return;
+                }
+                let (min, max) = (usize::from(min), usize::from(max));
+                for p in q.saturating_sub(max)..=q.saturating_sub(min) {
+                    if start.holds(hay, p) {
+                        out.push(pack_candidate(index as usize, p));
                     }
                 }
             }
@@ -1668,8 +1658,9 @@ mod tests {
         .map(|l| l.to_vec())
         .collect();
         let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
+        let entries: Vec<(Vec<u8>, usize)> = literals.iter().cloned().zip(0..).collect();
         for wide in [false, true] {
-            let prefilter = Prefilter::build(&literals, wide).expect("builds");
+            let prefilter = Prefilter::build(&entries, wide).expect("builds");
             assert_eq!(matches!(prefilter.table, Table::Wide(_)), wide);
             let mut state: u64 = 0xD1B5_4A32_D192_ED03;
             for round in 0..2000 {
@@ -1712,7 +1703,8 @@ mod tests {
         }
         literals.sort_unstable();
         literals.dedup();
-        let prefilter = Prefilter::new(&literals).expect("builds");
+        let entries: Vec<(Vec<u8>, usize)> = literals.iter().cloned().zip(0..).collect();
+        let prefilter = Prefilter::new(&entries).expect("builds");
         assert!(matches!(prefilter.table, Table::Narrow(_)));
         let plain = aho_corasick::AhoCorasick::new(&literals).expect("builds");
         let text = crate::normalized(&crate::tests::varied_document(40_000));
