@@ -619,16 +619,55 @@ fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// A verification candidate packed as `signature << 40 | start`, so candidates sort
-/// as one integer each: a view is far below a terabyte and a set far below 2^24
-/// signatures.
-fn pack_candidate(index: usize, start: usize) -> u64 {
-    ((index as u64) << 40) | start as u64
+/// A `(signature, position)` pair packed as `signature << 40 | position`, one
+/// integer to push per prefilter hit: a view is far below a terabyte and a set far
+/// below 2^24 signatures.
+fn pack(index: usize, position: usize) -> u64 {
+    ((index as u64) << 40) | position as u64
 }
 
-/// The `(signature, start)` of a [`pack_candidate`] value.
-fn unpack_candidate(c: &u64) -> (usize, usize) {
+/// The `(signature, position)` of a [`pack`] value.
+fn unpack(c: u64) -> (usize, usize) {
     ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
+}
+
+/// Positions grouped by signature, each group ascending (repeats kept): those of
+/// signature `i` are `positions[offsets[i]..offsets[i + 1]]`.
+///
+/// Grouped by one counting pass over the signatures and then sorted group by group,
+/// which costs a fraction of sorting every pair at once.
+struct Buckets {
+    positions: Vec<usize>,
+    offsets: Vec<usize>,
+}
+
+impl Buckets {
+    /// The [`pack`]ed pairs of `signatures` signatures, grouped.
+    fn of(pairs: &[u64], signatures: usize) -> Self {
+        let mut offsets = vec![0usize; signatures + 1];
+        for &c in pairs {
+            offsets[unpack(c).0 + 1] += 1;
+        }
+        for i in 0..signatures {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut positions = vec![0usize; pairs.len()];
+        for &c in pairs {
+            let (index, p) = unpack(c);
+            positions[fill[index]] = p;
+            fill[index] += 1;
+        }
+        for w in offsets.windows(2) {
+            positions[w[0]..w[1]].sort_unstable();
+        }
+        Self { positions, offsets }
+    }
+
+    /// The positions of signature `index`, ascending.
+    fn of_signature(&self, index: usize) -> &[usize] {
+        &self.positions[self.offsets[index]..self.offsets[index + 1]]
+    }
 }
 
 /// The literal prefilter: an Aho-Corasick automaton over every anchor and gate
@@ -1397,16 +1436,16 @@ impl SignatureSet {
     }
 
     /// Where a match may start: for each prefilter hit at or after `from`, the
-    /// starts its anchors allow and its signature's leading assertion accepts, as
-    /// sorted `(signature, start)` pairs (see [`pack_candidate`]), and each signature's
-    /// gate literal positions, sorted. Signatures already `found` are left out.
-    fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Vec<u64>, Vec<Vec<usize>>) {
-        let mut out: Vec<u64> = Vec::new();
-        let mut gates: Vec<Vec<usize>> = vec![Vec::new(); self.signatures.len()];
+    /// starts its anchors allow and its signature's leading assertion accepts,
+    /// grouped by signature, and each signature's gate literal positions. Signatures
+    /// already `found` are left out.
+    fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Buckets, Buckets) {
+        let mut starts: Vec<u64> = Vec::new();
+        let mut gates: Vec<u64> = Vec::new();
         self.prefilter.each_hit(hay, from, |u, q| match u {
             Use::Gate(index) => {
                 if !found[index as usize] {
-                    gates[index as usize].push(q);
+                    gates.push(pack(index as usize, q));
                 }
             }
             Use::Anchor {
@@ -1421,21 +1460,17 @@ impl SignatureSet {
                 let (min, max) = (usize::from(min), usize::from(max));
                 for p in q.saturating_sub(max)..=q.saturating_sub(min) {
                     if start.holds(hay, p) {
-                        out.push(pack_candidate(index as usize, p));
+                        starts.push(pack(index as usize, p));
                     }
                 }
             }
         });
-        out.sort_unstable();
-        out.dedup();
-        for g in &mut gates {
-            g.sort_unstable();
-        }
-        (out, gates)
+        let n = self.signatures.len();
+        (Buckets::of(&starts, n), Buckets::of(&gates, n))
     }
 
-    /// Verifies sorted candidates with anchored searches, which read no further than
-    /// the match, and returns each signature's first match that `keep` accepts.
+    /// Verifies candidates with anchored searches, which read no further than the
+    /// match, and returns each signature's first match that `keep` accepts.
     ///
     /// Candidates come signature by signature, in text order: one pattern's lazy DFA
     /// stays in cache for all its candidates, a start reached by several literals is
@@ -1444,57 +1479,70 @@ impl SignatureSet {
         &self,
         view: &View,
         hay: &[u8],
-        candidates: &[u64],
-        gates: &[Vec<usize>],
+        candidates: &Buckets,
+        gates: &Buckets,
         from: usize,
         keep: impl Fn(usize, usize) -> bool,
     ) -> Vec<RawHit> {
         let mut out = Vec::new();
-        let mut matched = None;
-        // The signature of the candidates so far, and the first of its gates at or
-        // after the current start: starts only grow within a signature.
-        let mut current = None;
-        let mut gate = 0;
-        for (index, p) in candidates.iter().map(unpack_candidate) {
-            if matched == Some(index) {
-                continue;
-            }
-            if current != Some(index) {
-                current = Some(index);
-                gate = 0;
-            }
-            let end = (p + self.reach[index]).min(hay.len());
-            // A gate literal starts inside the match; gates are collected from
-            // `from` on, so a start before it is searched unconditionally.
-            if self.gated[index] && p >= from {
-                let g = &gates[index];
-                while g.get(gate).is_some_and(|&q| q < p) {
-                    gate += 1;
-                }
-                if g.get(gate).is_none_or(|&q| q >= end) {
+        for index in 0..self.signatures.len() {
+            let g = gates.of_signature(index);
+            // The first gate at or after the current start: starts only grow.
+            let mut gate = 0;
+            let mut last = None;
+            for &p in candidates.of_signature(index) {
+                if last.replace(p) == Some(p) {
                     continue;
                 }
-            }
-            let within = &hay[p..end];
-            if !takes_steps(&self.required[index], within) {
-                continue;
-            }
-            let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
-            if self.relaxed[index]
-                .as_ref()
-                .is_some_and(|r| !r.is_match(at.clone()))
-            {
-                continue;
-            }
-            if let Some(m) = self.patterns[index].search(&at) {
-                if keep(m.start(), m.end()) {
-                    let (start, end) = view.original_span(m.start(), m.end());
-                    out.push(RawHit { index, start, end });
-                    matched = Some(index);
+                if let Some(hit) = self.verify_at(view, hay, index, p, g, &mut gate, from, &keep) {
+                    out.push(hit);
+                    break;
                 }
             }
         }
         out
+    }
+
+    /// Verifies one candidate of signature `index` at `p` (see [`SignatureSet::verify`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn verify_at(
+        &self,
+        view: &View,
+        hay: &[u8],
+        index: usize,
+        p: usize,
+        g: &[usize],
+        gate: &mut usize,
+        from: usize,
+        keep: impl Fn(usize, usize) -> bool,
+    ) -> Option<RawHit> {
+        let end = (p + self.reach[index]).min(hay.len());
+        // A gate literal starts inside the match; gates are collected from `from` on,
+        // so a start before it is searched unconditionally.
+        if self.gated[index] && p >= from {
+            while g.get(*gate).is_some_and(|&q| q < p) {
+                *gate += 1;
+            }
+            if g.get(*gate).is_none_or(|&q| q >= end) {
+                return None;
+            }
+        }
+        if !takes_steps(&self.required[index], &hay[p..end]) {
+            return None;
+        }
+        let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
+        if self.relaxed[index]
+            .as_ref()
+            .is_some_and(|r| !r.is_match(at.clone()))
+        {
+            return None;
+        }
+        let m = self.patterns[index].search(&at)?;
+        keep(m.start(), m.end()).then(|| {
+            let (start, end) = view.original_span(m.start(), m.end());
+            RawHit { index, start, end }
+        })
     }
 
     /// Ids of the normalized-view signatures that match `text` (already normalized),
@@ -1753,6 +1801,31 @@ mod tests {
             }
         }
         assert!(matched > 100, "{matched} matches tried");
+    }
+
+    #[test]
+    fn buckets_group_positions_by_signature_in_order() {
+        let mut state: u64 = 0x00B0_C4E7_5EED;
+        for _ in 0..200 {
+            let n = 1 + (xorshift(&mut state) % 12) as usize;
+            let pairs: Vec<(usize, usize)> = (0..(xorshift(&mut state) % 300))
+                .map(|_| {
+                    let index = (xorshift(&mut state) as usize) % n;
+                    (index, (xorshift(&mut state) as usize) % 5000)
+                })
+                .collect();
+            let packed: Vec<u64> = pairs.iter().map(|&(i, p)| pack(i, p)).collect();
+            let buckets = Buckets::of(&packed, n);
+            for index in 0..n {
+                let mut want: Vec<usize> = pairs
+                    .iter()
+                    .filter(|&&(i, _)| i == index)
+                    .map(|&(_, p)| p)
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(buckets.of_signature(index), &want[..]);
+            }
+        }
     }
 
     #[test]
