@@ -510,6 +510,8 @@ impl Guardian {
         };
         let heuristics =
             heuristics::Heuristics::new().map_err(|e| GuardianError::Internal(e.to_string()))?;
+        // Built here, once per process, so that no scan pays for it.
+        normalize::CharTable::get();
         Ok(Self {
             config,
             signatures: Arc::new(signatures),

@@ -71,6 +71,12 @@ impl View {
         }
     }
 
+    /// How many pieces the view's origin map has: about what a copy of the view
+    /// with a few changes needs.
+    fn pieces(&self) -> usize {
+        self.map.as_ref().map_or(1, |m| m.pieces.len())
+    }
+
     /// Appends the origins of bytes `[a, b)` of this view to `out`.
     fn append_origins(&self, cursor: &mut Cursor, a: usize, b: usize, out: &mut Map) {
         match &self.map {
@@ -691,7 +697,7 @@ pub(crate) const GAP: &str = "(?:[ \\n]|\\n\\n ?|\\n )";
 fn collapse_space(view: &mut View) {
     let b = &view.bytes;
     let mut bytes = Vec::new();
-    let mut map = Map::with_capacity(64);
+    let mut map = Map::default();
     let mut cursor = Cursor::default();
     let mut copied = 0;
     let mut done = 0;
@@ -724,6 +730,7 @@ fn collapse_space(view: &mut View) {
         }
         if copied == 0 {
             bytes.reserve(b.len());
+            map.pieces.reserve(64 + view.pieces());
         }
         bytes.extend_from_slice(&b[copied..i]);
         view.append_origins(&mut cursor, copied, i, &mut map);
@@ -786,13 +793,103 @@ struct Unit {
     c: char,
     start: u32,
     end: u32,
+    /// `c.is_alphanumeric()`, looked up once.
+    alnum: bool,
+    /// `c` is plain (see [`CharTable`]): it has no ASCII skeleton.
+    plain: bool,
+}
+
+impl Unit {
+    fn new(c: char, start: u32, end: u32, table: Option<&CharTable>) -> Self {
+        Self {
+            c,
+            start,
+            end,
+            alnum: table.map_or_else(|| c.is_alphanumeric(), |t| t.alnum(c)),
+            plain: false,
+        }
+    }
+}
+
+/// Two facts about every character of the Basic Multilingual Plane, one bit each,
+/// which the fast path reads where the chain of [`canonical_segment`] works them out
+/// character by character.
+///
+/// A plain character is one the chain leaves exactly as it is (see [`stays_plain`]):
+/// most Chinese, Japanese, Korean, Arabic, Hebrew and Devanagari letters, the
+/// lower-case letters of other scripts without an ASCII look-alike, and their
+/// punctuation. The chain spends NFKC, lower-casing and a skeleton lookup on each to
+/// change nothing. The other fact is `char::is_alphanumeric`, a search of Unicode's
+/// tables for any character outside ASCII. Built once, on first use (a few
+/// milliseconds; [`Guardian::new`](crate::Guardian::new) does it).
+pub(crate) struct CharTable {
+    plain: [u64; 1024],
+    alnum: [u64; 1024],
+}
+
+impl CharTable {
+    pub(crate) fn get() -> &'static Self {
+        static TABLE: std::sync::OnceLock<Box<CharTable>> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut t = Box::new(CharTable {
+                plain: [0; 1024],
+                alnum: [0; 1024],
+            });
+            for v in 0..0x1_0000u32 {
+                let Some(c) = char::from_u32(v) else {
+                    continue;
+                };
+                let bit = 1 << (v & 63);
+                if stays_plain(c) {
+                    t.plain[(v >> 6) as usize] |= bit;
+                }
+                if c.is_alphanumeric() {
+                    t.alnum[(v >> 6) as usize] |= bit;
+                }
+            }
+            t
+        })
+    }
+
+    fn bit(bits: &[u64; 1024], c: char) -> Option<bool> {
+        let v = c as u32;
+        (v < 0x1_0000).then(|| bits[(v >> 6) as usize] >> (v & 63) & 1 != 0)
+    }
+
+    /// Whether the chain keeps `c` as it is (`false` beyond the BMP: not known).
+    fn plain(&self, c: char) -> bool {
+        Self::bit(&self.plain, c).unwrap_or(false)
+    }
+
+    /// `c.is_alphanumeric()`.
+    fn alnum(&self, c: char) -> bool {
+        Self::bit(&self.alnum, c).unwrap_or_else(|| c.is_alphanumeric())
+    }
+}
+
+/// Whether the chain of [`canonical_segment`] keeps `c` as it is, alone or in any
+/// word: it is not ASCII, invisible, a tag or a combining mark, NFKC and lower-casing
+/// keep it, and it has no ASCII skeleton (so no word holding it is mapped to one).
+fn stays_plain(c: char) -> bool {
+    if c.is_ascii() || is_invisible(c) || is_combining_mark(c) || is_tag(c) {
+        return false;
+    }
+    let only = |it: &mut dyn Iterator<Item = char>| it.next() == Some(c) && it.next().is_none();
+    only(&mut std::iter::once(c).nfkc())
+        && only(&mut c.to_lowercase())
+        && !ascii_skeleton(c, &mut String::new())
+}
+
+/// Unicode tag characters (U+E0020..U+E007E), decoded to the ASCII they shadow.
+fn is_tag(c: char) -> bool {
+    ('\u{E0020}'..='\u{E007E}').contains(&c)
 }
 
 /// The canonical view of text holding non-ASCII characters, one character at a time.
 fn canonical_unicode(text: &str, events: &mut ObfuscationEvents) -> View {
     let mut bytes = Vec::with_capacity(text.len() + 8);
     let mut map = Map::with_capacity(text.len() / 4 + 8);
-    canonical_segment(text, 0, events, &mut bytes, &mut map);
+    canonical_segment(text, 0, events, &mut bytes, &mut map, None);
     View {
         bytes,
         map: Some(map),
@@ -827,7 +924,8 @@ fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
         push_lowercase(&mut bytes, &b[pos..s]);
         map.push_identity(pos as u32, s - pos);
         // `s` and `e` sit next to ASCII bytes, so they are character boundaries.
-        canonical_segment(&text[s..e], s as u32, events, &mut bytes, &mut map);
+        let table = Some(CharTable::get());
+        canonical_segment(&text[s..e], s as u32, events, &mut bytes, &mut map, table);
         pos = e;
     }
     push_lowercase(&mut bytes, &b[pos..]);
@@ -862,26 +960,32 @@ fn push_lowercase(out: &mut Vec<u8>, ascii: &[u8]) {
 }
 
 /// Appends the canonical form of `text` (found at byte `base` of the original).
+/// With a `table` (see [`CharTable`]), plain characters skip the chain, which would
+/// keep them as they are, and every character's class is read off it.
 fn canonical_segment(
     text: &str,
     base: u32,
     events: &mut ObfuscationEvents,
     bytes: &mut Vec<u8>,
     map: &mut Map,
+    table: Option<&CharTable>,
 ) {
     // Pass 1: strip invisible, decode tags, NFKC, lower-case; keep origins.
     let mut units: Vec<Unit> = Vec::with_capacity(text.len());
     for (off, ch) in text.char_indices() {
         let start = base + off as u32;
         let end = base + (off + ch.len_utf8()) as u32;
-        if ('\u{E0020}'..='\u{E007E}').contains(&ch) {
+        if table.is_some_and(|t| t.plain(ch)) {
+            units.push(Unit {
+                plain: true,
+                ..Unit::new(ch, start, end, table)
+            });
+            continue;
+        }
+        if is_tag(ch) {
             events.tags.push(start);
             let ascii = char::from_u32(ch as u32 - 0xE0000).unwrap_or(' ');
-            units.push(Unit {
-                c: ascii.to_ascii_lowercase(),
-                start,
-                end,
-            });
+            units.push(Unit::new(ascii.to_ascii_lowercase(), start, end, table));
             continue;
         }
         if is_invisible(ch) {
@@ -889,11 +993,7 @@ fn canonical_segment(
             continue;
         }
         if ch.is_ascii() {
-            units.push(Unit {
-                c: ch.to_ascii_lowercase(),
-                start,
-                end,
-            });
+            units.push(Unit::new(ch.to_ascii_lowercase(), start, end, table));
             continue;
         }
         let mut changed_letter = false;
@@ -905,7 +1005,7 @@ fn canonical_segment(
                 continue;
             }
             for l in n.to_lowercase() {
-                units.push(Unit { c: l, start, end });
+                units.push(Unit::new(l, start, end, table));
             }
         }
         if changed_letter {
@@ -917,13 +1017,13 @@ fn canonical_segment(
     let mut i = 0;
     let mut tmp = String::new();
     while i < units.len() {
-        if !units[i].c.is_alphanumeric() {
+        if !units[i].alnum {
             push_char(bytes, map, &units[i]);
             i += 1;
             continue;
         }
         let mut j = i;
-        while j < units.len() && units[j].c.is_alphanumeric() {
+        while j < units.len() && units[j].alnum {
             j += 1;
         }
         let word = &units[i..j];
@@ -934,7 +1034,7 @@ fn canonical_segment(
             // Mixed Latin + look-alikes, or a word made only of look-alikes.
             let all_confusable = word.iter().filter(|u| !u.c.is_ascii()).all(|u| {
                 tmp.clear();
-                ascii_skeleton(u.c, &mut tmp)
+                !u.plain && ascii_skeleton(u.c, &mut tmp)
             });
             if all_confusable && (has_ascii || word.len() > 1) {
                 map_word = true;
@@ -1095,7 +1195,7 @@ fn derive(
 
     let mut squeezed = Vec::with_capacity(runs.len());
     let mut bytes = Vec::with_capacity(n);
-    let mut map = Map::with_capacity(64 + 8 * runs.len());
+    let mut map = Map::with_capacity(64 + 8 * runs.len() + canonical.pieces());
     let mut changes = Vec::new();
     let mut cursor = Cursor::default();
     let mut pos = 0;
@@ -1988,6 +2088,30 @@ mod tests {
     }
 
     #[test]
+    fn the_character_table_agrees_with_the_chain_on_every_character() {
+        let table = CharTable::get();
+        let mut plain = 0;
+        for v in 0..0x11_0000u32 {
+            let Some(c) = char::from_u32(v) else {
+                continue;
+            };
+            assert_eq!(table.alnum(c), c.is_alphanumeric(), "{c:?}");
+            let (mut bytes, mut map) = (Vec::new(), Map::default());
+            let text = c.to_string();
+            if table.plain(c) {
+                plain += 1;
+                // Through the chain alone, the character comes out as it went in,
+                // mapped to itself, with no event.
+                let mut events = ObfuscationEvents::default();
+                canonical_segment(&text, 0, &mut events, &mut bytes, &mut map, None);
+                assert_eq!(bytes, text.as_bytes(), "{c:?}");
+                assert_eq!(events, ObfuscationEvents::default(), "{c:?}");
+            }
+        }
+        assert!(plain > 30_000, "{plain} plain characters");
+    }
+
+    #[test]
     fn mixed_text_fast_path_equals_the_character_chain() {
         let cases = [
             "plain ascii only",
@@ -2000,8 +2124,32 @@ mod tests {
             "\u{e9}\u{e9}\u{e9}",
             "x\u{301}y combining, ﬁle ligature, 1gn0r3 4ll",
             "i g n o r e a l l, \u{e9} i.g.n.o.r.e",
+            "这是一个测试，丨丨 ignore 〇 ل ا हिंदी ᎪᏴ ΑΒΓ αβγ",
         ];
-        for text in cases {
+        // And random mixes of ASCII with any character of the BMP: the plain
+        // characters skip the chain, every other one goes through it.
+        let mut state: u64 = 0x00B3_9F17_CAFE;
+        let random: Vec<String> = (0..3000)
+            .map(|_| {
+                let len = (crate::testing::xorshift(&mut state) % 24) as usize;
+                (0..len)
+                    .filter_map(|_| {
+                        let r = crate::testing::xorshift(&mut state);
+                        match r % 10 {
+                            0..=2 => Some(char::from(b'a' + (r >> 8) as u8 % 26)),
+                            3 => Some(' '),
+                            4 => Some(char::from(b"AZ09.,'-!"[(r >> 8) as usize % 9])),
+                            _ => char::from_u32(0x80 + (r >> 8) as u32 % (0x1_0000 - 0x80)),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for text in cases
+            .iter()
+            .copied()
+            .chain(random.iter().map(String::as_str))
+        {
             let fast = normalize_with(text, true);
             let slow = normalize_with(text, false);
             assert_eq!(fast.canonical.bytes, slow.canonical.bytes, "{text:?}");
