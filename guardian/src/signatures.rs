@@ -619,14 +619,14 @@ fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// A `(signature, position)` pair packed as `signature << 40 | position`, one
-/// integer to push per prefilter hit: a view is far below a terabyte and a set far
-/// below 2^24 signatures.
-fn pack(index: usize, position: usize) -> u64 {
-    ((index as u64) << 40) | position as u64
+/// A position of signature `index` reported by prefilter walk `walk`, packed as
+/// `(index * WALKS + walk) << 40 | position`, one integer to push per prefilter hit:
+/// a view is far below a terabyte and a set far below 2^20 signatures.
+fn pack(index: usize, walk: usize, position: usize) -> u64 {
+    (((index * WALKS + walk) as u64) << 40) | position as u64
 }
 
-/// The `(signature, position)` of a [`pack`] value.
+/// The `(index * WALKS + walk, position)` of a [`pack`] value.
 fn unpack(c: u64) -> (usize, usize) {
     ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
 }
@@ -634,32 +634,37 @@ fn unpack(c: u64) -> (usize, usize) {
 /// Positions grouped by signature, each group ascending (repeats kept): those of
 /// signature `i` are `positions[offsets[i]..offsets[i + 1]]`.
 ///
-/// Grouped by one counting pass over the signatures and then sorted group by group,
-/// which costs a fraction of sorting every pair at once.
+/// A counting pass groups the positions by signature and, within a signature, by the
+/// prefilter walk that reported them, keeping each walk's order. A walk reports
+/// literals in the order they end, and a start is a literal's length and its
+/// anchor's short head before that, so a group is in order but for neighbours a few
+/// bytes apart, and an insertion sort puts it in order in about one pass.
 struct Buckets {
     positions: Vec<usize>,
     offsets: Vec<usize>,
 }
 
 impl Buckets {
-    /// The [`pack`]ed pairs of `signatures` signatures, grouped.
+    /// The [`pack`]ed positions of `signatures` signatures, grouped.
     fn of(pairs: &[u64], signatures: usize) -> Self {
-        let mut offsets = vec![0usize; signatures + 1];
+        let keys = signatures * WALKS;
+        let mut counts = vec![0usize; keys + 1];
         for &c in pairs {
-            offsets[unpack(c).0 + 1] += 1;
+            counts[unpack(c).0 + 1] += 1;
         }
-        for i in 0..signatures {
-            offsets[i + 1] += offsets[i];
+        for k in 0..keys {
+            counts[k + 1] += counts[k];
         }
-        let mut fill = offsets.clone();
+        let mut fill = counts.clone();
         let mut positions = vec![0usize; pairs.len()];
         for &c in pairs {
-            let (index, p) = unpack(c);
-            positions[fill[index]] = p;
-            fill[index] += 1;
+            let (key, p) = unpack(c);
+            positions[fill[key]] = p;
+            fill[key] += 1;
         }
+        let offsets: Vec<usize> = counts.iter().step_by(WALKS).copied().collect();
         for w in offsets.windows(2) {
-            positions[w[0]..w[1]].sort_unstable();
+            sort_nearly_sorted(&mut positions[w[0]..w[1]]);
         }
         Self { positions, offsets }
     }
@@ -667,6 +672,27 @@ impl Buckets {
     /// The positions of signature `index`, ascending.
     fn of_signature(&self, index: usize) -> &[usize] {
         &self.positions[self.offsets[index]..self.offsets[index + 1]]
+    }
+}
+
+/// Sorts `v`, which is in order but for near neighbours, by insertion; when the moves
+/// add up to more than a few per element it sorts the rest the usual way, so that no
+/// input costs much more than a sort.
+fn sort_nearly_sorted(v: &mut [usize]) {
+    let mut budget = 8 * v.len() + 64;
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > x {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+        budget = budget.saturating_sub(i - j);
+        if budget == 0 {
+            v.sort_unstable();
+            return;
+        }
     }
 }
 
@@ -681,8 +707,9 @@ impl Buckets {
 /// 64-byte line when state ids fit in 16 bits, where a row ordered by byte value
 /// spreads a state's letters over two or three; those lines are side by side for all
 /// states, where rows of a few hundred bytes would crowd the hot lines into a few of
-/// the cache's sets; and the match states come first, so one comparison tells a hit. Walks over different stretches do not depend
-/// on each other: interleaved, their loads are in flight together.
+/// the cache's sets; and the match states come first, so one comparison tells a hit.
+/// Walks over different stretches do not depend on each other: interleaved, their
+/// loads are in flight together.
 #[derive(Debug, Clone)]
 struct Prefilter<P> {
     /// Where each byte's transitions are: state `s` goes on byte `b` to
@@ -930,10 +957,13 @@ impl<P: Copy> Prefilter<P> {
         lines
     }
 
-    /// Calls `hit(payload, start)` for every occurrence of every literal that starts
-    /// at or after `from` in `hay`, in no particular order (overlapping occurrences
-    /// included, as an overlapping Aho-Corasick search reports them).
-    fn each_hit(&self, hay: &[u8], from: usize, hit: impl FnMut(P, usize)) {
+    /// Calls `hit(payload, start, walk)` for every occurrence of every literal that
+    /// starts at or after `from` in `hay` (overlapping occurrences included, as an
+    /// overlapping Aho-Corasick search reports them). The text is cut into up to
+    /// [`WALKS`] stretches, numbered in text order, and each `walk` reports the
+    /// occurrences that end in its stretch, in the order they end; the walks' reports
+    /// come interleaved.
+    fn each_hit(&self, hay: &[u8], from: usize, hit: impl FnMut(P, usize, usize)) {
         match &self.table {
             Table::Narrow(t) => self.walk(t, hay, from, hit),
             Table::Wide(t) => self.walk(t, hay, from, hit),
@@ -945,7 +975,7 @@ impl<P: Copy> Prefilter<P> {
         table: &[Line<W>],
         hay: &[u8],
         from: usize,
-        mut hit: impl FnMut(P, usize),
+        mut hit: impl FnMut(P, usize, usize),
     ) {
         let slot = &*self.slot;
         let next = |s: usize, b: u8| {
@@ -966,14 +996,14 @@ impl<P: Copy> Prefilter<P> {
             end[k] = bound(k + 1);
         }
         let matching = self.matching;
-        let mut report = |s: usize, i: usize, own: usize| {
-            if i < own {
+        let mut report = |s: usize, i: usize, k: usize| {
+            if i < own[k] {
                 return;
             }
             let ends = &self.ends[self.ends_of[s] as usize..self.ends_of[s + 1] as usize];
             for &(len, payload) in ends {
                 if let Some(q) = (i + 1).checked_sub(len as usize).filter(|&q| q >= from) {
-                    hit(payload, q);
+                    hit(payload, q, k);
                 }
             }
         };
@@ -991,16 +1021,16 @@ impl<P: Copy> Prefilter<P> {
                 s2 = next(s2, b2);
                 s3 = next(s3, b3);
                 if s0 < matching {
-                    report(s0, at[0] + j, own[0]);
+                    report(s0, at[0] + j, 0);
                 }
                 if s1 < matching {
-                    report(s1, at[1] + j, own[1]);
+                    report(s1, at[1] + j, 1);
                 }
                 if s2 < matching {
-                    report(s2, at[2] + j, own[2]);
+                    report(s2, at[2] + j, 2);
                 }
                 if s3 < matching {
-                    report(s3, at[3] + j, own[3]);
+                    report(s3, at[3] + j, 3);
                 }
             }
             state = [s0, s1, s2, s3];
@@ -1012,7 +1042,7 @@ impl<P: Copy> Prefilter<P> {
             for (i, &byte) in hay.iter().enumerate().take(end[k]).skip(at[k]) {
                 state[k] = next(state[k], byte);
                 if state[k] < matching {
-                    report(state[k], i, own[k]);
+                    report(state[k], i, k);
                 }
             }
         }
@@ -1442,10 +1472,10 @@ impl SignatureSet {
     fn candidates(&self, hay: &[u8], from: usize, found: &[bool]) -> (Buckets, Buckets) {
         let mut starts: Vec<u64> = Vec::new();
         let mut gates: Vec<u64> = Vec::new();
-        self.prefilter.each_hit(hay, from, |u, q| match u {
+        self.prefilter.each_hit(hay, from, |u, q, walk| match u {
             Use::Gate(index) => {
                 if !found[index as usize] {
-                    gates.push(pack(index as usize, q));
+                    gates.push(pack(index as usize, walk, q));
                 }
             }
             Use::Anchor {
@@ -1460,7 +1490,7 @@ impl SignatureSet {
                 let (min, max) = (usize::from(min), usize::from(max));
                 for p in q.saturating_sub(max)..=q.saturating_sub(min) {
                     if start.holds(hay, p) {
-                        starts.push(pack(index as usize, p));
+                        starts.push(pack(index as usize, walk, p));
                     }
                 }
             }
@@ -1721,7 +1751,14 @@ mod tests {
                     (xorshift(&mut state) >> 20) as usize % (len + 1)
                 };
                 let mut got = Vec::new();
-                prefilter.each_hit(&hay, from, |literal, q| got.push((literal, q)));
+                let mut last_end = [0usize; WALKS];
+                prefilter.each_hit(&hay, from, |literal, q, walk| {
+                    // Each walk reports in the order occurrences end.
+                    let end = q + literals[literal].len();
+                    assert!(end >= last_end[walk], "walk {walk} went back");
+                    last_end[walk] = end;
+                    got.push((literal, q));
+                });
                 let input = aho_corasick::Input::new(&hay).range(from..);
                 let mut want: Vec<(usize, usize)> = plain
                     .find_overlapping_iter(input)
@@ -1758,7 +1795,7 @@ mod tests {
         let text = crate::normalized(&crate::tests::varied_document(40_000));
         let hay = text.as_bytes();
         let mut got = Vec::new();
-        prefilter.each_hit(hay, 0, |literal, q| got.push((literal, q)));
+        prefilter.each_hit(hay, 0, |literal, q, _| got.push((literal, q)));
         let mut want: Vec<(usize, usize)> = plain
             .find_overlapping_iter(hay)
             .map(|m| (m.pattern().as_usize(), m.start()))
@@ -1808,19 +1845,30 @@ mod tests {
         let mut state: u64 = 0x00B0_C4E7_5EED;
         for _ in 0..200 {
             let n = 1 + (xorshift(&mut state) % 12) as usize;
-            let pairs: Vec<(usize, usize)> = (0..(xorshift(&mut state) % 300))
+            // Positions in any order, or (as walks report them) each walk's in order
+            // but for neighbours a few bytes apart.
+            let nearly = xorshift(&mut state) % 2 == 0;
+            let mut next = [0usize; WALKS];
+            let pairs: Vec<(usize, usize, usize)> = (0..(xorshift(&mut state) % 300))
                 .map(|_| {
-                    let index = (xorshift(&mut state) as usize) % n;
-                    (index, (xorshift(&mut state) as usize) % 5000)
+                    let r = xorshift(&mut state) as usize;
+                    let (index, walk) = (r % n, (r >> 8) % WALKS);
+                    let p = if nearly {
+                        next[walk] += (r >> 16) % 4;
+                        (walk * 10_000 + next[walk]).saturating_sub((r >> 24) % 24)
+                    } else {
+                        (r >> 16) % 5000
+                    };
+                    (index, walk, p)
                 })
                 .collect();
-            let packed: Vec<u64> = pairs.iter().map(|&(i, p)| pack(i, p)).collect();
+            let packed: Vec<u64> = pairs.iter().map(|&(i, w, p)| pack(i, w, p)).collect();
             let buckets = Buckets::of(&packed, n);
             for index in 0..n {
                 let mut want: Vec<usize> = pairs
                     .iter()
-                    .filter(|&&(i, _)| i == index)
-                    .map(|&(_, p)| p)
+                    .filter(|&&(i, _, _)| i == index)
+                    .map(|&(_, _, p)| p)
                     .collect();
                 want.sort_unstable();
                 assert_eq!(buckets.of_signature(index), &want[..]);
