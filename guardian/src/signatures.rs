@@ -1847,7 +1847,7 @@ mod tests {
             let n = 1 + (xorshift(&mut state) % 12) as usize;
             // Positions in any order, or (as walks report them) each walk's in order
             // but for neighbours a few bytes apart.
-            let nearly = xorshift(&mut state) % 2 == 0;
+            let nearly = xorshift(&mut state).is_multiple_of(2);
             let mut next = [0usize; WALKS];
             let pairs: Vec<(usize, usize, usize)> = (0..(xorshift(&mut state) % 300))
                 .map(|_| {
