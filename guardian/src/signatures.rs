@@ -631,47 +631,84 @@ fn unpack(c: u64) -> (usize, usize) {
     ((c >> 40) as usize, (c & ((1 << 40) - 1)) as usize)
 }
 
-/// Positions grouped by signature, each group ascending (repeats kept): those of
-/// signature `i` are `positions[offsets[i]..offsets[i + 1]]`.
+/// Positions grouped by signature, each group ascending (repeats kept), for the
+/// signatures that have any.
 ///
-/// A counting pass groups the positions by signature and, within a signature, by the
-/// prefilter walk that reported them, keeping each walk's order. A walk reports
-/// literals in the order they end, and a start is a literal's length and its
-/// anchor's short head before that, so a group is in order but for neighbours a few
-/// bytes apart, and an insertion sort puts it in order in about one pass.
+/// Pairs are grouped by signature and, within a signature, by the prefilter walk that
+/// reported them, keeping each walk's order: by a counting pass when there are many,
+/// by sorting the packed pairs when there are few (a short text would pay more for
+/// the counts of every signature than for the sort). A walk reports literals in the
+/// order they end, and a start is a literal's length and its anchor's short head
+/// before that, so a group is in order but for neighbours a few bytes apart, and an
+/// insertion sort puts it in order in about one pass.
 struct Buckets {
     positions: Vec<usize>,
-    offsets: Vec<usize>,
+    /// `(signature, range of its positions)`, by signature.
+    groups: Vec<(usize, std::ops::Range<usize>)>,
 }
+
+/// Up to this many pairs are grouped by a sort rather than a counting pass.
+const FEW_PAIRS: usize = 128;
 
 impl Buckets {
     /// The [`pack`]ed positions of `signatures` signatures, grouped.
     fn of(pairs: &[u64], signatures: usize) -> Self {
-        let keys = signatures * WALKS;
-        let mut counts = vec![0usize; keys + 1];
-        for &c in pairs {
-            counts[unpack(c).0 + 1] += 1;
+        let mut positions = Vec::with_capacity(pairs.len());
+        let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+        if pairs.len() <= FEW_PAIRS {
+            let mut sorted = pairs.to_vec();
+            sorted.sort_unstable();
+            for c in sorted {
+                let (key, p) = unpack(c);
+                let index = key / WALKS;
+                match groups.last_mut() {
+                    Some((i, range)) if *i == index => range.end += 1,
+                    _ => groups.push((index, positions.len()..positions.len() + 1)),
+                }
+                positions.push(p);
+            }
+        } else {
+            let keys = signatures * WALKS;
+            let mut counts = vec![0usize; keys + 1];
+            for &c in pairs {
+                counts[unpack(c).0 + 1] += 1;
+            }
+            for k in 0..keys {
+                counts[k + 1] += counts[k];
+            }
+            let mut fill = counts.clone();
+            positions.resize(pairs.len(), 0);
+            for &c in pairs {
+                let (key, p) = unpack(c);
+                positions[fill[key]] = p;
+                fill[key] += 1;
+            }
+            for index in 0..signatures {
+                let range = counts[index * WALKS]..counts[(index + 1) * WALKS];
+                if !range.is_empty() {
+                    groups.push((index, range));
+                }
+            }
         }
-        for k in 0..keys {
-            counts[k + 1] += counts[k];
+        for (_, range) in &groups {
+            sort_nearly_sorted(&mut positions[range.clone()]);
         }
-        let mut fill = counts.clone();
-        let mut positions = vec![0usize; pairs.len()];
-        for &c in pairs {
-            let (key, p) = unpack(c);
-            positions[fill[key]] = p;
-            fill[key] += 1;
-        }
-        let offsets: Vec<usize> = counts.iter().step_by(WALKS).copied().collect();
-        for w in offsets.windows(2) {
-            sort_nearly_sorted(&mut positions[w[0]..w[1]]);
-        }
-        Self { positions, offsets }
+        Self { positions, groups }
+    }
+
+    /// Each signature that has positions, with its positions, ascending.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[usize])> {
+        self.groups
+            .iter()
+            .map(|(index, range)| (*index, &self.positions[range.clone()]))
     }
 
     /// The positions of signature `index`, ascending.
     fn of_signature(&self, index: usize) -> &[usize] {
-        &self.positions[self.offsets[index]..self.offsets[index + 1]]
+        match self.groups.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(k) => &self.positions[self.groups[k].1.clone()],
+            Err(_) => &[],
+        }
     }
 }
 
@@ -1515,12 +1552,12 @@ impl SignatureSet {
         keep: impl Fn(usize, usize) -> bool,
     ) -> Vec<RawHit> {
         let mut out = Vec::new();
-        for index in 0..self.signatures.len() {
+        for (index, starts) in candidates.iter() {
             let g = gates.of_signature(index);
             // The first gate at or after the current start: starts only grow.
             let mut gate = 0;
             let mut last = None;
-            for &p in candidates.of_signature(index) {
+            for &p in starts {
                 if last.replace(p) == Some(p) {
                     continue;
                 }
@@ -1849,7 +1886,8 @@ mod tests {
             // but for neighbours a few bytes apart.
             let nearly = xorshift(&mut state).is_multiple_of(2);
             let mut next = [0usize; WALKS];
-            let pairs: Vec<(usize, usize, usize)> = (0..(xorshift(&mut state) % 300))
+            // Up to twelve times FEW_PAIRS: both ways of grouping.
+            let pairs: Vec<(usize, usize, usize)> = (0..(xorshift(&mut state) % 1536))
                 .map(|_| {
                     let r = xorshift(&mut state) as usize;
                     let (index, walk) = (r % n, (r >> 8) % WALKS);
@@ -1873,6 +1911,11 @@ mod tests {
                 want.sort_unstable();
                 assert_eq!(buckets.of_signature(index), &want[..]);
             }
+            let listed: Vec<usize> = buckets.iter().map(|(i, _)| i).collect();
+            let mut present: Vec<usize> = pairs.iter().map(|&(i, _, _)| i).collect();
+            present.sort_unstable();
+            present.dedup();
+            assert_eq!(listed, present);
         }
     }
 
