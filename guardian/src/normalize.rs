@@ -828,6 +828,7 @@ pub(crate) struct CharTable {
 }
 
 impl CharTable {
+    /// The table, built on first use.
     pub(crate) fn get() -> &'static Self {
         static TABLE: std::sync::OnceLock<Box<CharTable>> = std::sync::OnceLock::new();
         TABLE.get_or_init(|| {
