@@ -909,6 +909,7 @@ fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
     let b = text.as_bytes();
     let mut bytes = Vec::with_capacity(b.len() + 8);
     let mut map = Map::with_capacity(64);
+    let table = Some(CharTable::get());
     let mut pos = 0;
     while pos < b.len() {
         let Some(first) = next_non_ascii(b, pos) else {
@@ -925,7 +926,6 @@ fn canonical_mixed(text: &str, events: &mut ObfuscationEvents) -> View {
         push_lowercase(&mut bytes, &b[pos..s]);
         map.push_identity(pos as u32, s - pos);
         // `s` and `e` sit next to ASCII bytes, so they are character boundaries.
-        let table = Some(CharTable::get());
         canonical_segment(&text[s..e], s as u32, events, &mut bytes, &mut map, table);
         pos = e;
     }
@@ -1482,7 +1482,7 @@ fn long_runs(
     table: &[bool; 256],
     class: impl Fn(classes::Lanes) -> wide::i8x16 + Copy,
 ) -> Vec<(usize, usize)> {
-    use classes::{mask, BLOCK};
+    use classes::{bits, mask, BLOCK};
     let mut out = Vec::new();
     let mut next = 0;
     for i in (0..bytes.len()).step_by(BLOCK) {
@@ -1492,9 +1492,7 @@ fn long_runs(
         full &= full >> 2;
         full &= full >> 4;
         full &= 0x0101_0101_0101_0101;
-        while full != 0 {
-            let c = i + full.trailing_zeros() as usize;
-            full &= full - 1;
+        for c in bits(full).map(|k| i + k) {
             if c < next {
                 continue;
             }

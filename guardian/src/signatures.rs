@@ -412,7 +412,8 @@ fn takes_steps(steps: &[Vec<u8>], hay: &[u8]) -> bool {
             [a] => memchr::memchr(a, rest),
             [a, b] => memchr::memchr2(a, b, rest),
             [a, b, c] => memchr::memchr3(a, b, c, rest),
-            _ => Some(0),
+            // `required_steps` makes none other; such a step would test nothing.
+            _ => continue,
         };
         match found {
             Some(i) => at += i + 1,
@@ -435,7 +436,7 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
         let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
         return match (shortest < 3).then(head).flatten() {
             Some(((longer, _), anchors)) if longer > shortest => Some(anchors),
-            _ => Some(at_start(lits)),
+            _ => Some(anchored(lits, (0, 0))),
         };
     }
     match hir.kind() {
@@ -455,14 +456,11 @@ fn anchors_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
 /// measure of the weakest), then fewer literals. Larger is better.
 type LiteralScore = (usize, std::cmp::Reverse<usize>);
 
-/// Anchors on `literals` at the start of a match.
-fn at_start(literals: Vec<Vec<u8>>) -> Vec<Anchor> {
+/// Anchors on `literals`, each `back` bytes after a match start (`(0, 0)`: at it).
+fn anchored(literals: Vec<Vec<u8>>, back: (usize, usize)) -> Vec<Anchor> {
     literals
         .into_iter()
-        .map(|literal| Anchor {
-            literal,
-            back: (0, 0),
-        })
+        .map(|literal| Anchor { literal, back })
         .collect()
 }
 
@@ -490,14 +488,7 @@ fn best_head(items: &[regex_syntax::hir::Hir]) -> Option<(LiteralScore, Vec<Anch
             let shortest = lits.iter().map(Vec::len).min().unwrap_or(0);
             let score = (shortest, std::cmp::Reverse(lits.len()));
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                let anchors = lits
-                    .into_iter()
-                    .map(|literal| Anchor {
-                        literal,
-                        back: (min, max),
-                    })
-                    .collect();
-                best = Some((score, anchors));
+                best = Some((score, anchored(lits, (min, max))));
             }
         }
     }
@@ -926,17 +917,14 @@ impl<P: Copy> Prefilter<P> {
 
         // Match states first, each group in breadth-first order (shallow states,
         // the ones a walk is in most, together).
+        let (mut by_new, rest): (Vec<usize>, Vec<usize>) =
+            order.iter().partition(|&&s| !out[s].is_empty());
+        let matching = by_new.len();
+        by_new.extend(rest);
         let mut renamed = vec![0usize; n];
-        let by_new: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&s| !out[s].is_empty())
-            .chain(order.iter().copied().filter(|&s| out[s].is_empty()))
-            .collect();
         for (new, &old) in by_new.iter().enumerate() {
             renamed[old] = new;
         }
-        let matching = order.iter().filter(|&&s| !out[s].is_empty()).count();
         let columns = k.div_ceil(LINE);
         let rows = |fill: &mut dyn FnMut(usize, usize)| {
             for (new, &old) in by_new.iter().enumerate() {
@@ -1441,14 +1429,15 @@ impl SignatureSet {
                 ch.get(k).is_some_and(|c| c.0 <= e)
             }
         };
+        // The signatures of `set` (whose patterns are those of `ids`) that match.
+        let matching = |set: &RegexSet, ids: &[usize]| -> Vec<usize> {
+            set.matches_at(hay, from)
+                .iter()
+                .map(|local| ids[local])
+                .collect()
+        };
         let searched: Vec<usize> = match which {
-            SignatureView::Squeezed => {
-                let matched = self.squeezed_set.matches_at(hay, from);
-                matched
-                    .iter()
-                    .map(|local| self.squeezed_ids[local])
-                    .collect()
-            }
+            SignatureView::Squeezed => matching(&self.squeezed_set, &self.squeezed_ids),
             SignatureView::Normalized => {
                 let mut found: Vec<bool> = (0..self.signatures.len()).map(skip).collect();
                 for h in out.iter() {
@@ -1466,11 +1455,7 @@ impl SignatureSet {
                 if self.unanchored_ids.len() <= UNANCHORED_ALONE {
                     self.unanchored_ids.clone()
                 } else {
-                    let matched = self.unanchored_set.matches_at(hay, from);
-                    matched
-                        .iter()
-                        .map(|local| self.unanchored_ids[local])
-                        .collect()
+                    matching(&self.unanchored_set, &self.unanchored_ids)
                 }
             }
         };
