@@ -291,21 +291,13 @@ mod tests {
         assert_eq!(sev("storage.persistent"), Some(Severity::Low));
         assert_eq!(sev("code.intelligence"), Some(Severity::Medium));
         assert_eq!(sev("flowchart.invoke"), Some(Severity::Medium));
-        let critical: Vec<_> = catalog()
-            .iter()
-            .filter(|c| c.severity == Severity::Critical)
-            .map(|c| c.key)
-            .collect();
+        let critical: Vec<_> = catalog().iter().filter(|c| c.severity == Severity::Critical).map(|c| c.key).collect();
         assert_eq!(critical, ["process.spawn"]);
     }
 
     #[test]
     fn scope_fields_follow_design() {
-        let fields = |k| {
-            lookup(k)
-                .map(|c| c.scope_fields.to_vec())
-                .unwrap_or_default()
-        };
+        let fields = |k| lookup(k).map(|c| c.scope_fields.to_vec()).unwrap_or_default();
         assert_eq!(fields("network.http"), ["domains", "methods", "ports"]);
         assert_eq!(fields("browser.scrape"), ["domains", "max_pages"]);
         assert!(fields("clipboard.read").is_empty());
@@ -348,12 +340,7 @@ mod tests {
 
     #[test]
     fn severity_round_trips() {
-        for s in [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ] {
+        for s in [Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
             assert_eq!(s.to_string().parse::<Severity>(), Ok(s));
             let json = serde_json::to_string(&s).unwrap_or_default();
             assert_eq!(json, format!("\"{s}\""));

@@ -17,16 +17,8 @@ pub struct Problem {
 
 impl Problem {
     /// Builds a problem from its three parts.
-    pub fn new(
-        field: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Problem {
-            field: field.into(),
-            message: message.into(),
-            fix: fix.into(),
-        }
+    pub fn new(field: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem { field: field.into(), message: message.into(), fix: fix.into() }
     }
 }
 
@@ -62,10 +54,7 @@ pub struct ManifestError {
 
 impl ManifestError {
     pub(crate) fn single(origin: &str, problem: Problem) -> Self {
-        ManifestError {
-            origin: origin.to_owned(),
-            problems: vec![problem],
-        }
+        ManifestError { origin: origin.to_owned(), problems: vec![problem] }
     }
 
     /// Whether some problem concerns `field` exactly.
@@ -77,13 +66,7 @@ impl ManifestError {
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(
-            f,
-            "{}: invalid manifest ({} problem{})",
-            self.origin,
-            n,
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{}: invalid manifest ({} problem{})", self.origin, n, if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             write!(f, "\n  {}: {p}", self.origin)?;
         }
@@ -96,12 +79,7 @@ impl fmt::Display for ManifestError {
 pub(crate) struct Problems(pub(crate) Vec<Problem>);
 
 impl Problems {
-    pub(crate) fn push(
-        &mut self,
-        field: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
         self.0.push(Problem::new(field, message, fix));
     }
 

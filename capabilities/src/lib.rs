@@ -40,17 +40,14 @@ mod error;
 mod manifest;
 mod scope;
 
-pub use catalog::{
-    capability_for_import, catalog, lookup, CapabilityInfo, Severity, UnknownSeverity,
-};
+pub use catalog::{capability_for_import, catalog, lookup, CapabilityInfo, Severity, UnknownSeverity};
 pub use error::{ManifestError, Problem};
 pub use manifest::{
     ArgumentValidator, ExtensionInfo, Manifest, Permission, RuntimeLimits, ToolSpec, DEFAULT_MAX_CONCURRENT_CALLS,
     DEFAULT_MAX_CPU_MS_PER_CALL, DEFAULT_MAX_MEMORY_MB, MAX_MANIFEST_BYTES,
 };
 pub use scope::{
-    parse_size, AgentScope, ArgPattern, AutomationScope, ChannelScope, DomainPattern,
-    FlowchartScope, FsPath, FsRoots, FsScope, InferenceScope, McpScope, MessagingKind,
-    MessagingScope, NetworkKind, NetworkScope, ProcessScope, RateLimit, RateLimitError,
-    RecipientPattern, Scope, SearchScope, StorageScope, VcsScope, DEFAULT_STORAGE_BYTES,
+    parse_size, AgentScope, ArgPattern, AutomationScope, ChannelScope, DomainPattern, FlowchartScope, FsPath, FsRoots,
+    FsScope, InferenceScope, McpScope, MessagingKind, MessagingScope, NetworkKind, NetworkScope, ProcessScope,
+    RateLimit, RateLimitError, RecipientPattern, Scope, SearchScope, StorageScope, VcsScope, DEFAULT_STORAGE_BYTES,
 };

@@ -187,11 +187,8 @@ impl std::fmt::Debug for ArgumentValidator {
 impl ArgumentValidator {
     /// Checks `args`; each problem reads "JSON pointer: message".
     pub fn validate(&self, args: &serde_json::Value) -> Result<(), Vec<String>> {
-        let errors: Vec<String> = self
-            .validator
-            .iter_errors(args)
-            .map(|e| format!("{}: {}", e.instance_path(), e))
-            .collect();
+        let errors: Vec<String> =
+            self.validator.iter_errors(args).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
         if errors.is_empty() {
             Ok(())
         } else {
@@ -209,10 +206,7 @@ impl Manifest {
                 origin,
                 Problem::new(
                     "",
-                    format!(
-                        "the manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}",
-                        text.len()
-                    ),
+                    format!("the manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}", text.len()),
                     "shorten descriptions and schemas",
                 ),
             ));
@@ -222,11 +216,7 @@ impl Manifest {
                 origin,
                 Problem::new(
                     "",
-                    format!(
-                        "not valid TOML{}: {}",
-                        position(text, e.span()),
-                        one_line(e.message())
-                    ),
+                    format!("not valid TOML{}: {}", position(text, e.span()), one_line(e.message())),
                     "fix the syntax at the position shown",
                 ),
             )
@@ -243,20 +233,12 @@ impl Manifest {
             }
         }
         let extension = parse_extension(doc.get("extension"), &mut p);
-        let id = extension
-            .as_ref()
-            .map(|e| e.id.as_str())
-            .unwrap_or("extension");
+        let id = extension.as_ref().map(|e| e.id.as_str()).unwrap_or("extension");
         let runtime = parse_runtime(doc.get("runtime"), id, &mut p);
         let permissions = parse_permissions(doc.get("permissions"), &mut p);
         let tools = parse_tools(doc.get("tools"), &mut p);
         match (extension, runtime) {
-            (Some(extension), Some(runtime)) if p.is_empty() => Ok(Manifest {
-                extension,
-                runtime,
-                permissions,
-                tools,
-            }),
+            (Some(extension), Some(runtime)) if p.is_empty() => Ok(Manifest { extension, runtime, permissions, tools }),
             _ => {
                 let mut problems = p.0;
                 if problems.len() > MAX_PROBLEMS {
@@ -269,10 +251,7 @@ impl Manifest {
                         "fix the problems above and validate again",
                     ));
                 }
-                Err(ManifestError {
-                    origin: origin.to_owned(),
-                    problems,
-                })
+                Err(ManifestError { origin: origin.to_owned(), problems })
             }
         }
     }
@@ -296,10 +275,7 @@ impl Manifest {
                 &origin,
                 Problem::new(
                     "",
-                    format!(
-                        "the manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}",
-                        meta.len()
-                    ),
+                    format!("the manifest is {} bytes, more than the limit of {MAX_MANIFEST_BYTES}", meta.len()),
                     "shorten descriptions and schemas",
                 ),
             ));
@@ -310,10 +286,7 @@ impl Manifest {
                 &origin,
                 Problem::new(
                     "",
-                    format!(
-                        "the manifest is not UTF-8 (invalid byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    ),
+                    format!("the manifest is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
                     "save the file as UTF-8",
                 ),
             )
@@ -331,28 +304,19 @@ impl Manifest {
         ext.insert("version".into(), e.version.to_string().into());
         ext.insert("author".into(), e.author.clone().into());
         ext.insert("description".into(), e.description.clone().into());
-        ext.insert(
-            "categories".into(),
-            toml::Value::Array(e.categories.iter().map(|c| c.clone().into()).collect()),
-        );
+        ext.insert("categories".into(), toml::Value::Array(e.categories.iter().map(|c| c.clone().into()).collect()));
         doc.insert("extension".into(), toml::Value::Table(ext));
 
         let r = &self.runtime;
         let mut rt = toml::Table::new();
         rt.insert("entrypoint".into(), r.entrypoint.clone().into());
-        rt.insert(
-            "max_memory_mb".into(),
-            toml::Value::Integer(i64::from(r.max_memory_mb)),
-        );
+        rt.insert("max_memory_mb".into(), toml::Value::Integer(i64::from(r.max_memory_mb)));
         // Bounded to 600000 by validation; saturate rather than fail for hand-built values.
         rt.insert(
             "max_cpu_ms_per_call".into(),
             toml::Value::Integer(i64::try_from(r.max_cpu_ms_per_call).unwrap_or(i64::MAX)),
         );
-        rt.insert(
-            "max_concurrent_calls".into(),
-            toml::Value::Integer(i64::from(r.max_concurrent_calls)),
-        );
+        rt.insert("max_concurrent_calls".into(), toml::Value::Integer(i64::from(r.max_concurrent_calls)));
         doc.insert("runtime".into(), toml::Value::Table(rt));
 
         let perms: Vec<toml::Value> = self
@@ -387,8 +351,7 @@ impl Manifest {
             .collect();
         doc.insert("tools".into(), toml::Value::Array(tools));
 
-        toml::to_string(&doc)
-            .unwrap_or_else(|e| format!("# the manifest could not be written as TOML: {e}\n"))
+        toml::to_string(&doc).unwrap_or_else(|e| format!("# the manifest could not be written as TOML: {e}\n"))
     }
 
     /// The permission for a capability key, if the manifest asks for it.
@@ -426,10 +389,7 @@ impl Manifest {
     /// let errors = m.check_imports(["omni:caps/http@0.1.0"]).unwrap_err();
     /// assert!(errors[0].contains("network.http"));
     /// ```
-    pub fn check_imports<'a>(
-        &self,
-        imports: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), Vec<String>> {
+    pub fn check_imports<'a>(&self, imports: impl IntoIterator<Item = &'a str>) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         for import in imports {
             let name = import.split_once('@').map_or(import, |(n, _)| n);
@@ -503,29 +463,14 @@ enum Text {
 }
 
 /// Reads a string field, checking length, emptiness and hidden characters.
-fn text(
-    t: &toml::Table,
-    key: &str,
-    base: &str,
-    kind: Text,
-    max: usize,
-    p: &mut Problems,
-) -> Option<String> {
+fn text(t: &toml::Table, key: &str, base: &str, kind: Text, max: usize, p: &mut Problems) -> Option<String> {
     let field = format!("{base}.{key}");
     let Some(v) = t.get(key) else {
-        p.push(
-            field,
-            format!("missing required field {key:?}"),
-            format!("add {key} = \"...\" to [{base}]"),
-        );
+        p.push(field, format!("missing required field {key:?}"), format!("add {key} = \"...\" to [{base}]"));
         return None;
     };
     let Some(s) = v.as_str() else {
-        p.push(
-            field,
-            format!("must be a string, found {}", type_name(v)),
-            "quote the value",
-        );
+        p.push(field, format!("must be a string, found {}", type_name(v)), "quote the value");
         return None;
     };
     // Files saved with Windows line endings keep "\r\n" inside multi-line strings.
@@ -544,14 +489,7 @@ fn check_text(s: &str, field: &str, kind: Text, max: usize, p: &mut Problems) ->
         return false;
     }
     if s.chars().count() > max {
-        p.push(
-            field,
-            format!(
-                "is {} characters long, more than the limit of {max}",
-                s.chars().count()
-            ),
-            "shorten it",
-        );
+        p.push(field, format!("is {} characters long, more than the limit of {max}", s.chars().count()), "shorten it");
         return false;
     }
     let bad = s.chars().find(|&c| match kind {
@@ -559,38 +497,21 @@ fn check_text(s: &str, field: &str, kind: Text, max: usize, p: &mut Problems) ->
         Text::Paragraphs => (c.is_control() && c != '\n' && c != '\t') || is_invisible(c),
     });
     if let Some(c) = bad {
-        let what = if is_invisible(c) {
-            "an invisible or text-direction character"
-        } else {
-            "a control character"
-        };
+        let what = if is_invisible(c) { "an invisible or text-direction character" } else { "a control character" };
         let fix = match kind {
             Text::Line => "write it on one line with visible characters only",
             Text::Paragraphs => "remove it; only visible characters, newlines and tabs are allowed",
         };
-        p.push(
-            field,
-            format!("contains {what} (U+{:04X})", u32::from(c)),
-            fix,
-        );
+        p.push(field, format!("contains {what} (U+{:04X})", u32::from(c)), fix);
         return false;
     }
     true
 }
 
-fn table<'a>(
-    v: Option<&'a toml::Value>,
-    field: &str,
-    header: &str,
-    p: &mut Problems,
-) -> Option<&'a toml::Table> {
+fn table<'a>(v: Option<&'a toml::Value>, field: &str, header: &str, p: &mut Problems) -> Option<&'a toml::Table> {
     match v {
         None => {
-            p.push(
-                field,
-                format!("missing required section {header}"),
-                format!("add a {header} section"),
-            );
+            p.push(field, format!("missing required section {header}"), format!("add a {header} section"));
             None
         }
         Some(toml::Value::Table(t)) => Some(t),
@@ -608,60 +529,35 @@ fn table<'a>(
 /// Checks the reverse-domain id rule; returns the problem message and fix.
 fn check_id(id: &str) -> Result<(), (String, String)> {
     let fix_general =
-        "use lowercase labels of a-z, 0-9 and '-' separated by dots, e.g. \"dev.example.my-tool\""
-            .to_owned();
+        "use lowercase labels of a-z, 0-9 and '-' separated by dots, e.g. \"dev.example.my-tool\"".to_owned();
     if id.len() > MAX_ID_LEN {
-        return Err((
-            format!("is longer than {MAX_ID_LEN} bytes"),
-            "use a shorter id".into(),
-        ));
+        return Err((format!("is longer than {MAX_ID_LEN} bytes"), "use a shorter id".into()));
     }
     if let Some(c) = id.chars().find(|c| !c.is_ascii()) {
         return Err((
-            format!(
-                "contains the non-ASCII character {c:?} (U+{:04X}), which can imitate another id",
-                u32::from(c)
-            ),
+            format!("contains the non-ASCII character {c:?} (U+{:04X}), which can imitate another id", u32::from(c)),
             fix_general,
         ));
     }
     if id.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err((
-            "contains uppercase letters".into(),
-            format!("write {:?}", id.to_ascii_lowercase()),
-        ));
+        return Err(("contains uppercase letters".into(), format!("write {:?}", id.to_ascii_lowercase())));
     }
     let labels: Vec<&str> = id.split('.').collect();
     if labels.len() < 2 {
-        return Err((
-            "is not reverse-domain: it needs at least two labels separated by '.'".into(),
-            fix_general,
-        ));
+        return Err(("is not reverse-domain: it needs at least two labels separated by '.'".into(), fix_general));
     }
     for label in labels {
         if label.is_empty() {
-            return Err((
-                "has an empty label (\"..\", or a leading or trailing dot)".into(),
-                fix_general,
-            ));
+            return Err(("has an empty label (\"..\", or a leading or trailing dot)".into(), fix_general));
         }
         if label.len() > 63 {
-            return Err((
-                format!("label {label:?} is longer than 63 characters"),
-                fix_general,
-            ));
+            return Err((format!("label {label:?} is longer than 63 characters"), fix_general));
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
             return Err((format!("contains {c:?}, which is not allowed"), fix_general));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err((
-                format!("label {label:?} starts or ends with '-'"),
-                fix_general,
-            ));
+            return Err((format!("label {label:?} starts or ends with '-'"), fix_general));
         }
     }
     Ok(())
@@ -670,19 +566,7 @@ fn check_id(id: &str) -> Result<(), (String, String)> {
 fn parse_extension(v: Option<&toml::Value>, p: &mut Problems) -> Option<ExtensionInfo> {
     let t = table(v, "extension", "[extension]", p)?;
     let base = "extension";
-    deny_unknown(
-        t,
-        &[
-            "id",
-            "name",
-            "version",
-            "author",
-            "description",
-            "categories",
-        ],
-        base,
-        p,
-    );
+    deny_unknown(t, &["id", "name", "version", "author", "description", "categories"], base, p);
     let id = match t.get("id") {
         None => {
             p.push(
@@ -695,20 +579,12 @@ fn parse_extension(v: Option<&toml::Value>, p: &mut Problems) -> Option<Extensio
         Some(toml::Value::String(s)) => match check_id(s) {
             Ok(()) => Some(s.clone()),
             Err((message, fix)) => {
-                p.push(
-                    "extension.id",
-                    format!("id {:?} {message}", truncate(s, 64)),
-                    fix,
-                );
+                p.push("extension.id", format!("id {:?} {message}", truncate(s, 64)), fix);
                 None
             }
         },
         Some(other) => {
-            p.push(
-                "extension.id",
-                format!("must be a string, found {}", type_name(other)),
-                "quote the id",
-            );
+            p.push("extension.id", format!("must be a string, found {}", type_name(other)), "quote the id");
             None
         }
     };
@@ -743,14 +619,7 @@ fn parse_extension(v: Option<&toml::Value>, p: &mut Problems) -> Option<Extensio
         }
     };
     let author = text(t, "author", base, Text::Line, MAX_AUTHOR_LEN, p);
-    let description = text(
-        t,
-        "description",
-        base,
-        Text::Paragraphs,
-        MAX_DESCRIPTION_LEN,
-        p,
-    );
+    let description = text(t, "description", base, Text::Paragraphs, MAX_DESCRIPTION_LEN, p);
     let categories = parse_categories(t.get("categories"), p);
     Some(ExtensionInfo {
         id: id?,
@@ -766,20 +635,13 @@ fn parse_categories(v: Option<&toml::Value>, p: &mut Problems) -> Option<Vec<Str
     let field = "extension.categories";
     let Some(v) = v else { return Some(Vec::new()) };
     let Some(items) = v.as_array() else {
-        p.push(
-            field,
-            format!("must be a list of strings, found {}", type_name(v)),
-            "write categories = [\"weather\"]",
-        );
+        p.push(field, format!("must be a list of strings, found {}", type_name(v)), "write categories = [\"weather\"]");
         return None;
     };
     if items.len() > MAX_CATEGORIES {
         p.push(
             field,
-            format!(
-                "has {} entries, more than the limit of {MAX_CATEGORIES}",
-                items.len()
-            ),
+            format!("has {} entries, more than the limit of {MAX_CATEGORIES}", items.len()),
             "keep the most fitting ones",
         );
         return None;
@@ -792,15 +654,10 @@ fn parse_categories(v: Option<&toml::Value>, p: &mut Problems) -> Option<Vec<Str
             Some(s)
                 if !s.is_empty()
                     && s.len() <= MAX_CATEGORY_LEN
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
             {
                 if out.iter().any(|c| c == s) {
-                    p.push(
-                        f,
-                        format!("duplicate category {s:?}"),
-                        "remove the repeated entry",
-                    );
+                    p.push(f, format!("duplicate category {s:?}"), "remove the repeated entry");
                 } else {
                     out.push(s.to_owned());
                 }
@@ -810,11 +667,7 @@ fn parse_categories(v: Option<&toml::Value>, p: &mut Problems) -> Option<Vec<Str
                 format!("{:?} is not a valid category", truncate(s, 64)),
                 format!("use 1 to {MAX_CATEGORY_LEN} characters of a-z, 0-9 and '-'"),
             ),
-            None => p.push(
-                f,
-                format!("must be a string, found {}", type_name(item)),
-                "quote the category",
-            ),
+            None => p.push(f, format!("must be a string, found {}", type_name(item)), "quote the category"),
         }
     }
     (p.len() == before).then_some(out)
@@ -824,32 +677,24 @@ fn parse_runtime(v: Option<&toml::Value>, id: &str, p: &mut Problems) -> Option<
     let mut r = RuntimeLimits::defaults_for(id);
     let Some(v) = v else { return Some(r) };
     let Some(t) = v.as_table() else {
-        p.push(
-            "runtime",
-            format!("must be a table, found {}", type_name(v)),
-            "write it as a [runtime] section",
-        );
+        p.push("runtime", format!("must be a table, found {}", type_name(v)), "write it as a [runtime] section");
         return None;
     };
-    deny_unknown(
-        t,
-        &[
-            "entrypoint",
-            "max_memory_mb",
-            "max_cpu_ms_per_call",
-            "max_concurrent_calls",
-        ],
-        "runtime",
-        p,
-    );
+    deny_unknown(t, &["entrypoint", "max_memory_mb", "max_cpu_ms_per_call", "max_concurrent_calls"], "runtime", p);
     let before = p.len();
     if let Some(e) = t.get("entrypoint") {
         match e.as_str() {
             Some(s) => match check_entrypoint(s) {
                 Ok(()) => r.entrypoint = s.to_owned(),
-                Err(message) => p.push("runtime.entrypoint", message, "give the file name of the component beside the manifest, e.g. \"weather.wasm\""),
+                Err(message) => p.push(
+                    "runtime.entrypoint",
+                    message,
+                    "give the file name of the component beside the manifest, e.g. \"weather.wasm\"",
+                ),
             },
-            None => p.push("runtime.entrypoint", format!("must be a string, found {}", type_name(e)), "quote the file name"),
+            None => {
+                p.push("runtime.entrypoint", format!("must be a string, found {}", type_name(e)), "quote the file name")
+            }
         }
     }
     let mut int = |key: &str, max: i64| -> Option<i64> {
@@ -858,11 +703,7 @@ fn parse_runtime(v: Option<&toml::Value>, id: &str, p: &mut Problems) -> Option<
         match v.as_integer() {
             Some(n) if n > 0 && n <= max => Some(n),
             Some(n) => {
-                p.push(
-                    field,
-                    format!("{n} is out of range"),
-                    format!("use a whole number from 1 to {max}"),
-                );
+                p.push(field, format!("{n} is out of range"), format!("use a whole number from 1 to {max}"));
                 None
             }
             None => {
@@ -890,9 +731,7 @@ fn parse_runtime(v: Option<&toml::Value>, id: &str, p: &mut Problems) -> Option<
 fn check_entrypoint(s: &str) -> Result<(), String> {
     let shown = truncate(s, 64);
     if s.contains(['/', '\\']) {
-        return Err(format!(
-            "{shown:?} contains a path separator; the component must sit beside the manifest"
-        ));
+        return Err(format!("{shown:?} contains a path separator; the component must sit beside the manifest"));
     }
     if s.len() > 255 {
         return Err(format!("{shown:?} is longer than 255 bytes"));
@@ -903,13 +742,8 @@ fn check_entrypoint(s: &str) -> Result<(), String> {
     if s.starts_with('.') {
         return Err(format!("{shown:?} is a hidden file name"));
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(format!(
-            "{shown:?} contains characters other than A-Z, a-z, 0-9, '.', '_' and '-'"
-        ));
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(format!("{shown:?} contains characters other than A-Z, a-z, 0-9, '.', '_' and '-'"));
     }
     Ok(())
 }
@@ -958,17 +792,18 @@ fn array_of_tables<'a>(
 fn parse_permissions(v: Option<&toml::Value>, p: &mut Problems) -> Vec<Permission> {
     let mut out = Vec::new();
     let mut seen: Vec<(String, usize)> = Vec::new();
-    for (i, t) in array_of_tables(v, "permissions", MAX_PERMISSIONS, p)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, t) in array_of_tables(v, "permissions", MAX_PERMISSIONS, p).into_iter().enumerate() {
         let Some(t) = t else { continue };
         let base = format!("permissions[{i}]");
         deny_unknown(t, &["capability", "scope", "reason", "required"], &base, p);
         let cap_field = format!("{base}.capability");
         let info = match t.get("capability") {
             None => {
-                p.push(cap_field, "missing required field \"capability\"", "add capability = \"...\" with a key from the capability catalog, e.g. \"network.http\"");
+                p.push(
+                    cap_field,
+                    "missing required field \"capability\"",
+                    "add capability = \"...\" with a key from the capability catalog, e.g. \"network.http\"",
+                );
                 None
             }
             Some(toml::Value::String(key)) => match lookup(key) {
@@ -988,22 +823,17 @@ fn parse_permissions(v: Option<&toml::Value>, p: &mut Problems) -> Vec<Permissio
                 None => {
                     let fix = match closest_key(key) {
                         Some(k) => format!("did you mean {k:?}? See the capability catalog in the manifest reference"),
-                        None => "use a key from the capability catalog in the manifest reference, e.g. \"network.http\"".to_owned(),
+                        None => {
+                            "use a key from the capability catalog in the manifest reference, e.g. \"network.http\""
+                                .to_owned()
+                        }
                     };
-                    p.push(
-                        cap_field,
-                        format!("unknown capability {:?}", truncate(key, 64)),
-                        fix,
-                    );
+                    p.push(cap_field, format!("unknown capability {:?}", truncate(key, 64)), fix);
                     None
                 }
             },
             Some(other) => {
-                p.push(
-                    cap_field,
-                    format!("must be a string, found {}", type_name(other)),
-                    "quote the capability key",
-                );
+                p.push(cap_field, format!("must be a string, found {}", type_name(other)), "quote the capability key");
                 None
             }
         };
@@ -1020,24 +850,15 @@ fn parse_permissions(v: Option<&toml::Value>, p: &mut Problems) -> Vec<Permissio
                 None
             }
         };
-        let scope = info.and_then(|info| {
-            match Scope::parse(info, t.get("scope"), &format!("{base}.scope")) {
-                Ok(s) => Some(s),
-                Err(problems) => {
-                    p.0.extend(problems);
-                    None
-                }
+        let scope = info.and_then(|info| match Scope::parse(info, t.get("scope"), &format!("{base}.scope")) {
+            Ok(s) => Some(s),
+            Err(problems) => {
+                p.0.extend(problems);
+                None
             }
         });
-        if let (Some(info), Some(scope), Some(reason), Some(required)) =
-            (info, scope, reason, required)
-        {
-            out.push(Permission {
-                capability: info.key.to_owned(),
-                scope,
-                reason,
-                required,
-            });
+        if let (Some(info), Some(scope), Some(reason), Some(required)) = (info, scope, reason, required) {
+            out.push(Permission { capability: info.key.to_owned(), scope, reason, required });
         }
     }
     out
@@ -1046,28 +867,20 @@ fn parse_permissions(v: Option<&toml::Value>, p: &mut Problems) -> Vec<Permissio
 fn parse_tools(v: Option<&toml::Value>, p: &mut Problems) -> Vec<ToolSpec> {
     let mut out: Vec<ToolSpec> = Vec::new();
     let mut seen: Vec<(String, usize)> = Vec::new();
-    for (i, t) in array_of_tables(v, "tools", MAX_TOOLS, p)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, t) in array_of_tables(v, "tools", MAX_TOOLS, p).into_iter().enumerate() {
         let Some(t) = t else { continue };
         let base = format!("tools[{i}]");
         deny_unknown(t, &["name", "description", "parameters"], &base, p);
         let name_field = format!("{base}.name");
         let name = match t.get("name") {
             None => {
-                p.push(
-                    name_field,
-                    "missing required field \"name\"",
-                    "add name = \"my_tool\"",
-                );
+                p.push(name_field, "missing required field \"name\"", "add name = \"my_tool\"");
                 None
             }
             Some(toml::Value::String(s)) => {
                 let valid = s.len() <= MAX_TOOL_NAME_LEN
                     && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
                 if !valid {
                     p.push(
                         name_field,
@@ -1088,29 +901,14 @@ fn parse_tools(v: Option<&toml::Value>, p: &mut Problems) -> Vec<ToolSpec> {
                 }
             }
             Some(other) => {
-                p.push(
-                    name_field,
-                    format!("must be a string, found {}", type_name(other)),
-                    "quote the name",
-                );
+                p.push(name_field, format!("must be a string, found {}", type_name(other)), "quote the name");
                 None
             }
         };
-        let description = text(
-            t,
-            "description",
-            &base,
-            Text::Paragraphs,
-            MAX_DESCRIPTION_LEN,
-            p,
-        );
+        let description = text(t, "description", &base, Text::Paragraphs, MAX_DESCRIPTION_LEN, p);
         let parameters = parse_parameters(t.get("parameters"), &format!("{base}.parameters"), p);
         if let (Some(name), Some(description), Some(parameters)) = (name, description, parameters) {
-            out.push(ToolSpec {
-                name,
-                description,
-                parameters,
-            });
+            out.push(ToolSpec { name, description, parameters });
         }
     }
     out
@@ -1130,11 +928,7 @@ const KNOWN_DRAFTS: [&str; 10] = [
     "https://json-schema.org/draft/2020-12/schema#",
 ];
 
-fn parse_parameters(
-    v: Option<&toml::Value>,
-    field: &str,
-    p: &mut Problems,
-) -> Option<serde_json::Value> {
+fn parse_parameters(v: Option<&toml::Value>, field: &str, p: &mut Problems) -> Option<serde_json::Value> {
     let fix = "write a JSON Schema object such as { type = \"object\", properties = { city = { type = \"string\" } } }";
     let schema = match v {
         None => return Some(serde_json::json!({ "type": "object", "properties": {} })),
@@ -1142,10 +936,7 @@ fn parse_parameters(
             if s.len() > MAX_PARAMETERS_BYTES {
                 p.push(
                     field,
-                    format!(
-                        "is {} bytes, more than the limit of {MAX_PARAMETERS_BYTES}",
-                        s.len()
-                    ),
+                    format!("is {} bytes, more than the limit of {MAX_PARAMETERS_BYTES}", s.len()),
                     "simplify the schema",
                 );
                 return None;
@@ -1166,23 +957,12 @@ fn parse_parameters(
             }
         },
         Some(other) => {
-            p.push(
-                field,
-                format!(
-                    "must be a table or a string holding JSON, found {}",
-                    type_name(other)
-                ),
-                fix,
-            );
+            p.push(field, format!("must be a table or a string holding JSON, found {}", type_name(other)), fix);
             return None;
         }
     };
     if json_depth_exceeds(&schema, MAX_SCHEMA_DEPTH) {
-        p.push(
-            field,
-            format!("is nested more than {MAX_SCHEMA_DEPTH} levels deep"),
-            "flatten the schema",
-        );
+        p.push(field, format!("is nested more than {MAX_SCHEMA_DEPTH} levels deep"), "flatten the schema");
         return None;
     }
     let Some(obj) = schema.as_object() else {
@@ -1204,15 +984,7 @@ fn parse_parameters(
         }
     }
     if let Err(e) = jsonschema::meta::validate(&schema) {
-        p.push(
-            field,
-            format!(
-                "is not a valid JSON Schema: {} (at {})",
-                e,
-                e.instance_path()
-            ),
-            fix,
-        );
+        p.push(field, format!("is not a valid JSON Schema: {} (at {})", e, e.instance_path()), fix);
         return None;
     }
     if let Err(e) = jsonschema::validator_for(&schema) {
@@ -1244,9 +1016,7 @@ fn json_depth_exceeds(v: &serde_json::Value, max: usize) -> bool {
 
 fn toml_to_json(v: &toml::Value, depth: usize) -> Result<serde_json::Value, String> {
     if depth > MAX_SCHEMA_DEPTH {
-        return Err(format!(
-            "is nested more than {MAX_SCHEMA_DEPTH} levels deep"
-        ));
+        return Err(format!("is nested more than {MAX_SCHEMA_DEPTH} levels deep"));
     }
     Ok(match v {
         toml::Value::String(s) => serde_json::Value::String(s.clone()),
@@ -1256,19 +1026,13 @@ fn toml_to_json(v: &toml::Value, depth: usize) -> Result<serde_json::Value, Stri
             .ok_or_else(|| format!("contains {f}, which JSON cannot represent"))?,
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => {
-            return Err(format!(
-                "contains the date-time {d}, which JSON Schema cannot hold; quote it"
-            ))
+            return Err(format!("contains the date-time {d}, which JSON Schema cannot hold; quote it"))
         }
-        toml::Value::Array(a) => serde_json::Value::Array(
-            a.iter()
-                .map(|x| toml_to_json(x, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
+        toml::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(|x| toml_to_json(x, depth + 1)).collect::<Result<_, _>>()?)
+        }
         toml::Value::Table(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, x)| Ok((k.clone(), toml_to_json(x, depth + 1)?)))
-                .collect::<Result<_, String>>()?,
+            t.iter().map(|(k, x)| Ok((k.clone(), toml_to_json(x, depth + 1)?))).collect::<Result<_, String>>()?,
         ),
     })
 }
@@ -1287,15 +1051,11 @@ fn json_to_toml(v: &serde_json::Value, depth: usize) -> Option<toml::Value> {
             None => toml::Value::Float(n.as_f64()?),
         },
         serde_json::Value::String(s) => toml::Value::String(s.clone()),
-        serde_json::Value::Array(a) => toml::Value::Array(
-            a.iter()
-                .map(|x| json_to_toml(x, depth + 1))
-                .collect::<Option<_>>()?,
-        ),
+        serde_json::Value::Array(a) => {
+            toml::Value::Array(a.iter().map(|x| json_to_toml(x, depth + 1)).collect::<Option<_>>()?)
+        }
         serde_json::Value::Object(o) => toml::Value::Table(
-            o.iter()
-                .map(|(k, x)| Some((k.clone(), json_to_toml(x, depth + 1)?)))
-                .collect::<Option<_>>()?,
+            o.iter().map(|(k, x)| Some((k.clone(), json_to_toml(x, depth + 1)?))).collect::<Option<_>>()?,
         ),
     })
 }
@@ -1393,30 +1153,16 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         assert_eq!(m.runtime.entrypoint, "weather.wasm");
         assert!(m.permissions.is_empty() && m.tools.is_empty());
         let m = manifest(&with("[[tools]]\nname = \"ping\"\ndescription = \"Ping\"\n[[permissions]]\ncapability = \"clipboard.write\"\nreason = \"Copy\""));
-        assert_eq!(
-            m.tool("ping").map(|t| t.parameters.clone()),
-            Some(json!({"type": "object", "properties": {}}))
-        );
-        assert_eq!(
-            m.permission("clipboard.write")
-                .map(|p| (p.required, p.scope.clone())),
-            Some((true, Scope::None))
-        );
+        assert_eq!(m.tool("ping").map(|t| t.parameters.clone()), Some(json!({"type": "object", "properties": {}})));
+        assert_eq!(m.permission("clipboard.write").map(|p| (p.required, p.scope.clone())), Some((true, Scope::None)));
         assert!(m.permission("clipboard.read").is_none());
         assert!(m.tool("pong").is_none());
         let m = manifest(&with("[runtime]\nmax_memory_mb = 32"));
         assert_eq!(
-            (
-                m.runtime.max_memory_mb,
-                m.runtime.max_cpu_ms_per_call,
-                m.runtime.max_concurrent_calls
-            ),
+            (m.runtime.max_memory_mb, m.runtime.max_cpu_ms_per_call, m.runtime.max_concurrent_calls),
             (32, 5000, 4)
         );
-        assert_eq!(
-            m.entrypoint_path(Path::new("ext")),
-            Path::new("ext").join("weather.wasm")
-        );
+        assert_eq!(m.entrypoint_path(Path::new("ext")), Path::new("ext").join("weather.wasm"));
     }
 
     #[test]
@@ -1427,19 +1173,14 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         assert!(m.extension.description.contains('\n'));
         assert_eq!(m.runtime.max_memory_mb, 128);
         assert_eq!(m.permissions.len(), 3);
-        let http = m
-            .permission("network.http")
-            .and_then(|p| p.scope.as_network().cloned());
-        assert_eq!(http.map(|n| n.to_string()).as_deref(), Some("domains: api.open-meteo.com, http://legacy.example.org; methods: GET; ports: 443, 80"));
+        let http = m.permission("network.http").and_then(|p| p.scope.as_network().cloned());
         assert_eq!(
-            m.permission("storage.persistent").map(|p| p.required),
-            Some(false)
+            http.map(|n| n.to_string()).as_deref(),
+            Some("domains: api.open-meteo.com, http://legacy.example.org; methods: GET; ports: 443, 80")
         );
+        assert_eq!(m.permission("storage.persistent").map(|p| p.required), Some(false));
         assert_eq!(m.tools.len(), 2);
-        assert_eq!(
-            m.tools[1].parameters["properties"]["days"]["default"],
-            serde_json::Value::Null
-        );
+        assert_eq!(m.tools[1].parameters["properties"]["days"]["default"], serde_json::Value::Null);
     }
 
     #[test]
@@ -1447,14 +1188,12 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         for text in [HEADER, FULL] {
             let m = manifest(text);
             let written = m.to_toml_string();
-            let back = Manifest::from_toml_str(&written, "written")
-                .unwrap_or_else(|e| panic!("{e}\n{written}"));
+            let back = Manifest::from_toml_str(&written, "written").unwrap_or_else(|e| panic!("{e}\n{written}"));
             assert_eq!(back, m, "{written}");
             // And once more: the written form is stable.
             assert_eq!(back.to_toml_string(), written);
             let json = serde_json::to_string(&m).unwrap_or_default();
-            let from_json: Manifest =
-                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+            let from_json: Manifest = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
             assert_eq!(from_json, m);
         }
     }
@@ -1464,25 +1203,10 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         let e = Manifest::from_toml_str("[extension\nid = 1", "bad.toml").unwrap_err();
         assert_eq!(e.problems.len(), 1);
         assert_eq!(e.problems[0].field, "");
-        assert!(
-            e.problems[0]
-                .message
-                .starts_with("not valid TOML at line 1, column 11:"),
-            "{}",
-            e.problems[0].message
-        );
-        let e = Manifest::from_toml_str("[extension]\nid = \"a.b\"\nname = \"x\" y\n", "bad.toml")
-            .unwrap_err();
-        assert!(
-            e.problems[0]
-                .message
-                .starts_with("not valid TOML at line 3, column"),
-            "{}",
-            e.problems[0].message
-        );
-        assert!(e
-            .to_string()
-            .starts_with("bad.toml: invalid manifest (1 problem)"));
+        assert!(e.problems[0].message.starts_with("not valid TOML at line 1, column 11:"), "{}", e.problems[0].message);
+        let e = Manifest::from_toml_str("[extension]\nid = \"a.b\"\nname = \"x\" y\n", "bad.toml").unwrap_err();
+        assert!(e.problems[0].message.starts_with("not valid TOML at line 3, column"), "{}", e.problems[0].message);
+        assert!(e.to_string().starts_with("bad.toml: invalid manifest (1 problem)"));
         let huge = format!("{HEADER}\n# {}", "x".repeat(MAX_MANIFEST_BYTES));
         let e = Manifest::from_toml_str(&huge, "huge.toml").unwrap_err();
         assert!(e.problems[0].message.contains("bytes"));
@@ -1494,11 +1218,7 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
     fn hostile_nesting_is_refused_without_crashing() {
         let deep_array = format!("{HEADER}\nx = {}{}", "[".repeat(50_000), "]".repeat(50_000));
         assert!(Manifest::from_toml_str(&deep_array, "deep.toml").is_err());
-        let deep_table = format!(
-            "{HEADER}\nx = {}1{}",
-            "{a = ".repeat(50_000),
-            "}".repeat(50_000)
-        );
+        let deep_table = format!("{HEADER}\nx = {}1{}", "{a = ".repeat(50_000), "}".repeat(50_000));
         assert!(Manifest::from_toml_str(&deep_table, "deep.toml").is_err());
         let deep_schema = format!(
             "{HEADER}\n[[tools]]\nname = \"t\"\ndescription = \"d\"\nparameters = {{ type = \"object\", properties = {{ a = {}1{} }} }}",
@@ -1522,48 +1242,22 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
 
     #[test]
     fn unknown_keys_everywhere() {
-        assert_eq!(
-            fields(&top("homepage = 'x'\n[extras]\na = 1")),
-            ["homepage", "extras"]
-        );
-        assert_eq!(
-            fields(&ext("author", "homepage = 'https://x'\nauthor")),
-            ["extension.homepage"]
-        );
+        assert_eq!(fields(&top("homepage = 'x'\n[extras]\na = 1")), ["homepage", "extras"]);
+        assert_eq!(fields(&ext("author", "homepage = 'https://x'\nauthor")), ["extension.homepage"]);
         assert_eq!(fields(&with("[runtime]\nthreads = 2")), ["runtime.threads"]);
         assert_eq!(
-            fields(&with(
-                "[[permissions]]\ncapability = 'clipboard.write'\nreason = 'r'\nwhy = 'x'"
-            )),
+            fields(&with("[[permissions]]\ncapability = 'clipboard.write'\nreason = 'r'\nwhy = 'x'")),
             ["permissions[0].why"]
         );
-        assert_eq!(
-            fields(&with(
-                "[[tools]]\nname = 't'\ndescription = 'd'\nschema = {}"
-            )),
-            ["tools[0].schema"]
-        );
+        assert_eq!(fields(&with("[[tools]]\nname = 't'\ndescription = 'd'\nschema = {}")), ["tools[0].schema"]);
         let e = Manifest::from_toml_str(&with("[runtime]\nthreads = 2"), "m.toml").unwrap_err();
-        assert!(
-            e.problems[0].fix.contains("entrypoint, max_memory_mb"),
-            "{}",
-            e.problems[0].fix
-        );
+        assert!(e.problems[0].fix.contains("entrypoint, max_memory_mb"), "{}", e.problems[0].fix);
     }
 
     #[test]
     fn extension_id_rules() {
-        for good in [
-            "dev.omni.weather",
-            "a.b",
-            "com.example.my-tool",
-            "io.x9.t-1",
-            "0.1",
-        ] {
-            assert!(
-                Manifest::from_toml_str(&ext("dev.omni.weather", good), "m").is_ok(),
-                "{good}"
-            );
+        for good in ["dev.omni.weather", "a.b", "com.example.my-tool", "io.x9.t-1", "0.1"] {
+            assert!(Manifest::from_toml_str(&ext("dev.omni.weather", good), "m").is_ok(), "{good}");
         }
         let long = format!("dev.{}", "a".repeat(MAX_ID_LEN));
         let label = format!("dev.{}", "a".repeat(64));
@@ -1584,95 +1278,45 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
             long.as_str(),
             label.as_str(),
         ] {
-            assert_eq!(
-                fields(&ext("dev.omni.weather", bad)),
-                ["extension.id"],
-                "{bad:?}"
-            );
+            assert_eq!(fields(&ext("dev.omni.weather", bad)), ["extension.id"], "{bad:?}");
         }
-        let e = Manifest::from_toml_str(&ext("dev.omni.weather", "d\u{0435}v.omni.weather"), "m")
-            .unwrap_err();
-        assert!(
-            e.problems[0].message.contains("U+0435"),
-            "{}",
-            e.problems[0].message
-        );
+        let e = Manifest::from_toml_str(&ext("dev.omni.weather", "d\u{0435}v.omni.weather"), "m").unwrap_err();
+        assert!(e.problems[0].message.contains("U+0435"), "{}", e.problems[0].message);
         let e = Manifest::from_toml_str(&ext("dev.omni.weather", "Dev.Omni.X"), "m").unwrap_err();
         assert!(e.problems[0].fix.contains("dev.omni.x"));
-        assert_eq!(
-            fields(&ext("id = \"dev.omni.weather\"", "id = 7")),
-            ["extension.id"]
-        );
-        assert_eq!(
-            fields(&ext("id = \"dev.omni.weather\"", "")),
-            ["extension.id"]
-        );
+        assert_eq!(fields(&ext("id = \"dev.omni.weather\"", "id = 7")), ["extension.id"]);
+        assert_eq!(fields(&ext("id = \"dev.omni.weather\"", "")), ["extension.id"]);
     }
 
     #[test]
     fn extension_text_rules() {
+        assert_eq!(fields(&ext("name = \"Weather\"", "name = \"\"")), ["extension.name"]);
+        assert_eq!(fields(&ext("name = \"Weather\"", "name = \"   \"")), ["extension.name"]);
+        assert_eq!(fields(&ext("name = \"Weather\"", "name = \"Wea\\nther\"")), ["extension.name"]);
+        assert_eq!(fields(&ext("name = \"Weather\"", "name = \"Weather\\u202Eexe.txt\"")), ["extension.name"]);
         assert_eq!(
-            fields(&ext("name = \"Weather\"", "name = \"\"")),
+            fields(&ext("name = \"Weather\"", &format!("name = \"{}\"", "W".repeat(MAX_NAME_LEN + 1)))),
             ["extension.name"]
         );
-        assert_eq!(
-            fields(&ext("name = \"Weather\"", "name = \"   \"")),
-            ["extension.name"]
-        );
-        assert_eq!(
-            fields(&ext("name = \"Weather\"", "name = \"Wea\\nther\"")),
-            ["extension.name"]
-        );
-        assert_eq!(
-            fields(&ext(
-                "name = \"Weather\"",
-                "name = \"Weather\\u202Eexe.txt\""
-            )),
-            ["extension.name"]
-        );
-        assert_eq!(
-            fields(&ext(
-                "name = \"Weather\"",
-                &format!("name = \"{}\"", "W".repeat(MAX_NAME_LEN + 1))
-            )),
-            ["extension.name"]
-        );
-        assert_eq!(
-            fields(&ext("name = \"Weather\"", "name = 1")),
-            ["extension.name"]
-        );
+        assert_eq!(fields(&ext("name = \"Weather\"", "name = 1")), ["extension.name"]);
         assert_eq!(fields(&ext("name = \"Weather\"", "")), ["extension.name"]);
         assert_eq!(fields(&ext("author = \"Omni\"", "")), ["extension.author"]);
+        assert_eq!(fields(&ext("author = \"Omni\"", "author = \"O\\u0000\"")), ["extension.author"]);
         assert_eq!(
-            fields(&ext("author = \"Omni\"", "author = \"O\\u0000\"")),
-            ["extension.author"]
-        );
-        assert_eq!(
-            fields(&ext(
-                "description = \"Current",
-                "description = \"\\u200BCurrent"
-            )),
+            fields(&ext("description = \"Current", "description = \"\\u200BCurrent")),
             ["extension.description"]
         );
         assert_eq!(
-            fields(&ext(
-                "description = \"Current",
-                "description = \"\\u0007Current"
-            )),
+            fields(&ext("description = \"Current", "description = \"\\u0007Current")),
             ["extension.description"]
         );
         let huge = format!("description = \"{}\"", "d".repeat(1_000_000 - 1000));
         assert_eq!(
-            fields(&ext(
-                "description = \"Current weather and forecasts from Open-Meteo.\"",
-                &huge
-            )),
+            fields(&ext("description = \"Current weather and forecasts from Open-Meteo.\"", &huge)),
             ["extension.description"]
         );
         // Non-Latin text is fine where it cannot impersonate an id.
-        assert!(
-            Manifest::from_toml_str(&ext("name = \"Weather\"", "name = \"Погода ☀\""), "m").is_ok()
-        );
+        assert!(Manifest::from_toml_str(&ext("name = \"Weather\"", "name = \"Погода ☀\""), "m").is_ok());
     }
 
     #[test]
@@ -1685,25 +1329,15 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
             "version = \"\"",
             "",
         ] {
-            assert_eq!(
-                fields(&ext("version = \"0.1.0\"", bad)),
-                ["extension.version"],
-                "{bad}"
-            );
+            assert_eq!(fields(&ext("version = \"0.1.0\"", bad)), ["extension.version"], "{bad}");
         }
     }
 
     #[test]
     fn categories_rules() {
+        assert_eq!(fields(&with("").replace("author", "categories = 'weather'\nauthor")), ["extension.categories"]);
         assert_eq!(
-            fields(&with("").replace("author", "categories = 'weather'\nauthor")),
-            ["extension.categories"]
-        );
-        assert_eq!(
-            fields(&ext(
-                "author",
-                "categories = ['ok', 'Weather', 'ok', 3, '']\nauthor"
-            )),
+            fields(&ext("author", "categories = ['ok', 'Weather', 'ok', 3, '']\nauthor")),
             [
                 "extension.categories[1]",
                 "extension.categories[2]",
@@ -1713,10 +1347,7 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         );
         let many = format!(
             "categories = [{}]\nauthor",
-            (0..=MAX_CATEGORIES)
-                .map(|i| format!("'c{i}'"))
-                .collect::<Vec<_>>()
-                .join(",")
+            (0..=MAX_CATEGORIES).map(|i| format!("'c{i}'")).collect::<Vec<_>>().join(",")
         );
         assert_eq!(fields(&ext("author", &many)), ["extension.categories"]);
     }
@@ -1737,67 +1368,36 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
             ("max_memory_mb = '64'", "runtime.max_memory_mb"),
             ("max_memory_mb = -1", "runtime.max_memory_mb"),
             ("max_cpu_ms_per_call = 0", "runtime.max_cpu_ms_per_call"),
-            (
-                "max_cpu_ms_per_call = 600001",
-                "runtime.max_cpu_ms_per_call",
-            ),
+            ("max_cpu_ms_per_call = 600001", "runtime.max_cpu_ms_per_call"),
             ("max_concurrent_calls = 257", "runtime.max_concurrent_calls"),
             ("max_concurrent_calls = 1.0", "runtime.max_concurrent_calls"),
         ] {
-            assert_eq!(
-                fields(&with(&format!("[runtime]\n{text}"))),
-                [field],
-                "{text}"
-            );
+            assert_eq!(fields(&with(&format!("[runtime]\n{text}"))), [field], "{text}");
         }
         assert_eq!(fields(&top("runtime = 3")), ["runtime"]);
         let m = manifest(&with("[runtime]\nentrypoint = 'My_Tool-2.wasm'\nmax_memory_mb = 4096\nmax_cpu_ms_per_call = 600000\nmax_concurrent_calls = 256"));
         assert_eq!(m.runtime.entrypoint, "My_Tool-2.wasm");
         assert_eq!(
-            (
-                m.runtime.max_memory_mb,
-                m.runtime.max_cpu_ms_per_call,
-                m.runtime.max_concurrent_calls
-            ),
+            (m.runtime.max_memory_mb, m.runtime.max_cpu_ms_per_call, m.runtime.max_concurrent_calls),
             (4096, 600_000, 256)
         );
     }
 
     #[test]
     fn permission_rules() {
-        let e = Manifest::from_toml_str(
-            &with("[[permissions]]\ncapability = 'network.htp'\nreason = 'r'"),
-            "m",
-        )
-        .unwrap_err();
+        let e = Manifest::from_toml_str(&with("[[permissions]]\ncapability = 'network.htp'\nreason = 'r'"), "m")
+            .unwrap_err();
         assert_eq!(e.problems[0].field, "permissions[0].capability");
-        assert!(
-            e.problems[0].fix.contains("network.http"),
-            "{}",
-            e.problems[0].fix
-        );
+        assert!(e.problems[0].fix.contains("network.http"), "{}", e.problems[0].fix);
+        assert_eq!(fields(&with("[[permissions]]\nreason = 'r'")), ["permissions[0].capability"]);
+        assert_eq!(fields(&with("[[permissions]]\ncapability = 3\nreason = 'r'")), ["permissions[0].capability"]);
+        assert_eq!(fields(&with("[[permissions]]\ncapability = 'clipboard.read'")), ["permissions[0].reason"]);
         assert_eq!(
-            fields(&with("[[permissions]]\nreason = 'r'")),
-            ["permissions[0].capability"]
-        );
-        assert_eq!(
-            fields(&with("[[permissions]]\ncapability = 3\nreason = 'r'")),
-            ["permissions[0].capability"]
-        );
-        assert_eq!(
-            fields(&with("[[permissions]]\ncapability = 'clipboard.read'")),
+            fields(&with("[[permissions]]\ncapability = 'clipboard.read'\nreason = ''")),
             ["permissions[0].reason"]
         );
         assert_eq!(
-            fields(&with(
-                "[[permissions]]\ncapability = 'clipboard.read'\nreason = ''"
-            )),
-            ["permissions[0].reason"]
-        );
-        assert_eq!(
-            fields(&with(
-                "[[permissions]]\ncapability = 'clipboard.read'\nreason = 'r'\nrequired = 'yes'"
-            )),
+            fields(&with("[[permissions]]\ncapability = 'clipboard.read'\nreason = 'r'\nrequired = 'yes'")),
             ["permissions[0].required"]
         );
         assert_eq!(
@@ -1810,20 +1410,10 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         )
         .unwrap_err();
         assert!(e.problems[0].message.contains("permissions[0]"));
+        assert_eq!(fields(&with("[permissions]\ncapability = 'clipboard.read'\nreason = 'a'")), ["permissions"]);
+        assert_eq!(fields(&top("permissions = [1, 'x']")), ["permissions[0]", "permissions[1]"]);
         assert_eq!(
-            fields(&with(
-                "[permissions]\ncapability = 'clipboard.read'\nreason = 'a'"
-            )),
-            ["permissions"]
-        );
-        assert_eq!(
-            fields(&top("permissions = [1, 'x']")),
-            ["permissions[0]", "permissions[1]"]
-        );
-        assert_eq!(
-            fields(&with(
-                "[[permissions]]\ncapability = 'clipboard.read'\nreason = 'a'\nscope = { x = 1 }"
-            )),
+            fields(&with("[[permissions]]\ncapability = 'clipboard.read'\nreason = 'a'\nscope = { x = 1 }")),
             ["permissions[0].scope.x"]
         );
         assert_eq!(
@@ -1838,155 +1428,75 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
 
     #[test]
     fn tool_rules() {
-        let tool = |name: &str, rest: &str| {
-            with(&format!(
-                "[[tools]]\nname = '{name}'\ndescription = 'd'\n{rest}"
-            ))
-        };
-        for bad in [
-            "GetWeather",
-            "1abc",
-            "get-weather",
-            "_x",
-            "",
-            "get weather",
-            "gét",
-        ] {
+        let tool = |name: &str, rest: &str| with(&format!("[[tools]]\nname = '{name}'\ndescription = 'd'\n{rest}"));
+        for bad in ["GetWeather", "1abc", "get-weather", "_x", "", "get weather", "gét"] {
             assert_eq!(fields(&tool(bad, "")), ["tools[0].name"], "{bad:?}");
         }
+        assert_eq!(fields(&tool(&"a".repeat(MAX_TOOL_NAME_LEN + 1), "")), ["tools[0].name"]);
+        assert_eq!(fields(&format!("{}\n[[tools]]\nname = 'a'\ndescription = 'd'", tool("a", ""))), ["tools[1].name"]);
+        assert_eq!(fields(&with("[[tools]]\ndescription = 'd'")), ["tools[0].name"]);
+        assert_eq!(fields(&with("[[tools]]\nname = 'a'")), ["tools[0].description"]);
+        assert_eq!(fields(&with("[tools]\nname = 'a'\ndescription = 'd'")), ["tools"]);
+        assert_eq!(fields(&tool("t", "parameters = { type = 'string' }")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = { properties = {} }")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = { type = 'object', properties = 5 }")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = { type = 'object', required = 'a' }")), ["tools[0].parameters"]);
         assert_eq!(
-            fields(&tool(&"a".repeat(MAX_TOOL_NAME_LEN + 1), "")),
-            ["tools[0].name"]
-        );
-        assert_eq!(
-            fields(&format!(
-                "{}\n[[tools]]\nname = 'a'\ndescription = 'd'",
-                tool("a", "")
-            )),
-            ["tools[1].name"]
-        );
-        assert_eq!(
-            fields(&with("[[tools]]\ndescription = 'd'")),
-            ["tools[0].name"]
-        );
-        assert_eq!(
-            fields(&with("[[tools]]\nname = 'a'")),
-            ["tools[0].description"]
-        );
-        assert_eq!(
-            fields(&with("[tools]\nname = 'a'\ndescription = 'd'")),
-            ["tools"]
-        );
-        assert_eq!(
-            fields(&tool("t", "parameters = { type = 'string' }")),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(
-            fields(&tool("t", "parameters = { properties = {} }")),
+            fields(&tool("t", "parameters = { type = 'object', properties = { a = { type = 'strin' } } }")),
             ["tools[0].parameters"]
         );
         assert_eq!(
             fields(&tool(
                 "t",
-                "parameters = { type = 'object', properties = 5 }"
+                "parameters = { type = 'object', properties = { a = { type = 'string', pattern = '(' } } }"
             )),
             ["tools[0].parameters"]
         );
         assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', required = 'a' }"
-            )),
+            fields(&tool("t", "parameters = { type = 'object', '$ref' = 'https://example.com/s.json' }")),
             ["tools[0].parameters"]
         );
         assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', properties = { a = { type = 'strin' } } }"
-            )),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(fields(&tool("t", "parameters = { type = 'object', properties = { a = { type = 'string', pattern = '(' } } }")), ["tools[0].parameters"]);
-        assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', '$ref' = 'https://example.com/s.json' }"
-            )),
+            fields(&tool("t", "parameters = { type = 'object', '$schema' = 'https://example.com/meta' }")),
             ["tools[0].parameters"]
         );
         assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', '$schema' = 'https://example.com/meta' }"
-            )),
+            fields(&tool("t", "parameters = { type = 'object', default = 1979-05-27 }")),
             ["tools[0].parameters"]
         );
-        assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', default = 1979-05-27 }"
-            )),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(
-            fields(&tool(
-                "t",
-                "parameters = { type = 'object', maximum = nan }"
-            )),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(
-            fields(&tool("t", "parameters = 5")),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(
-            fields(&tool("t", "parameters = '{\"type\": \"object\",}'")),
-            ["tools[0].parameters"]
-        );
-        assert_eq!(
-            fields(&tool("t", "parameters = '[1]'")),
-            ["tools[0].parameters"]
-        );
+        assert_eq!(fields(&tool("t", "parameters = { type = 'object', maximum = nan }")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = 5")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = '{\"type\": \"object\",}'")), ["tools[0].parameters"]);
+        assert_eq!(fields(&tool("t", "parameters = '[1]'")), ["tools[0].parameters"]);
         let big = format!(
             "parameters = '{{\"type\": \"object\", \"description\": \"{}\"}}'",
             "x".repeat(MAX_PARAMETERS_BYTES)
         );
         assert_eq!(fields(&tool("t", &big)), ["tools[0].parameters"]);
         assert_eq!(
-            fields(&with(
-                "[[tools]]\nname = 'a'\ndescription = 'hidden\u{E0041}tag'"
-            )),
+            fields(&with("[[tools]]\nname = 'a'\ndescription = 'hidden\u{E0041}tag'")),
             ["tools[0].description"]
         );
-        let ok = manifest(&tool("t", "parameters = { '$schema' = 'https://json-schema.org/draft/2020-12/schema', type = 'object' }"));
+        let ok = manifest(&tool(
+            "t",
+            "parameters = { '$schema' = 'https://json-schema.org/draft/2020-12/schema', type = 'object' }",
+        ));
         assert_eq!(ok.tools[0].parameters["type"], "object");
     }
 
     #[test]
     fn validate_arguments() {
         let m = manifest(FULL);
-        let Some(tool) = m.tool("get_weather") else {
-            panic!("tool")
-        };
-        assert!(tool
-            .validate_arguments(&json!({"latitude": 52.5, "longitude": 13.4}))
-            .is_ok());
-        let errs = tool
-            .validate_arguments(&json!({"latitude": 100, "longitude": "east"}))
-            .unwrap_err();
+        let Some(tool) = m.tool("get_weather") else { panic!("tool") };
+        assert!(tool.validate_arguments(&json!({"latitude": 52.5, "longitude": 13.4})).is_ok());
+        let errs = tool.validate_arguments(&json!({"latitude": 100, "longitude": "east"})).unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("/latitude")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("/longitude")), "{errs:?}");
-        let errs = tool
-            .validate_arguments(&json!({"latitude": 1}))
-            .unwrap_err();
+        let errs = tool.validate_arguments(&json!({"latitude": 1})).unwrap_err();
         assert!(errs[0].contains("longitude"), "{errs:?}");
         assert!(tool.validate_arguments(&json!("not an object")).is_err());
-        let broken = ToolSpec {
-            name: "b".into(),
-            description: "d".into(),
-            parameters: json!({"type": 5}),
-        };
+        let broken = ToolSpec { name: "b".into(), description: "d".into(), parameters: json!({"type": 5}) };
         assert!(broken.validate_arguments(&json!({})).is_err());
     }
 
@@ -2034,18 +1544,9 @@ parameters = { type = "array" }
         );
         let shown = e.to_string();
         assert_eq!(shown.lines().count(), 1 + e.problems.len());
-        assert!(
-            shown
-                .lines()
-                .skip(1)
-                .all(|l| l.starts_with("  manifest.toml: ") && l.contains("(fix: ")),
-            "{shown}"
-        );
+        assert!(shown.lines().skip(1).all(|l| l.starts_with("  manifest.toml: ") && l.contains("(fix: ")), "{shown}");
         assert!(e.has_field("tools[0].name"));
-        assert!(e
-            .problems
-            .iter()
-            .all(|p| !p.message.is_empty() && !p.fix.is_empty()));
+        assert!(e.problems.iter().all(|p| !p.message.is_empty() && !p.fix.is_empty()));
     }
 
     #[test]
@@ -2055,14 +1556,9 @@ parameters = { type = "array" }
         let e = Manifest::from_toml_str(&text, "manifest.toml").unwrap_err();
         let expected = "manifest.toml: invalid manifest (2 problems)\n  manifest.toml: extension.id: id \"Dev.omni.weather\" contains uppercase letters (fix: write \"dev.omni.weather\")\n  manifest.toml: permissions[0].scope.domains[1]: domain \"*.com\" is a wildcard over a top-level domain; name the site, e.g. \"*.example.com\" (fix: write a host such as \"api.example.com\" or \"*.example.com\")";
         assert_eq!(e.to_string(), expected);
-        let docs = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifest.md"),
-        )
-        .unwrap_or_default();
-        assert!(
-            docs.contains(expected),
-            "docs/manifest.md shows a different message"
-        );
+        let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/manifest.md"))
+            .unwrap_or_default();
+        assert!(docs.contains(expected), "docs/manifest.md shows a different message");
     }
 
     #[test]
@@ -2073,11 +1569,7 @@ parameters = { type = "array" }
         assert_eq!(e.problems[0].field, "k0");
         let last = &e.problems[MAX_PROBLEMS];
         assert_eq!(last.field, "");
-        assert!(
-            last.message.starts_with("4900 more problems"),
-            "{}",
-            last.message
-        );
+        assert!(last.message.starts_with("4900 more problems"), "{}", last.message);
     }
 
     #[test]
@@ -2088,10 +1580,7 @@ parameters = { type = "array" }
         assert_eq!(manifest(&crlf), manifest(FULL));
         // A lone carriage return could hide text in a terminal.
         assert_eq!(
-            fields(&ext(
-                "description = \"Current",
-                "description = \"Safe\\rCurrent"
-            )),
+            fields(&ext("description = \"Current", "description = \"Safe\\rCurrent")),
             ["extension.description"]
         );
     }
@@ -2118,11 +1607,7 @@ parameters = { type = "array" }
             ])
             .unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(
-            errors[0].contains("omni:caps/process@0.1.0") && errors[0].contains("process.spawn"),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].contains("omni:caps/process@0.1.0") && errors[0].contains("process.spawn"), "{}", errors[0]);
         assert!(errors[1].contains("omni:caps/teleport"), "{}", errors[1]);
         assert!(errors[2].contains("filesystem.read"), "{}", errors[2]);
     }
@@ -2136,8 +1621,7 @@ parameters = { type = "array" }
         let dir = std::env::temp_dir().join(format!("omni-caps-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let bad = dir.join("latin1.toml");
-        std::fs::write(&bad, b"[extension]\nname = \"caf\xe9\"\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&bad, b"[extension]\nname = \"caf\xe9\"\n").unwrap_or_else(|e| panic!("{e}"));
         let e = Manifest::from_path(&bad).unwrap_err();
         assert!(e.problems[0].message.contains("UTF-8"));
         let good = dir.join("manifest.toml");

@@ -167,10 +167,7 @@ impl std::str::FromStr for RateLimit {
     type Err = RateLimitError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| RateLimitError {
-            input: truncate(s, 64),
-            reason,
-        };
+        let err = |reason| RateLimitError { input: truncate(s, 64), reason };
         let (count, unit) = s.split_once('/').ok_or_else(|| err("missing '/'"))?;
         let count = count.trim();
         if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
@@ -190,10 +187,7 @@ impl std::str::FromStr for RateLimit {
             "d" | "day" | "days" => 86400,
             _ => return Err(err("unknown unit")),
         };
-        Ok(RateLimit {
-            count,
-            per: Duration::from_secs(secs),
-        })
+        Ok(RateLimit { count, per: Duration::from_secs(secs) })
     }
 }
 
@@ -228,14 +222,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!(
-            "size {:?} does not start with a whole number",
-            truncate(s, 64)
-        ));
+        return Err(format!("size {:?} does not start with a whole number", truncate(s, 64)));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("size {:?} is too large", truncate(s, 64)))?;
+    let n: u64 = num.parse().map_err(|_| format!("size {:?} is too large", truncate(s, 64)))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1_000,
@@ -253,18 +242,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {:?} is too large", truncate(s, 64)))
+    n.checked_mul(mult).ok_or_else(|| format!("size {:?} is too large", truncate(s, 64)))
 }
 
 /// Renders a byte count the way a person reads it in the review table.
 pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ];
+    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (size, unit) in UNITS {
         if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
@@ -370,11 +353,7 @@ impl Scope {
     /// `value` is `None` when the manifest has no `scope`; `field` is the path used
     /// in problems (the manifest passes `"permissions[N].scope"`). Every problem is
     /// returned, each naming its field, e.g. `permissions[0].scope.domains[2]`.
-    pub fn parse(
-        capability: &CapabilityInfo,
-        value: Option<&toml::Value>,
-        field: &str,
-    ) -> Result<Scope, Vec<Problem>> {
+    pub fn parse(capability: &CapabilityInfo, value: Option<&toml::Value>, field: &str) -> Result<Scope, Vec<Problem>> {
         let mut problems = Problems::default();
         let empty = toml::Table::new();
         let table = match value {
@@ -394,29 +373,17 @@ impl Scope {
                 let fix = if capability.scope_fields.is_empty() {
                     format!("{} takes no scope; remove the scope", capability.key)
                 } else {
-                    format!(
-                        "valid fields for {}: {}",
-                        capability.key,
-                        capability.scope_fields.join(", ")
-                    )
+                    format!("valid fields for {}: {}", capability.key, capability.scope_fields.join(", "))
                 };
                 problems.push(
                     format!("{field}.{}", display_key(key)),
-                    format!(
-                        "unknown scope field {:?} for {}",
-                        truncate(key, 64),
-                        capability.key
-                    ),
+                    format!("unknown scope field {:?} for {}", truncate(key, 64), capability.key),
                     fix,
                 );
             }
         }
         let scope = {
-            let mut f = Fields {
-                table,
-                base: field,
-                problems: &mut problems,
-            };
+            let mut f = Fields { table, base: field, problems: &mut problems };
             parse_family(capability, &mut f)
         };
         if problems.is_empty() {
@@ -440,8 +407,7 @@ impl Scope {
             (Scope::Messaging(a), Scope::Messaging(b)) => a.is_within(b),
             (Scope::Process(a), Scope::Process(b)) => a.is_within(b),
             (Scope::Search(a), Scope::Search(b)) => {
-                opt_list_within(&a.providers, &b.providers)
-                    && rate_within(a.rate_limit, b.rate_limit)
+                opt_list_within(&a.providers, &b.providers) && rate_within(a.rate_limit, b.rate_limit)
             }
             (Scope::Storage(a), Scope::Storage(b)) => a.max_bytes <= b.max_bytes,
             (Scope::Inference(a), Scope::Inference(b)) => {
@@ -465,12 +431,9 @@ impl Scope {
                     && opt_list_within(&a.allowed_tools, &b.allowed_tools)
             }
             (Scope::Agent(a), Scope::Agent(b)) => {
-                limit_within(a.max_concurrent, b.max_concurrent)
-                    && limit_within(a.max_iterations, b.max_iterations)
+                limit_within(a.max_concurrent, b.max_concurrent) && limit_within(a.max_iterations, b.max_iterations)
             }
-            (Scope::Flowchart(a), Scope::Flowchart(b)) => {
-                set_within(&a.allowed_flowcharts, &b.allowed_flowcharts)
-            }
+            (Scope::Flowchart(a), Scope::Flowchart(b)) => set_within(&a.allowed_flowcharts, &b.allowed_flowcharts),
             _ => false,
         }
     }
@@ -536,11 +499,7 @@ impl Scope {
             }
             Scope::Vcs(s) => {
                 put_strings(&mut t, "allowed_repos", &s.allowed_repos);
-                put_opt_strings(
-                    &mut t,
-                    "allowed_operations",
-                    s.allowed_operations.as_deref(),
-                );
+                put_opt_strings(&mut t, "allowed_operations", s.allowed_operations.as_deref());
             }
             Scope::Mcp(s) => {
                 put_strings(&mut t, "allowed_servers", &s.allowed_servers);
@@ -632,11 +591,7 @@ impl fmt::Display for Scope {
 }
 
 pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn opt_names(items: Option<&[String]>) -> String {
@@ -652,18 +607,11 @@ pub(crate) fn opt_rate(r: Option<RateLimit>) -> String {
 }
 
 /// Checks `name` against an optional exact-name allow-list (`None` allows any).
-fn check_name(
-    what: &str,
-    field: &str,
-    name: &str,
-    allowed: Option<&[String]>,
-) -> Result<(), String> {
+fn check_name(what: &str, field: &str, name: &str, allowed: Option<&[String]>) -> Result<(), String> {
     match allowed {
-        Some(list) if !list.iter().any(|n| n == name) => Err(format!(
-            "{what} {:?} is not in scope; {field}: {}",
-            truncate(name, 80),
-            join(list)
-        )),
+        Some(list) if !list.iter().any(|n| n == name) => {
+            Err(format!("{what} {:?} is not in scope; {field}: {}", truncate(name, 80), join(list)))
+        }
         _ => Ok(()),
     }
 }
@@ -694,9 +642,9 @@ impl InferenceScope {
     /// Checks the token budget one request asks for.
     pub fn check_tokens(&self, max_tokens: u32) -> Result<(), String> {
         match self.max_tokens {
-            Some(limit) if max_tokens > limit => Err(format!(
-                "a request for {max_tokens} tokens is not in scope; max_tokens: {limit}"
-            )),
+            Some(limit) if max_tokens > limit => {
+                Err(format!("a request for {max_tokens} tokens is not in scope; max_tokens: {limit}"))
+            }
             _ => Ok(()),
         }
     }
@@ -714,12 +662,7 @@ impl AutomationScope {
     pub fn check(&self, app: &str, action: Option<&str>) -> Result<(), String> {
         check_name("application", "allowed_apps", app, Some(&self.allowed_apps))?;
         match action {
-            Some(action) => check_name(
-                "action",
-                "allowed_actions",
-                action,
-                self.allowed_actions.as_deref(),
-            ),
+            Some(action) => check_name("action", "allowed_actions", action, self.allowed_actions.as_deref()),
             None => Ok(()),
         }
     }
@@ -728,36 +671,16 @@ impl AutomationScope {
 impl VcsScope {
     /// Checks the repository and the operation.
     pub fn check(&self, repo: &str, operation: &str) -> Result<(), String> {
-        check_name(
-            "repository",
-            "allowed_repos",
-            repo,
-            Some(&self.allowed_repos),
-        )?;
-        check_name(
-            "operation",
-            "allowed_operations",
-            operation,
-            self.allowed_operations.as_deref(),
-        )
+        check_name("repository", "allowed_repos", repo, Some(&self.allowed_repos))?;
+        check_name("operation", "allowed_operations", operation, self.allowed_operations.as_deref())
     }
 }
 
 impl McpScope {
     /// Checks the MCP server and the tool called on it.
     pub fn check(&self, server: &str, tool: &str) -> Result<(), String> {
-        check_name(
-            "MCP server",
-            "allowed_servers",
-            server,
-            Some(&self.allowed_servers),
-        )?;
-        check_name(
-            "MCP tool",
-            "allowed_tools",
-            tool,
-            self.allowed_tools.as_deref(),
-        )
+        check_name("MCP server", "allowed_servers", server, Some(&self.allowed_servers))?;
+        check_name("MCP tool", "allowed_tools", tool, self.allowed_tools.as_deref())
     }
 }
 
@@ -765,9 +688,9 @@ impl AgentScope {
     /// Checks how many model turns a sub-agent asks for.
     pub fn check_iterations(&self, iterations: u32) -> Result<(), String> {
         match self.max_iterations {
-            Some(limit) if iterations > limit => Err(format!(
-                "{iterations} iterations are not in scope; max_iterations: {limit}"
-            )),
+            Some(limit) if iterations > limit => {
+                Err(format!("{iterations} iterations are not in scope; max_iterations: {limit}"))
+            }
             _ => Ok(()),
         }
     }
@@ -776,23 +699,13 @@ impl AgentScope {
 impl FlowchartScope {
     /// Checks the flowchart to run.
     pub fn check(&self, flowchart: &str) -> Result<(), String> {
-        check_name(
-            "flowchart",
-            "allowed_flowcharts",
-            flowchart,
-            Some(&self.allowed_flowcharts),
-        )
+        check_name("flowchart", "allowed_flowcharts", flowchart, Some(&self.allowed_flowcharts))
     }
 }
 
 impl fmt::Display for SearchScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "providers: {}; rate_limit: {}",
-            opt_names(self.providers.as_deref()),
-            opt_rate(self.rate_limit)
-        )
+        write!(f, "providers: {}; rate_limit: {}", opt_names(self.providers.as_deref()), opt_rate(self.rate_limit))
     }
 }
 
@@ -804,23 +717,13 @@ impl fmt::Display for StorageScope {
 
 impl fmt::Display for InferenceScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "max_tokens: {}; rate_limit: {}",
-            opt_num(self.max_tokens),
-            opt_rate(self.rate_limit)
-        )
+        write!(f, "max_tokens: {}; rate_limit: {}", opt_num(self.max_tokens), opt_rate(self.rate_limit))
     }
 }
 
 impl fmt::Display for ChannelScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "channels: {}; rate_limit: {}",
-            join(&self.channels),
-            opt_rate(self.rate_limit)
-        )
+        write!(f, "channels: {}; rate_limit: {}", join(&self.channels), opt_rate(self.rate_limit))
     }
 }
 
@@ -861,12 +764,7 @@ impl fmt::Display for McpScope {
 
 impl fmt::Display for AgentScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "max_concurrent: {}; max_iterations: {}",
-            opt_num(self.max_concurrent),
-            opt_num(self.max_iterations)
-        )
+        write!(f, "max_concurrent: {}; max_iterations: {}", opt_num(self.max_concurrent), opt_num(self.max_iterations))
     }
 }
 
@@ -891,9 +789,9 @@ fn parse_family(capability: &CapabilityInfo, f: &mut Fields<'_>) -> Scope {
             providers: f.names("providers", false),
             rate_limit: f.rate_limit("rate_limit"),
         }),
-        "storage.persistent" => Scope::Storage(StorageScope {
-            max_bytes: f.size("max_bytes").unwrap_or(DEFAULT_STORAGE_BYTES),
-        }),
+        "storage.persistent" => {
+            Scope::Storage(StorageScope { max_bytes: f.size("max_bytes").unwrap_or(DEFAULT_STORAGE_BYTES) })
+        }
         "ai.inference" => Scope::Inference(InferenceScope {
             max_tokens: f.u32_in("max_tokens", 1, 10_000_000),
             rate_limit: f.rate_limit("rate_limit"),
@@ -929,12 +827,7 @@ fn parse_family(capability: &CapabilityInfo, f: &mut Fields<'_>) -> Scope {
 
 /// Quotes a TOML key for a field path when it is not a bare key.
 pub(crate) fn display_key(key: &str) -> String {
-    if !key.is_empty()
-        && key.len() <= 64
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         key.to_owned()
     } else {
         format!("{:?}", truncate(key, 64))
@@ -957,12 +850,7 @@ impl Fields<'_> {
         }
     }
 
-    pub(crate) fn problem(
-        &mut self,
-        field: String,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) {
+    pub(crate) fn problem(&mut self, field: String, message: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(field, message, fix);
     }
 
@@ -1003,10 +891,7 @@ impl Fields<'_> {
         if items.len() > MAX_LIST_LEN {
             self.problem(
                 path,
-                format!(
-                    "has {} entries, more than the limit of {MAX_LIST_LEN}",
-                    items.len()
-                ),
+                format!("has {} entries, more than the limit of {MAX_LIST_LEN}", items.len()),
                 "list fewer, broader entries",
             );
             return None;
@@ -1019,21 +904,14 @@ impl Fields<'_> {
                 Some(s) if s.len() > MAX_ENTRY_LEN => {
                     self.problem(
                         ipath,
-                        format!(
-                            "entry is {} bytes long, more than the limit of {MAX_ENTRY_LEN}",
-                            s.len()
-                        ),
+                        format!("entry is {} bytes long, more than the limit of {MAX_ENTRY_LEN}", s.len()),
                         "shorten it",
                     );
                     ok = false;
                 }
                 Some(s) => out.push((ipath, s.to_owned())),
                 None => {
-                    self.problem(
-                        ipath,
-                        format!("must be a string, found {}", item.type_str()),
-                        "quote the entry",
-                    );
+                    self.problem(ipath, format!("must be a string, found {}", item.type_str()), "quote the entry");
                     ok = false;
                 }
             }
@@ -1043,18 +921,9 @@ impl Fields<'_> {
 
     /// Appends `item` unless an equal entry (after normalization) is already
     /// there, in which case the repetition is reported at `path`.
-    pub(crate) fn push_unique<T: PartialEq + fmt::Display>(
-        &mut self,
-        out: &mut Vec<T>,
-        path: String,
-        item: T,
-    ) {
+    pub(crate) fn push_unique<T: PartialEq + fmt::Display>(&mut self, out: &mut Vec<T>, path: String, item: T) {
         if out.contains(&item) {
-            self.problem(
-                path,
-                format!("duplicate entry {item}"),
-                "remove the repeated entry",
-            );
+            self.problem(path, format!("duplicate entry {item}"), "remove the repeated entry");
         } else {
             out.push(item);
         }
@@ -1075,10 +944,7 @@ impl Fields<'_> {
             } else if s.chars().any(|c| c.is_control() || is_invisible(c)) {
                 self.problem(
                     path,
-                    format!(
-                        "{:?} contains control or invisible characters",
-                        truncate(&s, 64)
-                    ),
+                    format!("{:?} contains control or invisible characters", truncate(&s, 64)),
                     "write the name with visible characters only",
                 );
             } else {
@@ -1094,11 +960,7 @@ impl Fields<'_> {
         match value.as_integer() {
             Some(n) if n >= i64::from(min) && n <= i64::from(max) => u32::try_from(n).ok(),
             Some(n) => {
-                self.problem(
-                    path,
-                    format!("{n} is out of range"),
-                    format!("use a whole number from {min} to {max}"),
-                );
+                self.problem(path, format!("{n} is out of range"), format!("use a whole number from {min} to {max}"));
                 None
             }
             None => {
@@ -1138,8 +1000,7 @@ impl Fields<'_> {
     pub(crate) fn rate_limit(&mut self, name: &str) -> Option<RateLimit> {
         let path = self.path(name);
         let value = self.table.get(name)?;
-        let fix =
-            "write it as \"N/second\", \"N/minute\", \"N/hour\" or \"N/day\", e.g. \"10/minute\"";
+        let fix = "write it as \"N/second\", \"N/minute\", \"N/hour\" or \"N/day\", e.g. \"10/minute\"";
         match value.as_str() {
             Some(s) => match s.parse::<RateLimit>() {
                 Ok(r) => Some(r),
@@ -1149,11 +1010,7 @@ impl Fields<'_> {
                 }
             },
             None => {
-                self.problem(
-                    path,
-                    format!("must be a string, found {}", value.type_str()),
-                    fix,
-                );
+                self.problem(path, format!("must be a string, found {}", value.type_str()), fix);
                 None
             }
         }
@@ -1202,27 +1059,11 @@ pub(crate) fn rate_within(a: Option<RateLimit>, b: Option<RateLimit>) -> bool {
 }
 
 pub(crate) fn put_strings(t: &mut toml::Table, name: &str, items: &[String]) {
-    t.insert(
-        name.to_owned(),
-        toml::Value::Array(
-            items
-                .iter()
-                .map(|s| toml::Value::String(s.clone()))
-                .collect(),
-        ),
-    );
+    t.insert(name.to_owned(), toml::Value::Array(items.iter().map(|s| toml::Value::String(s.clone())).collect()));
 }
 
 pub(crate) fn put_display<T: fmt::Display>(t: &mut toml::Table, name: &str, items: &[T]) {
-    t.insert(
-        name.to_owned(),
-        toml::Value::Array(
-            items
-                .iter()
-                .map(|s| toml::Value::String(s.to_string()))
-                .collect(),
-        ),
-    );
+    t.insert(name.to_owned(), toml::Value::Array(items.iter().map(|s| toml::Value::String(s.to_string())).collect()));
 }
 
 pub(crate) fn put_opt_strings(t: &mut toml::Table, name: &str, items: Option<&[String]>) {
@@ -1239,8 +1080,7 @@ pub(crate) fn put_opt_u32(t: &mut toml::Table, name: &str, n: Option<u32>) {
 
 pub(crate) fn put_u64(t: &mut toml::Table, name: &str, n: u64) {
     // Sizes beyond i64 cannot be TOML integers; the size string form holds any u64.
-    let value =
-        i64::try_from(n).map_or_else(|_| toml::Value::String(n.to_string()), toml::Value::Integer);
+    let value = i64::try_from(n).map_or_else(|_| toml::Value::String(n.to_string()), toml::Value::Integer);
     t.insert(name.to_owned(), value);
 }
 
@@ -1256,10 +1096,8 @@ mod tests {
     use crate::catalog::{catalog, lookup};
 
     fn parse(cap: &str, text: &str) -> Result<Scope, Vec<Problem>> {
-        let info = lookup(cap)
-            .ok_or_else(|| vec![Problem::new("", format!("no capability {cap}"), "")])?;
-        let value: toml::Value =
-            toml::from_str(text).map_err(|e| vec![Problem::new("", e.to_string(), "")])?;
+        let info = lookup(cap).ok_or_else(|| vec![Problem::new("", format!("no capability {cap}"), "")])?;
+        let value: toml::Value = toml::from_str(text).map_err(|e| vec![Problem::new("", e.to_string(), "")])?;
         Scope::parse(info, Some(&value), "scope")
     }
 
@@ -1294,11 +1132,7 @@ mod tests {
         ];
         for (text, count, secs) in cases {
             let r: RateLimit = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(
-                (r.count, r.per),
-                (count, Duration::from_secs(secs)),
-                "{text}"
-            );
+            assert_eq!((r.count, r.per), (count, Duration::from_secs(secs)), "{text}");
             // Display is canonical and parses back.
             assert_eq!(r.to_string().parse::<RateLimit>(), Ok(r));
         }
@@ -1336,8 +1170,7 @@ mod tests {
 
     #[test]
     fn rate_limit_serde_is_validated() {
-        let json =
-            serde_json::to_string(&r#"5/minute"#.parse::<RateLimit>().ok()).unwrap_or_default();
+        let json = serde_json::to_string(&r#"5/minute"#.parse::<RateLimit>().ok()).unwrap_or_default();
         assert_eq!(json, "\"5/minute\"");
         assert!(serde_json::from_str::<RateLimit>("\"0/minute\"").is_err());
     }
@@ -1351,15 +1184,7 @@ mod tests {
         assert_eq!(parse_size("10 MiB"), Ok(10 << 20));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("1TB"), Ok(1_000_000_000_000));
-        for bad in [
-            "",
-            "MB",
-            "1.5MB",
-            "-1",
-            "10 XB",
-            "99999999999999999999",
-            "18446744073709551615TiB",
-        ] {
+        for bad in ["", "MB", "1.5MB", "-1", "10 XB", "99999999999999999999", "18446744073709551615TiB"] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(human_size(10 << 20), "10 MiB");
@@ -1369,25 +1194,10 @@ mod tests {
     #[test]
     fn capabilities_without_scope_accept_nothing() {
         for cap in catalog().iter().filter(|c| !c.has_scope()) {
-            assert_eq!(
-                Scope::parse(cap, None, "scope"),
-                Ok(Scope::None),
-                "{}",
-                cap.key
-            );
+            assert_eq!(Scope::parse(cap, None, "scope"), Ok(Scope::None), "{}", cap.key);
             let empty = toml::Value::Table(toml::Table::new());
-            assert_eq!(
-                Scope::parse(cap, Some(&empty), "scope"),
-                Ok(Scope::None),
-                "{}",
-                cap.key
-            );
-            assert_eq!(
-                fields(cap.key, "domains = ['a.example.com']"),
-                ["scope.domains"],
-                "{}",
-                cap.key
-            );
+            assert_eq!(Scope::parse(cap, Some(&empty), "scope"), Ok(Scope::None), "{}", cap.key);
+            assert_eq!(fields(cap.key, "domains = ['a.example.com']"), ["scope.domains"], "{}", cap.key);
             assert!(Scope::None.fits(cap));
         }
     }
@@ -1396,9 +1206,7 @@ mod tests {
     fn every_capability_parses_some_scope_that_fits_it() {
         for cap in catalog() {
             let text = match cap.key {
-                "network.http" | "network.websocket" | "browser.scrape" => {
-                    "domains = ['api.example.com']"
-                }
+                "network.http" | "network.websocket" | "browser.scrape" => "domains = ['api.example.com']",
                 "filesystem.read" | "filesystem.write" => "paths = ['/srv/data']",
                 "messaging.sms" => "recipients = ['+15551234567']",
                 "messaging.email" => "recipients = ['a@example.com']",
@@ -1415,14 +1223,8 @@ mod tests {
             assert!(scope.fits(cap), "{}", cap.key);
             assert!(scope.is_within(&scope), "{}", cap.key);
             // Other capabilities' scopes do not fit.
-            let others = catalog()
-                .iter()
-                .filter(|o| o.key != cap.key && !scope.fits(o))
-                .count();
-            let same_family = catalog()
-                .iter()
-                .filter(|o| o.key != cap.key && scope.fits(o))
-                .count();
+            let others = catalog().iter().filter(|o| o.key != cap.key && !scope.fits(o)).count();
+            let same_family = catalog().iter().filter(|o| o.key != cap.key && scope.fits(o)).count();
             assert_eq!(others + same_family, 26);
             if cap.has_scope() {
                 // Only filesystem.read/write share a scope type.
@@ -1444,23 +1246,13 @@ mod tests {
 
     #[test]
     fn unknown_fields_name_the_valid_ones() {
-        let err = parse(
-            "network.http",
-            "domains = ['a.example.com']\nmethod = ['GET']\n'weird key' = 1",
-        )
-        .unwrap_err();
+        let err = parse("network.http", "domains = ['a.example.com']\nmethod = ['GET']\n'weird key' = 1").unwrap_err();
         let fields: Vec<_> = err.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["scope.method", "scope.\"weird key\""]);
         assert!(err[0].fix.contains("domains, methods, ports"));
         assert!(err[0].message.contains("method"));
         // `ports` is not a browser.scrape field.
-        assert_eq!(
-            fields_of(
-                "browser.scrape",
-                "domains = ['a.example.com']\nports = [443]"
-            ),
-            ["scope.ports"]
-        );
+        assert_eq!(fields_of("browser.scrape", "domains = ['a.example.com']\nports = [443]"), ["scope.ports"]);
     }
 
     fn fields_of(cap: &str, text: &str) -> Vec<String> {
@@ -1470,12 +1262,7 @@ mod tests {
     #[test]
     fn scope_must_be_a_table() {
         let info = lookup("network.http").expect("catalog");
-        let err = Scope::parse(
-            info,
-            Some(&toml::Value::String("x".into())),
-            "permissions[3].scope",
-        )
-        .unwrap_err();
+        let err = Scope::parse(info, Some(&toml::Value::String("x".into())), "permissions[3].scope").unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].field, "permissions[3].scope");
     }
@@ -1484,108 +1271,45 @@ mod tests {
     fn list_field_errors() {
         assert_eq!(fields("channel.send", ""), ["scope.channels"]);
         assert_eq!(fields("channel.send", "channels = []"), ["scope.channels"]);
-        assert_eq!(
-            fields("channel.send", "channels = 'alerts'"),
-            ["scope.channels"]
-        );
-        assert_eq!(
-            fields("channel.send", "channels = ['a', 3, 'b']"),
-            ["scope.channels[1]"]
-        );
-        assert_eq!(
-            fields("channel.send", "channels = ['a', 'a']"),
-            ["scope.channels[1]"]
-        );
-        assert_eq!(
-            fields("channel.send", "channels = [' a']"),
-            ["scope.channels[0]"]
-        );
-        assert_eq!(
-            fields("channel.send", "channels = ['a\u{202E}b']"),
-            ["scope.channels[0]"]
-        );
+        assert_eq!(fields("channel.send", "channels = 'alerts'"), ["scope.channels"]);
+        assert_eq!(fields("channel.send", "channels = ['a', 3, 'b']"), ["scope.channels[1]"]);
+        assert_eq!(fields("channel.send", "channels = ['a', 'a']"), ["scope.channels[1]"]);
+        assert_eq!(fields("channel.send", "channels = [' a']"), ["scope.channels[0]"]);
+        assert_eq!(fields("channel.send", "channels = ['a\u{202E}b']"), ["scope.channels[0]"]);
         let long = format!("channels = ['{}']", "x".repeat(MAX_ENTRY_LEN + 1));
         assert_eq!(fields("channel.send", &long), ["scope.channels[0]"]);
-        let many = format!(
-            "channels = [{}]",
-            (0..=MAX_LIST_LEN)
-                .map(|i| format!("'c{i}'"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let many =
+            format!("channels = [{}]", (0..=MAX_LIST_LEN).map(|i| format!("'c{i}'")).collect::<Vec<_>>().join(","));
         assert_eq!(fields("channel.send", &many), ["scope.channels"]);
-        assert_eq!(
-            fields("mcp.server", "allowed_servers = ['gh']\nallowed_tools = []"),
-            ["scope.allowed_tools"]
-        );
+        assert_eq!(fields("mcp.server", "allowed_servers = ['gh']\nallowed_tools = []"), ["scope.allowed_tools"]);
     }
 
     #[test]
     fn number_and_rate_errors() {
-        assert_eq!(
-            fields("agent.spawn", "max_concurrent = 0"),
-            ["scope.max_concurrent"]
-        );
-        assert_eq!(
-            fields("agent.spawn", "max_concurrent = 5000"),
-            ["scope.max_concurrent"]
-        );
-        assert_eq!(
-            fields("agent.spawn", "max_iterations = '10'"),
-            ["scope.max_iterations"]
-        );
+        assert_eq!(fields("agent.spawn", "max_concurrent = 0"), ["scope.max_concurrent"]);
+        assert_eq!(fields("agent.spawn", "max_concurrent = 5000"), ["scope.max_concurrent"]);
+        assert_eq!(fields("agent.spawn", "max_iterations = '10'"), ["scope.max_iterations"]);
         assert_eq!(
             fields("agent.spawn", "max_iterations = 1.5\nmax_concurrent = -1"),
             ["scope.max_concurrent", "scope.max_iterations"]
         );
-        assert_eq!(
-            fields("ai.inference", "rate_limit = 10"),
-            ["scope.rate_limit"]
-        );
-        assert_eq!(
-            fields("ai.inference", "rate_limit = '10/fortnight'"),
-            ["scope.rate_limit"]
-        );
-        assert_eq!(
-            fields("ai.inference", "max_tokens = 0"),
-            ["scope.max_tokens"]
-        );
-        assert_eq!(
-            fields("storage.persistent", "max_bytes = 0"),
-            ["scope.max_bytes"]
-        );
-        assert_eq!(
-            fields("storage.persistent", "max_bytes = -5"),
-            ["scope.max_bytes"]
-        );
-        assert_eq!(
-            fields("storage.persistent", "max_bytes = '10 parsecs'"),
-            ["scope.max_bytes"]
-        );
-        assert_eq!(
-            fields("storage.persistent", "max_bytes = true"),
-            ["scope.max_bytes"]
-        );
+        assert_eq!(fields("ai.inference", "rate_limit = 10"), ["scope.rate_limit"]);
+        assert_eq!(fields("ai.inference", "rate_limit = '10/fortnight'"), ["scope.rate_limit"]);
+        assert_eq!(fields("ai.inference", "max_tokens = 0"), ["scope.max_tokens"]);
+        assert_eq!(fields("storage.persistent", "max_bytes = 0"), ["scope.max_bytes"]);
+        assert_eq!(fields("storage.persistent", "max_bytes = -5"), ["scope.max_bytes"]);
+        assert_eq!(fields("storage.persistent", "max_bytes = '10 parsecs'"), ["scope.max_bytes"]);
+        assert_eq!(fields("storage.persistent", "max_bytes = true"), ["scope.max_bytes"]);
     }
 
     #[test]
     fn storage_defaults_and_sizes() {
-        assert_eq!(
-            ok("storage.persistent", ""),
-            Scope::Storage(StorageScope {
-                max_bytes: DEFAULT_STORAGE_BYTES
-            })
-        );
+        assert_eq!(ok("storage.persistent", ""), Scope::Storage(StorageScope { max_bytes: DEFAULT_STORAGE_BYTES }));
         assert_eq!(
             ok("storage.persistent", "max_bytes = '1MB'"),
-            Scope::Storage(StorageScope {
-                max_bytes: 1_000_000
-            })
+            Scope::Storage(StorageScope { max_bytes: 1_000_000 })
         );
-        assert_eq!(
-            ok("storage.persistent", "max_bytes = 4096"),
-            Scope::Storage(StorageScope { max_bytes: 4096 })
-        );
+        assert_eq!(ok("storage.persistent", "max_bytes = 4096"), Scope::Storage(StorageScope { max_bytes: 4096 }));
         let small = ok("storage.persistent", "max_bytes = '1MiB'");
         let default = ok("storage.persistent", "");
         assert!(small.is_within(&default));
@@ -1595,14 +1319,8 @@ mod tests {
 
     #[test]
     fn simple_scopes_within() {
-        let a = ok(
-            "search.web",
-            "providers = ['brave']\nrate_limit = '10/minute'",
-        );
-        let b = ok(
-            "search.web",
-            "providers = ['brave', 'kagi']\nrate_limit = '20/minute'",
-        );
+        let a = ok("search.web", "providers = ['brave']\nrate_limit = '10/minute'");
+        let b = ok("search.web", "providers = ['brave', 'kagi']\nrate_limit = '20/minute'");
         let any = ok("search.web", "");
         assert!(a.is_within(&b));
         assert!(!b.is_within(&a));
@@ -1610,36 +1328,18 @@ mod tests {
         assert!(b.is_within(&any));
         assert!(!any.is_within(&a));
 
-        let a = ok(
-            "app.automation",
-            "allowed_apps = ['mail']\nallowed_actions = ['read']\nmax_concurrent = 1",
-        );
-        let b = ok(
-            "app.automation",
-            "allowed_apps = ['mail', 'calendar']\nmax_concurrent = 2",
-        );
+        let a = ok("app.automation", "allowed_apps = ['mail']\nallowed_actions = ['read']\nmax_concurrent = 1");
+        let b = ok("app.automation", "allowed_apps = ['mail', 'calendar']\nmax_concurrent = 2");
         assert!(a.is_within(&b));
         assert!(!b.is_within(&a));
-        let c = ok(
-            "app.automation",
-            "allowed_apps = ['mail']\nallowed_actions = ['read']\nmax_concurrent = 3",
-        );
+        let c = ok("app.automation", "allowed_apps = ['mail']\nallowed_actions = ['read']\nmax_concurrent = 3");
         assert!(!c.is_within(&b));
 
-        let a = ok(
-            "vcs.operations",
-            "allowed_repos = ['r1']\nallowed_operations = ['status']",
-        );
-        let b = ok(
-            "vcs.operations",
-            "allowed_repos = ['r1', 'r2']\nallowed_operations = ['status', 'diff']",
-        );
+        let a = ok("vcs.operations", "allowed_repos = ['r1']\nallowed_operations = ['status']");
+        let b = ok("vcs.operations", "allowed_repos = ['r1', 'r2']\nallowed_operations = ['status', 'diff']");
         assert!(a.is_within(&b) && !b.is_within(&a));
 
-        let a = ok(
-            "mcp.server",
-            "allowed_servers = ['gh']\nallowed_tools = ['search']",
-        );
+        let a = ok("mcp.server", "allowed_servers = ['gh']\nallowed_tools = ['search']");
         let b = ok("mcp.server", "allowed_servers = ['gh']");
         assert!(a.is_within(&b) && !b.is_within(&a));
 
@@ -1656,10 +1356,7 @@ mod tests {
         assert!(a.is_within(&b) && !b.is_within(&a));
 
         let a = ok("ai.inference", "max_tokens = 100");
-        let b = ok(
-            "ai.inference",
-            "max_tokens = 1000\nrate_limit = '10/minute'",
-        );
+        let b = ok("ai.inference", "max_tokens = 1000\nrate_limit = '10/minute'");
         assert!(!a.is_within(&b), "no rate limit is not within a rate limit");
         assert!(!b.is_within(&a), "more tokens");
 
@@ -1670,41 +1367,26 @@ mod tests {
 
     #[test]
     fn name_checks() {
-        let Scope::Search(search) = ok("search.web", "providers = ['brave']") else {
-            panic!()
-        };
+        let Scope::Search(search) = ok("search.web", "providers = ['brave']") else { panic!() };
         assert!(search.check_provider("brave").is_ok());
         let e = search.check_provider("evil").unwrap_err();
-        assert!(
-            e.contains("\"evil\"") && e.contains("providers: brave"),
-            "{e}"
-        );
-        let Scope::Search(any) = ok("search.web", "") else {
-            panic!()
-        };
+        assert!(e.contains("\"evil\"") && e.contains("providers: brave"), "{e}");
+        let Scope::Search(any) = ok("search.web", "") else { panic!() };
         assert!(any.check_provider("whatever").is_ok());
 
-        let Scope::Storage(storage) = ok("storage.persistent", "max_bytes = 100") else {
-            panic!()
-        };
+        let Scope::Storage(storage) = ok("storage.persistent", "max_bytes = 100") else { panic!() };
         assert!(storage.check_total(100).is_ok() && storage.check_total(101).is_err());
 
-        let Scope::Inference(inf) = ok("ai.inference", "max_tokens = 10") else {
-            panic!()
-        };
+        let Scope::Inference(inf) = ok("ai.inference", "max_tokens = 10") else { panic!() };
         assert!(inf.check_tokens(10).is_ok() && inf.check_tokens(11).is_err());
 
-        let Scope::Channel(ch) = ok("channel.send", "channels = ['alerts']") else {
-            panic!()
-        };
+        let Scope::Channel(ch) = ok("channel.send", "channels = ['alerts']") else { panic!() };
         assert!(ch.check_channel("alerts").is_ok());
         assert!(ch.check_channel("Alerts").is_err());
         assert!(ch.check_channel("alerts ").is_err());
 
-        let Scope::Automation(auto) = ok(
-            "app.automation",
-            "allowed_apps = ['mail']\nallowed_actions = ['read']",
-        ) else {
+        let Scope::Automation(auto) = ok("app.automation", "allowed_apps = ['mail']\nallowed_actions = ['read']")
+        else {
             panic!()
         };
         assert!(auto.check("mail", Some("read")).is_ok());
@@ -1712,52 +1394,31 @@ mod tests {
         assert!(auto.check("mail", Some("send")).is_err());
         assert!(auto.check("shell", Some("read")).is_err());
 
-        let Scope::Vcs(vcs) = ok("vcs.operations", "allowed_repos = ['~/src/omni']") else {
-            panic!()
-        };
+        let Scope::Vcs(vcs) = ok("vcs.operations", "allowed_repos = ['~/src/omni']") else { panic!() };
         assert!(vcs.check("~/src/omni", "push").is_ok());
         assert!(vcs.check("~/src/other", "status").is_err());
 
-        let Scope::Mcp(mcp) = ok(
-            "mcp.server",
-            "allowed_servers = ['github']\nallowed_tools = ['create_issue']",
-        ) else {
+        let Scope::Mcp(mcp) = ok("mcp.server", "allowed_servers = ['github']\nallowed_tools = ['create_issue']") else {
             panic!()
         };
         assert!(mcp.check("github", "create_issue").is_ok());
         let e = mcp.check("github", "delete_repo").unwrap_err();
-        assert!(
-            e.contains("delete_repo") && e.contains("create_issue"),
-            "{e}"
-        );
+        assert!(e.contains("delete_repo") && e.contains("create_issue"), "{e}");
 
-        let Scope::Agent(agent) = ok("agent.spawn", "max_iterations = 5") else {
-            panic!()
-        };
+        let Scope::Agent(agent) = ok("agent.spawn", "max_iterations = 5") else { panic!() };
         assert!(agent.check_iterations(5).is_ok() && agent.check_iterations(6).is_err());
-        let Scope::Agent(agent) = ok("agent.spawn", "") else {
-            panic!()
-        };
+        let Scope::Agent(agent) = ok("agent.spawn", "") else { panic!() };
         assert!(agent.check_iterations(u32::MAX).is_ok());
 
-        let Scope::Flowchart(fc) = ok("flowchart.invoke", "allowed_flowcharts = ['triage']") else {
-            panic!()
-        };
+        let Scope::Flowchart(fc) = ok("flowchart.invoke", "allowed_flowcharts = ['triage']") else { panic!() };
         assert!(fc.check("triage").is_ok() && fc.check("deploy").is_err());
     }
 
     #[test]
     fn display_lines() {
+        assert_eq!(ok("search.web", "").to_string(), "providers: any; rate_limit: host default");
         assert_eq!(
-            ok("search.web", "").to_string(),
-            "providers: any; rate_limit: host default"
-        );
-        assert_eq!(
-            ok(
-                "channel.send",
-                "channels = ['a', 'b']\nrate_limit = '5/min'"
-            )
-            .to_string(),
+            ok("channel.send", "channels = ['a', 'b']\nrate_limit = '5/min'").to_string(),
             "channels: a, b; rate_limit: 5/minute"
         );
         assert_eq!(
@@ -1770,10 +1431,7 @@ mod tests {
     #[test]
     fn accessors() {
         assert!(Scope::None.as_network().is_none());
-        let s = ok(
-            "app.automation",
-            "allowed_apps = ['a']\nrate_limit = '1/s'\nmax_concurrent = 2",
-        );
+        let s = ok("app.automation", "allowed_apps = ['a']\nrate_limit = '1/s'\nmax_concurrent = 2");
         assert_eq!(s.rate_limit().map(|r| r.count), Some(1));
         assert_eq!(s.max_concurrent(), Some(2));
         assert_eq!(display_key("ok_key-1"), "ok_key-1");

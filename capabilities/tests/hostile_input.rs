@@ -1,9 +1,7 @@
 //! Generated hostile input: the parsers never panic, and whatever they accept
 //! is normalized (ASCII hosts, canonical text that parses back to itself).
 
-use omni_capabilities::{
-    ArgPattern, DomainPattern, FsPath, Manifest, MessagingKind, RateLimit, RecipientPattern,
-};
+use omni_capabilities::{ArgPattern, DomainPattern, FsPath, Manifest, MessagingKind, RateLimit, RecipientPattern};
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Gen(u64);
@@ -99,16 +97,10 @@ fn domain_patterns() {
         if let Ok(p) = DomainPattern::parse(&s) {
             accepted += 1;
             assert!(p.host().is_ascii(), "{s:?} -> {p}");
-            assert!(
-                !p.host().is_empty() && !p.host().contains(['*', '@', '/', ':', ' ']),
-                "{s:?} -> {p}"
-            );
+            assert!(!p.host().is_empty() && !p.host().contains(['*', '@', '/', ':', ' ']), "{s:?} -> {p}");
             if p.is_wildcard() {
                 assert!(p.host().contains('.'), "{s:?} -> {p}");
-                assert!(
-                    !p.matches_host(p.host()),
-                    "{s:?}: a wildcard never covers its apex"
-                );
+                assert!(!p.matches_host(p.host()), "{s:?}: a wildcard never covers its apex");
             } else {
                 assert!(p.matches_host(p.host()));
             }
@@ -127,28 +119,15 @@ fn paths_recipients_arguments_rates() {
         if let Ok(p) = FsPath::parse(&s) {
             let text = p.to_string();
             assert!(
-                !std::path::Path::new(&text)
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir),
+                !std::path::Path::new(&text).components().any(|c| c == std::path::Component::ParentDir),
                 "{s:?} -> {p}"
             );
-            assert_eq!(
-                FsPath::parse(&p.to_string()).as_ref(),
-                Ok(&p),
-                "{s:?} -> {p}"
-            );
+            assert_eq!(FsPath::parse(&p.to_string()).as_ref(), Ok(&p), "{s:?} -> {p}");
         }
-        for kind in [
-            MessagingKind::Email,
-            MessagingKind::Sms,
-            MessagingKind::Chat,
-        ] {
+        for kind in [MessagingKind::Email, MessagingKind::Sms, MessagingKind::Chat] {
             if let Ok(r) = RecipientPattern::parse(kind, &s) {
                 let text = r.to_string();
-                assert!(
-                    text != "*" && !text.chars().any(char::is_whitespace),
-                    "{s:?} -> {text}"
-                );
+                assert!(text != "*" && !text.chars().any(char::is_whitespace), "{s:?} -> {text}");
             }
         }
         let _ = ArgPattern::parse(&s).map(|p| p.matches(&s));

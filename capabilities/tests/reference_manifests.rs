@@ -5,9 +5,7 @@ use omni_capabilities::{catalog, Manifest, Scope};
 use std::path::{Path, PathBuf};
 
 fn manifests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("manifests")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("manifests")
 }
 
 fn reference_files() -> Vec<PathBuf> {
@@ -24,8 +22,8 @@ fn reference_files() -> Vec<PathBuf> {
 }
 
 fn schema() -> serde_json::Value {
-    let text = std::fs::read_to_string(manifests_dir().join("manifest.schema.json"))
-        .unwrap_or_else(|e| panic!("schema: {e}"));
+    let text =
+        std::fs::read_to_string(manifests_dir().join("manifest.schema.json")).unwrap_or_else(|e| panic!("schema: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("schema JSON: {e}"))
 }
 
@@ -41,8 +39,7 @@ fn every_reference_manifest_is_valid_and_round_trips() {
     for path in files {
         let m = Manifest::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(!m.tools.is_empty(), "{}", path.display());
-        let back = Manifest::from_toml_str(&m.to_toml_string(), "written")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let back = Manifest::from_toml_str(&m.to_toml_string(), "written").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, m, "{}", path.display());
     }
 }
@@ -55,9 +52,7 @@ fn examples_cover_every_capability_and_scope_type() {
         let m = Manifest::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
         for p in &m.permissions {
             caps.push(p.capability.clone());
-            let kind = serde_json::to_value(&p.scope)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_owned));
+            let kind = serde_json::to_value(&p.scope).ok().and_then(|v| v["type"].as_str().map(str::to_owned));
             kinds.extend(kind);
             if p.scope != Scope::None {
                 // Every non-empty scope shows something in the review table.
@@ -68,11 +63,7 @@ fn examples_cover_every_capability_and_scope_type() {
     kinds.sort();
     kinds.dedup();
     assert_eq!(kinds.len(), 14, "{kinds:?}");
-    let scoped: Vec<_> = catalog()
-        .iter()
-        .filter(|c| c.has_scope())
-        .map(|c| c.key)
-        .collect();
+    let scoped: Vec<_> = catalog().iter().filter(|c| c.has_scope()).map(|c| c.key).collect();
     for key in scoped {
         assert!(caps.iter().any(|c| c == key), "no example uses {key}");
     }
@@ -83,10 +74,8 @@ fn schema_accepts_every_reference_manifest() {
     let validator = jsonschema::validator_for(&schema()).unwrap_or_else(|e| panic!("schema: {e}"));
     for path in reference_files() {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
-        let errors: Vec<String> = validator
-            .iter_errors(&as_json(&text))
-            .map(|e| format!("{}: {e}", e.instance_path()))
-            .collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&as_json(&text)).map(|e| format!("{}: {e}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
     }
 }
@@ -94,21 +83,14 @@ fn schema_accepts_every_reference_manifest() {
 #[test]
 fn schema_refuses_what_the_parser_refuses() {
     let validator = jsonschema::validator_for(&schema()).unwrap_or_else(|e| panic!("schema: {e}"));
-    let base = std::fs::read_to_string(manifests_dir().join("reference.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let base = std::fs::read_to_string(manifests_dir().join("reference.toml")).unwrap_or_else(|e| panic!("{e}"));
     for (from, to) in [
         ("id = \"dev.omni.weather\"", "id = \"Dev.omni.weather\""),
         ("id = \"dev.omni.weather\"", "id = \"weather\""),
         ("version = \"0.3.1\"", "version = \"0.3\""),
-        (
-            "entrypoint = \"weather.wasm\"",
-            "entrypoint = \"../weather.wasm\"",
-        ),
+        ("entrypoint = \"weather.wasm\"", "entrypoint = \"../weather.wasm\""),
         ("max_memory_mb = 64", "max_memory_mb = 0"),
-        (
-            "capability = \"network.http\"",
-            "capability = \"network.ftp\"",
-        ),
+        ("capability = \"network.http\"", "capability = \"network.ftp\""),
         ("methods = [\"GET\"]", "methods = [\"get\"]"),
         ("methods = [\"GET\"]", "verbs = [\"GET\"]"),
         ("name = \"get_weather\"", "name = \"GetWeather\""),
@@ -117,10 +99,7 @@ fn schema_refuses_what_the_parser_refuses() {
     ] {
         assert!(base.contains(from), "{from}");
         let text = base.replacen(from, to, 1);
-        assert!(
-            Manifest::from_toml_str(&text, "m").is_err(),
-            "parser accepted {to}"
-        );
+        assert!(Manifest::from_toml_str(&text, "m").is_err(), "parser accepted {to}");
         assert!(!validator.is_valid(&as_json(&text)), "schema accepted {to}");
     }
     // A scope field of another capability.
@@ -138,22 +117,15 @@ fn schema_lists_the_catalog() {
         .unwrap_or_default();
     let catalog_keys: Vec<&str> = catalog().iter().map(|c| c.key).collect();
     assert_eq!(keys, catalog_keys);
-    let rules = schema["$defs"]["permission"]["allOf"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let rules = schema["$defs"]["permission"]["allOf"].as_array().cloned().unwrap_or_default();
     assert_eq!(rules.len(), catalog().len());
     for (rule, cap) in rules.iter().zip(catalog()) {
         assert_eq!(rule["if"]["properties"]["capability"]["const"], cap.key);
-        let reference = rule["then"]["properties"]["scope"]["$ref"]
-            .as_str()
-            .unwrap_or_default();
+        let reference = rule["then"]["properties"]["scope"]["$ref"].as_str().unwrap_or_default();
         let name = reference.trim_start_matches("#/$defs/");
         let def = &schema["$defs"][name];
-        let mut fields: Vec<&str> = def["properties"]
-            .as_object()
-            .map(|o| o.keys().map(String::as_str).collect())
-            .unwrap_or_default();
+        let mut fields: Vec<&str> =
+            def["properties"].as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
         let mut expected = cap.scope_fields.to_vec();
         fields.sort_unstable();
         expected.sort_unstable();

@@ -6,11 +6,7 @@ use std::path::Path;
 
 #[test]
 fn catalog_matches_the_wit_package() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("wit")
-        .join("deps")
-        .join("caps");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("wit").join("deps").join("caps");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         panic!("cannot read {}", dir.display());
     };
@@ -20,8 +16,7 @@ fn catalog_matches_the_wit_package() {
         if path.extension().is_none_or(|e| e != "wit") {
             continue;
         }
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for line in text.lines() {
             if let Some(rest) = line.trim_start().strip_prefix("interface ") {
                 let name = rest.trim_end_matches(|c: char| c == '{' || c.is_whitespace());

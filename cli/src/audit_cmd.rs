@@ -115,9 +115,14 @@ fn print_table(records: &[AuditRecord], out: &mut impl std::io::Write) -> anyhow
         writeln!(out, "no audit records match")?;
         return Ok(());
     }
-    writeln!(out, "{:>6}  {:<20}  {:<14}  {:<28}  {:<18}  {:<8}  {:<8}  TARGET / REASON", "SEQ", "TIME", "KIND", "EXTENSION", "CAPABILITY", "DECISION", "DURATION")?;
+    writeln!(
+        out,
+        "{:>6}  {:<20}  {:<14}  {:<28}  {:<18}  {:<8}  {:<8}  TARGET / REASON",
+        "SEQ", "TIME", "KIND", "EXTENSION", "CAPABILITY", "DECISION", "DURATION"
+    )?;
     for r in records {
-        let time = r.timestamp.replace_nanosecond(0).map_or_else(|_| audit::format_time(r.timestamp), audit::format_time);
+        let time =
+            r.timestamp.replace_nanosecond(0).map_or_else(|_| audit::format_time(r.timestamp), audit::format_time);
         let decision = r.decision.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let duration = r.duration.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let target = r.target.as_deref().unwrap_or("");

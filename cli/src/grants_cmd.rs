@@ -38,7 +38,8 @@ pub fn run(cmd: GrantsCommand, engine: &PolicyEngine, json: bool) -> anyhow::Res
             Ok(0)
         }
         GrantsCommand::Revoke { id, cap } => {
-            let removed = engine.revoke(&id, cap.as_deref()).with_context(|| format!("cannot revoke grants of {id}"))?;
+            let removed =
+                engine.revoke(&id, cap.as_deref()).with_context(|| format!("cannot revoke grants of {id}"))?;
             if json {
                 let out = serde_json::json!({ "extension": id, "capability": cap, "revoked": removed });
                 println!("{}", serde_json::to_string_pretty(&out)?);

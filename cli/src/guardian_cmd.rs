@@ -35,11 +35,7 @@ pub enum GuardianCommand {
 /// Runs a guardian subcommand; returns the process exit code.
 pub fn run(cmd: GuardianCommand, json: bool) -> Result<i32> {
     match cmd {
-        GuardianCommand::Scan {
-            point,
-            sensitivity,
-            text,
-        } => scan(point, sensitivity, &text, json),
+        GuardianCommand::Scan { point, sensitivity, text } => scan(point, sensitivity, &text, json),
         GuardianCommand::Eval { files } => evaluate(&files, json),
     }
 }
@@ -47,28 +43,19 @@ pub fn run(cmd: GuardianCommand, json: bool) -> Result<i32> {
 fn scan(point: ScanPoint, sensitivity: Sensitivity, text: &str, json: bool) -> Result<i32> {
     let text = if text == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the text from standard input")?;
+        std::io::stdin().read_to_string(&mut s).context("cannot read the text from standard input")?;
         s
     } else {
         text.to_string()
     };
-    let guardian = Guardian::new(GuardianConfig {
-        sensitivity,
-        ..GuardianConfig::default()
-    })?;
+    let guardian = Guardian::new(GuardianConfig { sensitivity, ..GuardianConfig::default() })?;
     let verdict = guardian.scan(&text, point);
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
         print_verdict(&verdict, &text);
     }
-    Ok(if verdict.kind == VerdictKind::Malicious {
-        EXIT_BLOCKED
-    } else {
-        0
-    })
+    Ok(if verdict.kind == VerdictKind::Malicious { EXIT_BLOCKED } else { 0 })
 }
 
 fn layer(x: Option<f64>) -> String {
@@ -76,10 +63,7 @@ fn layer(x: Option<f64>) -> String {
 }
 
 fn print_verdict(v: &Verdict, text: &str) {
-    println!(
-        "verdict: {} (score {}/100, {} at {})",
-        v.kind, v.score, v.sensitivity, v.point
-    );
+    println!("verdict: {} (score {}/100, {} at {})", v.kind, v.score, v.sensitivity, v.point);
     println!(
         "layers:  signatures {} | heuristics {} | ml {} | tool-call {}",
         layer(v.layers.signatures),
@@ -91,12 +75,7 @@ fn print_verdict(v: &Verdict, text: &str) {
         println!("ml:      attack probability {p:.3}");
     }
     for m in &v.matches {
-        let excerpt: String = text
-            .get(m.span.start..m.span.end)
-            .unwrap_or("")
-            .chars()
-            .take(80)
-            .collect();
+        let excerpt: String = text.get(m.span.start..m.span.end).unwrap_or("").chars().take(80).collect();
         println!(
             "match:   {} [{} / {}] bytes {}..{}{}: {}\n         {:?}",
             m.id,
@@ -140,10 +119,8 @@ fn evaluate(files: &[PathBuf], json: bool) -> Result<i32> {
         named.push(("pooled".to_string(), eval::metrics(&pooled)));
     }
     if json {
-        let obj: serde_json::Map<String, serde_json::Value> = named
-            .iter()
-            .map(|(n, m)| Ok((n.clone(), serde_json::to_value(m)?)))
-            .collect::<Result<_>>()?;
+        let obj: serde_json::Map<String, serde_json::Value> =
+            named.iter().map(|(n, m)| Ok((n.clone(), serde_json::to_value(m)?))).collect::<Result<_>>()?;
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         print!("{}", eval::markdown_table(&named));

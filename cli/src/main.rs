@@ -157,8 +157,11 @@ fn open(cli: &Globals) -> anyhow::Result<Omni> {
     if let Some(c) = &cli.config {
         builder = builder.config_path(c);
     }
-    let prompter: Arc<dyn Prompter> =
-        if std::io::stdin().is_terminal() && !cli.json { Arc::new(TerminalPrompter::new()) } else { Arc::new(DenyPrompter) };
+    let prompter: Arc<dyn Prompter> = if std::io::stdin().is_terminal() && !cli.json {
+        Arc::new(TerminalPrompter::new())
+    } else {
+        Arc::new(DenyPrompter)
+    };
     Ok(builder.prompter(prompter).open()?)
 }
 
@@ -193,11 +196,7 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
     let plan = omni.prepare_install(&args.source)?;
     for cap in args.grant.iter().chain(&args.deny) {
         if plan.manifest.permission(cap).is_none() {
-            anyhow::bail!(
-                "{} does not declare `{cap}`; it declares: {}",
-                plan.manifest.extension.id,
-                declared(&plan)
-            );
+            anyhow::bail!("{} does not declare `{cap}`; it declares: {}", plan.manifest.extension.id, declared(&plan));
         }
     }
     if !cli.json {
@@ -265,7 +264,11 @@ fn print_review(plan: &InstallPlan) {
     if plan.previous.is_some() {
         println!(
             "  update of the installed version: {}",
-            if plan.needs_review { "it adds capabilities or widens a scope, so it needs a new review" } else { "no new capability or wider scope; current grants carry over" }
+            if plan.needs_review {
+                "it adds capabilities or widens a scope, so it needs a new review"
+            } else {
+                "no new capability or wider scope; current grants carry over"
+            }
         );
     }
     let rows = plan.review();
@@ -359,7 +362,14 @@ fn list(omni: &Omni, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn call(omni: &Omni, id: &str, tool: &str, args: Option<String>, session: Option<String>, json: bool) -> anyhow::Result<i32> {
+fn call(
+    omni: &Omni,
+    id: &str,
+    tool: &str,
+    args: Option<String>,
+    session: Option<String>,
+    json: bool,
+) -> anyhow::Result<i32> {
     let args = match args.as_deref() {
         None => "{}".to_string(),
         Some("-") => {
@@ -374,7 +384,8 @@ fn call(omni: &Omni, id: &str, tool: &str, args: Option<String>, session: Option
     let result = runtime.block_on(omni.call_in_session(session.as_str(), id, tool, &args));
     match result {
         Ok(out) => {
-            let value: serde_json::Value = serde_json::from_str(&out.output).unwrap_or(serde_json::Value::String(out.output.clone()));
+            let value: serde_json::Value =
+                serde_json::from_str(&out.output).unwrap_or(serde_json::Value::String(out.output.clone()));
             let guardian = out.verdict.as_ref().map(|v| json!({ "score": v.score, "verdict": v.kind.to_string() }));
             if json {
                 println!(

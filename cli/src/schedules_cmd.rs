@@ -59,7 +59,8 @@ pub fn run(cmd: SchedulesCommand, omni: &Omni, json: bool) -> anyhow::Result<i32
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let mut failed = false;
             loop {
-                let runs = runtime.block_on(omni.run_due_schedules(now_ms())).context("cannot run the scheduled jobs")?;
+                let runs =
+                    runtime.block_on(omni.run_due_schedules(now_ms())).context("cannot run the scheduled jobs")?;
                 for r in &runs {
                     let (state, detail) = match &r.outcome {
                         RunOutcome::Completed(out) => ("completed", out.clone()),

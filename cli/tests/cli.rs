@@ -7,12 +7,7 @@ use omni_tests::{sample, StandIn};
 use serde_json::Value;
 
 fn omni(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_omni"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("omni runs")
+    Command::new(env!("CARGO_BIN_EXE_omni")).arg("--data-dir").arg(data).args(args).output().expect("omni runs")
 }
 
 fn text(out: &Output) -> String {
@@ -60,7 +55,10 @@ fn calculator_notes_and_weather_through_the_cli() {
 
     let out = omni(data.path(), &["install", weather.to_str().unwrap(), "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = omni(data.path(), &["--json", "call", "dev.omni.weather", "get_weather", r#"{"latitude":52.52,"longitude":13.41}"#]);
+    let out = omni(
+        data.path(),
+        &["--json", "call", "dev.omni.weather", "get_weather", r#"{"latitude":52.52,"longitude":13.41}"#],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(json_of(&out)["output"]["temperature"].is_number(), "{}", text(&out));
 
@@ -71,7 +69,8 @@ fn calculator_notes_and_weather_through_the_cli() {
     // Revoked: the call is refused with exit code 3 and the reason.
     let out = omni(data.path(), &["grants", "revoke", "dev.omni.weather", "network.http"]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = omni(data.path(), &["call", "dev.omni.weather", "get_weather", r#"{"latitude":52.52,"longitude":13.41}"#]);
+    let out =
+        omni(data.path(), &["call", "dev.omni.weather", "get_weather", r#"{"latitude":52.52,"longitude":13.41}"#]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("network.http"), "{}", text(&out));
 
@@ -85,7 +84,8 @@ fn calculator_notes_and_weather_through_the_cli() {
 #[test]
 fn install_refusals_are_clear() {
     let data = tempfile::tempdir().expect("temp dir");
-    let out = omni(data.path(), &["install", sample("dev.omni.adversarial.undeclared-import").to_str().unwrap(), "--yes"]);
+    let out =
+        omni(data.path(), &["install", sample("dev.omni.adversarial.undeclared-import").to_str().unwrap(), "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let message = text(&out);
     assert!(message.contains("omni:caps/kv") && message.contains("storage.persistent"), "{message}");
@@ -125,7 +125,9 @@ fn scheduled_jobs_are_listed_and_run_under_current_grants() {
     assert_eq!(jobs[0]["tool"], "ping", "{jobs}");
 
     // Wait until the job is due (no timing is asserted: run just needs it to be due).
-    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64 <= now + 1_000 {
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+        <= now + 1_000
+    {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let out = omni(data.path(), &["schedules", "run"]);
@@ -144,7 +146,8 @@ fn scheduled_jobs_are_listed_and_run_under_current_grants() {
     assert!(out.status.success(), "{}", text(&out));
     let jobs = json_of(&omni(data.path(), &["--json", "schedules", "list"]));
     let next = jobs[0]["next_run_ms"].as_u64().expect("next run");
-    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64) < next {
+    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64) < next
+    {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let out = omni(data.path(), &["schedules", "run"]);

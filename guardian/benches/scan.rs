@@ -74,58 +74,38 @@ fn mib_document() -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let plain = Guardian::new(GuardianConfig {
-        ml_classifier: false,
-        ..GuardianConfig::default()
-    })
-    .expect("guardian builds");
+    let plain =
+        Guardian::new(GuardianConfig { ml_classifier: false, ..GuardianConfig::default() }).expect("guardian builds");
     let kb = kib_text();
     let mb = mib_document();
 
     let mut g = c.benchmark_group("scan-1KB-benign");
     g.throughput(Throughput::Bytes(kb.len() as u64));
     g.bench_function("floor: RegexSet over raw text", |b| {
-        b.iter(|| {
-            black_box(
-                plain
-                    .signatures()
-                    .count_matching_raw(black_box(kb.as_bytes())),
-            )
-        })
+        b.iter(|| black_box(plain.signatures().count_matching_raw(black_box(kb.as_bytes()))))
     });
-    g.bench_function("layers 1-2", |b| {
-        b.iter(|| black_box(plain.scan(black_box(&kb), ScanPoint::UserInput)))
-    });
+    g.bench_function("layers 1-2", |b| b.iter(|| black_box(plain.scan(black_box(&kb), ScanPoint::UserInput))));
     #[cfg(feature = "ml-classifier")]
     {
         let full = Guardian::new(GuardianConfig::default()).expect("guardian builds");
-        g.bench_function("layers 1-3 (ML)", |b| {
-            b.iter(|| black_box(full.scan(black_box(&kb), ScanPoint::UserInput)))
-        });
+        g.bench_function("layers 1-3 (ML)", |b| b.iter(|| black_box(full.scan(black_box(&kb), ScanPoint::UserInput))));
     }
     g.finish();
 
     let mut g = c.benchmark_group("scan-1MB-document");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(mb.len() as u64));
-    g.bench_with_input(
-        BenchmarkId::new("floor: RegexSet over raw text", "1MB"),
-        &mb,
-        |b, t| b.iter(|| black_box(plain.signatures().count_matching_raw(t.as_bytes()))),
-    );
+    g.bench_with_input(BenchmarkId::new("floor: RegexSet over raw text", "1MB"), &mb, |b, t| {
+        b.iter(|| black_box(plain.signatures().count_matching_raw(t.as_bytes())))
+    });
     g.bench_with_input(BenchmarkId::new("layers 1-2", "1MB"), &mb, |b, t| {
         b.iter(|| black_box(plain.scan(t, ScanPoint::ToolResult)))
     });
     // The same scan with its chunks on one thread: what a core does on its own.
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool");
-    g.bench_with_input(
-        BenchmarkId::new("layers 1-2, one thread", "1MB"),
-        &mb,
-        |b, t| b.iter(|| one.install(|| black_box(plain.scan(t, ScanPoint::ToolResult)))),
-    );
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
+    g.bench_with_input(BenchmarkId::new("layers 1-2, one thread", "1MB"), &mb, |b, t| {
+        b.iter(|| one.install(|| black_box(plain.scan(t, ScanPoint::ToolResult))))
+    });
     g.finish();
 }
 

@@ -48,16 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let corpus = Corpus::load(&dev, &shipped_corpora(&crate_dir.join("data")), &params)?;
     if let Some(name) = show {
-        let source = corpus
-            .sources
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or("no such source")?;
+        let source = corpus.sources.iter().find(|s| s.name == name).ok_or("no such source")?;
         let model = train::train_model(&corpus.training_rows_named(Some(&source.group)), &params);
-        let guardian = omni_guardian::Guardian::with_model(
-            omni_guardian::GuardianConfig::default(),
-            Some(model),
-        )?;
+        let guardian = omni_guardian::Guardian::with_model(omni_guardian::GuardianConfig::default(), Some(model))?;
         for r in &source.eval {
             let v = guardian.scan(&r.text, omni_guardian::ScanPoint::UserInput);
             if (v.kind != omni_guardian::VerdictKind::Clean) != (r.label == 1) {
@@ -75,21 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if loso {
-        let rows =
-            train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
+        let rows = train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
         println!("| left-out source | rows | TPR | FPR | ML alone: error at p=0.5 |");
         println!("|---|---|---|---|---|");
         for r in &rows {
             let m = &r.metrics;
             let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
-            println!(
-                "| {} | {} | {} | {} | {:.1}% |",
-                r.source,
-                m.rows,
-                pct(m.tpr),
-                pct(m.fpr),
-                r.ml_error * 100.0
-            );
+            println!("| {} | {} | {} | {} | {:.1}% |", r.source, m.rows, pct(m.tpr), pct(m.fpr), r.ml_error * 100.0);
         }
         return Ok(());
     }
@@ -98,25 +83,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = model.to_bytes();
     Model::from_bytes(&bytes)?;
     std::fs::write(&out, &bytes)?;
-    println!(
-        "trained on {} rows; wrote {} ({} bytes)",
-        rows.len(),
-        out.display(),
-        bytes.len()
-    );
+    println!("trained on {} rows; wrote {} ({} bytes)", rows.len(), out.display(), bytes.len());
     Ok(())
 }
 
-fn dev_table(
-    dev: &Path,
-    no_ml: bool,
-    params: &TrainParams,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn dev_table(dev: &Path, no_ml: bool, params: &TrainParams) -> Result<(), Box<dyn std::error::Error>> {
     use omni_guardian::{eval, Guardian, GuardianConfig};
-    let guardian = Guardian::new(GuardianConfig {
-        ml_classifier: !no_ml,
-        ..GuardianConfig::default()
-    })?;
+    let guardian = Guardian::new(GuardianConfig { ml_classifier: !no_ml, ..GuardianConfig::default() })?;
     let corpus = Corpus::load(dev, &[], params)?;
     let named = omni_guardian::train::dev_set_metrics(&guardian, &corpus, dev)?;
     print!("{}", eval::markdown_table(&named));

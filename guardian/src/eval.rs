@@ -34,10 +34,8 @@ pub struct Row {
 
 /// Reads a JSON Lines file; every bad line is reported with its number.
 pub fn load_jsonl(path: &Path) -> Result<Vec<Row>, GuardianError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GuardianError::DatasetRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| GuardianError::DatasetRead { path: path.to_path_buf(), source })?;
     parse_jsonl(&text, path)
 }
 
@@ -48,17 +46,9 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<Row>, GuardianError> {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |problem: String| GuardianError::DatasetRow {
-            path: path.to_path_buf(),
-            line: i + 1,
-            problem,
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not JSON ({e})")))?;
-        let text = v
-            .get("text")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| err("missing string field `text`".into()))?;
+        let err = |problem: String| GuardianError::DatasetRow { path: path.to_path_buf(), line: i + 1, problem };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON ({e})")))?;
+        let text = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| err("missing string field `text`".into()))?;
         let label = match v.get("label").and_then(|l| l.as_u64()) {
             Some(0) => 0,
             Some(1) => 1,
@@ -91,12 +81,7 @@ pub struct Outcome {
 }
 
 /// Scans every row at `point`; `progress` is called after each row with the count done.
-pub fn run(
-    guardian: &Guardian,
-    rows: &[Row],
-    point: ScanPoint,
-    mut progress: impl FnMut(usize),
-) -> Vec<Outcome> {
+pub fn run(guardian: &Guardian, rows: &[Row], point: ScanPoint, mut progress: impl FnMut(usize)) -> Vec<Outcome> {
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
@@ -104,12 +89,7 @@ pub fn run(
             let v = guardian.scan(&r.text, point);
             let micros = t.elapsed().as_secs_f64() * 1e6;
             progress(i + 1);
-            Outcome {
-                label: r.label,
-                score: v.score,
-                flagged: v.kind != VerdictKind::Clean,
-                micros,
-            }
+            Outcome { label: r.label, score: v.score, flagged: v.kind != VerdictKind::Clean, micros }
         })
         .collect()
 }
@@ -149,14 +129,8 @@ pub struct Metrics {
 pub fn metrics(outcomes: &[Outcome]) -> Metrics {
     let attacks = outcomes.iter().filter(|o| o.label == 1).count();
     let benign = outcomes.len() - attacks;
-    let tp = outcomes
-        .iter()
-        .filter(|o| o.label == 1 && o.flagged)
-        .count();
-    let fp = outcomes
-        .iter()
-        .filter(|o| o.label == 0 && o.flagged)
-        .count();
+    let tp = outcomes.iter().filter(|o| o.label == 1 && o.flagged).count();
+    let fp = outcomes.iter().filter(|o| o.label == 0 && o.flagged).count();
     let ratio = |a: usize, b: usize| {
         if b == 0 {
             None
@@ -179,21 +153,12 @@ pub fn metrics(outcomes: &[Outcome]) -> Metrics {
         // Flag when score < t; try every threshold.
         (0..=101u16)
             .filter_map(|t| {
-                let f = outcomes
-                    .iter()
-                    .filter(|o| o.label == 0 && u16::from(o.score) < t)
-                    .count();
+                let f = outcomes.iter().filter(|o| o.label == 0 && u16::from(o.score) < t).count();
                 (f as f64 / benign as f64 <= max_fpr).then(|| {
-                    outcomes
-                        .iter()
-                        .filter(|o| o.label == 1 && u16::from(o.score) < t)
-                        .count() as f64
-                        / attacks as f64
+                    outcomes.iter().filter(|o| o.label == 1 && u16::from(o.score) < t).count() as f64 / attacks as f64
                 })
             })
-            .fold(None, |best: Option<f64>, x| {
-                Some(best.map_or(x, |b| b.max(x)))
-            })
+            .fold(None, |best: Option<f64>, x| Some(best.map_or(x, |b| b.max(x))))
     };
     let mut lat: Vec<f64> = outcomes.iter().map(|o| o.micros).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
@@ -261,9 +226,7 @@ pub fn shuffled_document(mut texts: Vec<String>, max_bytes: usize) -> String {
     // Fisher-Yates with a fixed 64-bit LCG.
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in (1..texts.len()).rev() {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let j = ((state >> 33) as usize) % (i + 1);
         texts.swap(i, j);
     }
@@ -287,28 +250,13 @@ pub fn shuffled_document(mut texts: Vec<String>, max_bytes: usize) -> String {
 pub fn bipia_insertions(rows: &[Row], per_attack: usize, split: Option<&str>) -> Vec<Row> {
     let in_split = |r: &&Row| split.is_none_or(|s| r.split.as_deref() == Some(s));
     let kind = |r: &Row| r.kind.clone().unwrap_or_default();
-    let contexts_code: Vec<&Row> = rows
-        .iter()
-        .filter(in_split)
-        .filter(|r| r.label == 0 && kind(r).starts_with("code"))
-        .collect();
-    let contexts_text: Vec<&Row> = rows
-        .iter()
-        .filter(in_split)
-        .filter(|r| r.label == 0 && !kind(r).starts_with("code"))
-        .collect();
+    let contexts_code: Vec<&Row> =
+        rows.iter().filter(in_split).filter(|r| r.label == 0 && kind(r).starts_with("code")).collect();
+    let contexts_text: Vec<&Row> =
+        rows.iter().filter(in_split).filter(|r| r.label == 0 && !kind(r).starts_with("code")).collect();
     let mut out = Vec::new();
-    for (i, a) in rows
-        .iter()
-        .filter(in_split)
-        .filter(|r| r.label == 1)
-        .enumerate()
-    {
-        let pool = if kind(a).starts_with("code") {
-            &contexts_code
-        } else {
-            &contexts_text
-        };
+    for (i, a) in rows.iter().filter(in_split).filter(|r| r.label == 1).enumerate() {
+        let pool = if kind(a).starts_with("code") { &contexts_code } else { &contexts_text };
         if pool.is_empty() {
             continue;
         }
@@ -316,11 +264,7 @@ pub fn bipia_insertions(rows: &[Row], per_attack: usize, split: Option<&str>) ->
             let ctx = pool[(i * 7919 + k * 104_729) % pool.len()];
             let pos = [Position::Start, Position::Middle, Position::End][(i + k) % 3];
             out.push(Row {
-                id: Some(format!(
-                    "{}@{}#{k}",
-                    a.id.clone().unwrap_or_default(),
-                    ctx.id.clone().unwrap_or_default()
-                )),
+                id: Some(format!("{}@{}#{k}", a.id.clone().unwrap_or_default(), ctx.id.clone().unwrap_or_default())),
                 text: insert(&ctx.text, &a.text, pos),
                 label: 1,
                 kind: Some(format!("inserted_{}", kind(a))),
@@ -365,12 +309,7 @@ mod tests {
     use super::*;
 
     fn o(label: u8, score: u8) -> Outcome {
-        Outcome {
-            label,
-            score,
-            flagged: score < 80,
-            micros: f64::from(score),
-        }
+        Outcome { label, score, flagged: score < 80, micros: f64::from(score) }
     }
 
     #[test]
@@ -393,13 +332,10 @@ mod tests {
         .expect("valid rows");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].kind.as_deref(), Some("x"));
-        let e = parse_jsonl(
-            "{\"text\":\"a\",\"label\":1}\n{\"text\":\"a\",\"label\":3}\n",
-            Path::new("f"),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        let e = parse_jsonl("{\"text\":\"a\",\"label\":1}\n{\"text\":\"a\",\"label\":3}\n", Path::new("f"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.starts_with("f:2:"), "{e}");
     }
 
@@ -408,9 +344,6 @@ mod tests {
         assert_eq!(insert("aa bb", "X", Position::Start), "X\naa bb");
         assert_eq!(insert("aa bb", "X", Position::End), "aa bb\nX");
         assert_eq!(insert("aa bb", "X", Position::Middle), "aa\nX\n bb");
-        assert_eq!(
-            insert("one two three four", "X", Position::Middle),
-            "one two \nX\nthree four"
-        );
+        assert_eq!(insert("one two three four", "X", Position::Middle), "one two \nX\nthree four");
     }
 }

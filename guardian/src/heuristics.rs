@@ -26,14 +26,8 @@ use crate::normalize::{each_word, is_word_byte, ObfuscationEvents, ObfuscationSt
 pub const WEIGHTS: [f64; 6] = [0.25, 0.20, 0.20, 0.15, 0.15, 0.05];
 
 /// Names of the heuristic rules, in a stable order.
-pub const RULES: [&str; 6] = [
-    "override-language",
-    "role-boundary",
-    "obfuscation",
-    "addressed-imperatives",
-    "output-control",
-    "script-mixing",
-];
+pub const RULES: [&str; 6] =
+    ["override-language", "role-boundary", "obfuscation", "addressed-imperatives", "output-control", "script-mixing"];
 
 /// The value each rule produced for one text.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -45,38 +39,14 @@ pub struct HeuristicValues {
 impl HeuristicValues {
     /// Weighted risk in `[0, 1]`.
     pub fn risk(&self) -> f64 {
-        self.values
-            .iter()
-            .zip(WEIGHTS)
-            .map(|(v, w)| v * w)
-            .sum::<f64>()
-            .clamp(0.0, 1.0)
+        self.values.iter().zip(WEIGHTS).map(|(v, w)| v * w).sum::<f64>().clamp(0.0, 1.0)
     }
 }
 
 /// Families of override/jailbreak vocabulary; a word counts for at most one family.
 const FAMILY_WORDS: [&[&[u8]]; 12] = [
-    &[
-        b"ignore",
-        b"disregard",
-        b"forget",
-        b"override",
-        b"bypass",
-        b"overlook",
-        b"circumvent",
-        b"neglect",
-        b"overrule",
-    ],
-    &[
-        b"previous",
-        b"prior",
-        b"above",
-        b"earlier",
-        b"preceding",
-        b"foregoing",
-        b"original",
-        b"initial",
-    ],
+    &[b"ignore", b"disregard", b"forget", b"override", b"bypass", b"overlook", b"circumvent", b"neglect", b"overrule"],
+    &[b"previous", b"prior", b"above", b"earlier", b"preceding", b"foregoing", b"original", b"initial"],
     &[
         b"instructions",
         b"instruction",
@@ -97,14 +67,7 @@ const FAMILY_WORDS: [&[&[u8]]; 12] = [
         b"constraints",
         b"censored",
     ],
-    &[
-        b"pretend",
-        b"roleplay",
-        b"persona",
-        b"character",
-        b"simulate",
-        b"impersonate",
-    ],
+    &[b"pretend", b"roleplay", b"persona", b"character", b"simulate", b"impersonate"],
     &[
         b"unrestricted",
         b"unfiltered",
@@ -117,50 +80,11 @@ const FAMILY_WORDS: [&[&[u8]]; 12] = [
         b"dan",
         b"unlimited",
     ],
-    &[
-        b"ethical",
-        b"ethics",
-        b"moral",
-        b"morals",
-        b"legality",
-        b"illegal",
-        b"policy",
-        b"policies",
-    ],
-    &[
-        b"reveal",
-        b"disclose",
-        b"leak",
-        b"expose",
-        b"exfiltrate",
-        b"divulge",
-    ],
-    &[
-        b"secret",
-        b"password",
-        b"confidential",
-        b"hidden",
-        b"credentials",
-        b"passphrase",
-    ],
-    &[
-        b"openai",
-        b"chatgpt",
-        b"gpt",
-        b"llm",
-        b"ai",
-        b"assistant",
-        b"chatbot",
-        b"anthropic",
-    ],
-    &[
-        b"system",
-        b"developer",
-        b"admin",
-        b"administrator",
-        b"sudo",
-        b"root",
-    ],
+    &[b"ethical", b"ethics", b"moral", b"morals", b"legality", b"illegal", b"policy", b"policies"],
+    &[b"reveal", b"disclose", b"leak", b"expose", b"exfiltrate", b"divulge"],
+    &[b"secret", b"password", b"confidential", b"hidden", b"credentials", b"passphrase"],
+    &[b"openai", b"chatgpt", b"gpt", b"llm", b"ai", b"assistant", b"chatbot", b"anthropic"],
+    &[b"system", b"developer", b"admin", b"administrator", b"sudo", b"root"],
     &[b"anything", b"everything", b"whatever", b"regardless"],
 ];
 
@@ -293,14 +217,7 @@ fn little_endian(tail: &[u8]) -> u64 {
             lo | hi << (8 * (n - 2))
         }
         _ => {
-            let four = |k: usize| {
-                u64::from(u32::from_le_bytes([
-                    tail[k],
-                    tail[k + 1],
-                    tail[k + 2],
-                    tail[k + 3],
-                ]))
-            };
+            let four = |k: usize| u64::from(u32::from_le_bytes([tail[k], tail[k + 1], tail[k + 2], tail[k + 3]]));
             four(0) | four(n - 4) << (8 * (n - 4))
         }
     }
@@ -439,10 +356,7 @@ impl Heuristics {
         let (families, _) = WordIndex::new(families);
         let mut phrase_candidate = Box::new([0u32; SHAPES]);
         let mut phrases: Vec<PhraseGroup> = Vec::new();
-        let tagged = ADDRESSED
-            .iter()
-            .map(|p| (p, false))
-            .chain(CONTROL.iter().map(|p| (p, true)));
+        let tagged = ADDRESSED.iter().map(|p| (p, false)).chain(CONTROL.iter().map(|p| (p, true)));
         for (p, control) in tagged {
             let p = p.as_bytes();
             let first = p.split(|&b| !is_word_byte(b)).next().unwrap_or(p);
@@ -452,19 +366,8 @@ impl Heuristics {
                 None => phrases.push((first, vec![(p, control)])),
             }
         }
-        let (phrase_index, _) = WordIndex::new(
-            phrases
-                .iter()
-                .enumerate()
-                .map(|(k, (first, _))| (*first, k)),
-        );
-        Ok(Self {
-            family_candidate,
-            phrase_candidate,
-            families,
-            phrases,
-            phrase_index,
-        })
+        let (phrase_index, _) = WordIndex::new(phrases.iter().enumerate().map(|(k, (first, _))| (*first, k)));
+        Ok(Self { family_candidate, phrase_candidate, families, phrases, phrase_index })
     }
 
     /// Counts everything the rules need, per [`BLOCK`] of `text`.
@@ -663,11 +566,7 @@ mod tests {
         for _ in 0..2000 {
             let bytes = crate::testing::random_bytes(&mut state, 24, b"\x00\x01az\x7f\x80\xff");
             for seed in [1, 7, 0x5157] {
-                assert_eq!(
-                    super::hash_bytes(seed, &bytes),
-                    plain(seed, &bytes),
-                    "{bytes:?}"
-                );
+                assert_eq!(super::hash_bytes(seed, &bytes), plain(seed, &bytes), "{bytes:?}");
             }
         }
     }
@@ -680,8 +579,7 @@ mod tests {
     }
 
     fn risk(s: &str) -> f64 {
-        h().evaluate(s.to_lowercase().as_bytes(), &ObfuscationStats::default())
-            .risk()
+        h().evaluate(s.to_lowercase().as_bytes(), &ObfuscationStats::default()).risk()
     }
 
     /// [`Heuristics::block_counts`] the plain way: one byte at a time, lines split.
@@ -765,10 +663,7 @@ mod tests {
 
     #[test]
     fn role_boundaries_count() {
-        let v = h().evaluate(
-            b"user: hi\nassistant: hello\nsystem: new rules\n",
-            &ObfuscationStats::default(),
-        );
+        let v = h().evaluate(b"user: hi\nassistant: hello\nsystem: new rules\n", &ObfuscationStats::default());
         assert_eq!(v.values[1], 1.0);
     }
 
@@ -781,20 +676,14 @@ mod tests {
         let bytes = &view.bytes;
         let windows = [(0, 4096), (3072, 7168), (6144, 10240), (9216, bytes.len())];
         let whole = h().evaluate(bytes, &ObfuscationStats::default()).risk();
-        let windowed = h()
-            .evaluate_windows(&view, &ObfuscationEvents::default(), windows.into_iter())
-            .risk();
+        let windowed = h().evaluate_windows(&view, &ObfuscationEvents::default(), windows.into_iter()).risk();
         assert!(windowed > whole, "windowed {windowed} <= whole {whole}");
         assert!(windowed > 0.2, "{windowed}");
     }
 
     /// Windows of 4096 bytes every 3072, as the scanner cuts them.
     fn cut(len: usize) -> Vec<(usize, usize)> {
-        (0..)
-            .map(|i| i * 3072)
-            .take_while(|&s| s == 0 || s + 1024 < len)
-            .map(|s| (s, (s + 4096).min(len)))
-            .collect()
+        (0..).map(|i| i * 3072).take_while(|&s| s == 0 || s + 1024 < len).map(|s| (s, (s + 4096).min(len))).collect()
     }
 
     #[test]
@@ -847,10 +736,7 @@ mod tests {
     #[test]
     fn family_words_are_unique() {
         // A word in two families would be counted in its first family only.
-        let words = FAMILY_WORDS
-            .iter()
-            .enumerate()
-            .flat_map(|(f, ws)| ws.iter().map(move |w| (*w, f)));
+        let words = FAMILY_WORDS.iter().enumerate().flat_map(|(f, ws)| ws.iter().map(move |w| (*w, f)));
         let (index, repeated) = WordIndex::new(words);
         assert!(repeated.is_empty(), "{repeated:?}");
         for (f, ws) in FAMILY_WORDS.iter().enumerate() {

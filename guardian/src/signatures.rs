@@ -249,10 +249,7 @@ impl Start {
     /// Whether the assertion holds at byte `p` of `hay`.
     fn holds(self, hay: &[u8], p: usize) -> bool {
         // `\w` of a byte-mode pattern without Unicode.
-        let word = |i: usize| {
-            hay.get(i)
-                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        };
+        let word = |i: usize| hay.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
         match self {
             Start::Any => true,
             Start::Text => p == 0,
@@ -295,16 +292,8 @@ fn anchors(hir: &regex_syntax::hir::Hir) -> Option<Vec<Anchor>> {
 /// extractor gives up and keeps only a common first word) and its length is bounded
 /// wherever its repetitions are.
 fn normalized_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
-    let simplified = pattern
-        .replace("\\s+", GAP)
-        .replace("\\s*", &format!("{GAP}?"))
-        .replace("\\s", "[ \\n]");
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(&simplified)
-        .ok()
+    let simplified = pattern.replace("\\s+", GAP).replace("\\s*", &format!("{GAP}?")).replace("\\s", "[ \\n]");
+    regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(&simplified).ok()
 }
 
 /// Bounded repetitions longer than this are gaps (see [`relaxed_hir`]).
@@ -337,24 +326,15 @@ fn relaxed_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
                     sub: Box::new(relax(&r.sub, gaps)),
                 })
             }
-            HirKind::Capture(c) => Hir::capture(Capture {
-                index: c.index,
-                name: c.name.clone(),
-                sub: Box::new(relax(&c.sub, gaps)),
-            }),
-            HirKind::Concat(items) => Hir::concat(items.iter().map(|h| relax(h, gaps)).collect()),
-            HirKind::Alternation(alts) => {
-                Hir::alternation(alts.iter().map(|h| relax(h, gaps)).collect())
+            HirKind::Capture(c) => {
+                Hir::capture(Capture { index: c.index, name: c.name.clone(), sub: Box::new(relax(&c.sub, gaps)) })
             }
+            HirKind::Concat(items) => Hir::concat(items.iter().map(|h| relax(h, gaps)).collect()),
+            HirKind::Alternation(alts) => Hir::alternation(alts.iter().map(|h| relax(h, gaps)).collect()),
             _ => hir.clone(),
         }
     }
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
     let mut gaps = 0;
     let relaxed = relax(&hir, &mut gaps);
     (gaps >= RELAXED_GAPS).then_some(relaxed)
@@ -368,18 +348,9 @@ fn relaxed_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
 fn required_steps(hir: &regex_syntax::hir::Hir) -> Vec<Vec<u8>> {
     use regex_syntax::hir::{Class, HirKind};
     match hir.kind() {
-        HirKind::Literal(lit) => lit
-            .0
-            .iter()
-            .filter(|b| b.is_ascii_punctuation())
-            .map(|&b| vec![b])
-            .collect(),
+        HirKind::Literal(lit) => lit.0.iter().filter(|b| b.is_ascii_punctuation()).map(|&b| vec![b]).collect(),
         HirKind::Class(Class::Bytes(class)) => {
-            let bytes: Vec<u8> = class
-                .iter()
-                .flat_map(|r| r.start()..=r.end())
-                .take(4)
-                .collect();
+            let bytes: Vec<u8> = class.iter().flat_map(|r| r.start()..=r.end()).take(4).collect();
             if bytes.len() <= 3 && bytes.iter().all(u8::is_ascii_punctuation) {
                 vec![bytes]
             } else {
@@ -458,10 +429,7 @@ type LiteralScore = (usize, std::cmp::Reverse<usize>);
 
 /// Anchors on `literals`, each `back` bytes after a match start (`(0, 0)`: at it).
 fn anchored(literals: Vec<Vec<u8>>, back: (usize, usize)) -> Vec<Anchor> {
-    literals
-        .into_iter()
-        .map(|literal| Anchor { literal, back })
-        .collect()
+    literals.into_iter().map(|literal| Anchor { literal, back }).collect()
 }
 
 /// Of the heads of `items` short enough (see [`MAX_ANCHOR_BACK`]), the one whose rest
@@ -473,11 +441,7 @@ fn best_head(items: &[regex_syntax::hir::Hir]) -> Option<(LiteralScore, Vec<Anch
     let mut best: Option<(_, Vec<Anchor>)> = None;
     for k in 1..items.len() {
         let head = Hir::concat(items[..k].to_vec());
-        let Some(max) = head
-            .properties()
-            .maximum_len()
-            .filter(|&m| m <= MAX_ANCHOR_BACK)
-        else {
+        let Some(max) = head.properties().maximum_len().filter(|&m| m <= MAX_ANCHOR_BACK) else {
             break;
         };
         let min = head.properties().minimum_len().unwrap_or(0);
@@ -526,10 +490,7 @@ fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec
         _ => return None,
     };
     // An alternation behind a factored-out `\b`.
-    let consuming: Vec<&Hir> = items
-        .iter()
-        .filter(|h| !matches!(h.kind(), HirKind::Look(_)))
-        .collect();
+    let consuming: Vec<&Hir> = items.iter().filter(|h| !matches!(h.kind(), HirKind::Look(_))).collect();
     if let [only] = consuming[..] {
         return gate_literals(only, anchors);
     }
@@ -555,9 +516,9 @@ fn gate_literals(hir: &regex_syntax::hir::Hir, anchors: &[Anchor]) -> Option<Vec
 /// Words too common to gate anything: a literal that holds only these (and short
 /// cut-off pieces) is found within reach of nearly every anchor.
 const COMMON_WORDS: &[&[u8]] = &[
-    b"a", b"all", b"an", b"and", b"any", b"are", b"as", b"at", b"be", b"by", b"do", b"for", b"i",
-    b"if", b"in", b"is", b"it", b"its", b"me", b"my", b"new", b"no", b"not", b"of", b"on", b"or",
-    b"so", b"that", b"the", b"this", b"to", b"was", b"we", b"were", b"with", b"you", b"your",
+    b"a", b"all", b"an", b"and", b"any", b"are", b"as", b"at", b"be", b"by", b"do", b"for", b"i", b"if", b"in", b"is",
+    b"it", b"its", b"me", b"my", b"new", b"no", b"not", b"of", b"on", b"or", b"so", b"that", b"the", b"this", b"to",
+    b"was", b"we", b"were", b"with", b"you", b"your",
 ];
 
 /// How selective a literal is, roughly: the length of its longest word that is not
@@ -575,11 +536,7 @@ fn strength(literal: &[u8]) -> usize {
 fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut ex = Extractor::new();
-    ex.kind(ExtractKind::Prefix)
-        .limit_class(8)
-        .limit_repeat(4)
-        .limit_literal_len(24)
-        .limit_total(5000);
+    ex.kind(ExtractKind::Prefix).limit_class(8).limit_repeat(4).limit_literal_len(24).limit_total(5000);
     let mut seq = ex.extract(hir);
     // Short literals keep the prefilter automaton small; the anchored verification
     // does the rest.
@@ -587,8 +544,7 @@ fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     let lits = seq.literals()?;
     // A short literal is selective only when it holds punctuation (`<`, `![`, `{{`,
     // a line break before `#`): "ai" or "to" would hit every few words.
-    let selective =
-        |l: &[u8]| l.len() >= 3 || l.iter().any(|b| !b.is_ascii_alphanumeric() && *b != b' ');
+    let selective = |l: &[u8]| l.len() >= 3 || l.iter().any(|b| !b.is_ascii_alphanumeric() && *b != b' ');
     if lits.is_empty() || !lits.iter().all(|l| selective(l.as_bytes())) {
         return None;
     }
@@ -689,9 +645,7 @@ impl Buckets {
 
     /// Each signature that has positions, with its positions, ascending.
     fn iter(&self) -> impl Iterator<Item = (usize, &[usize])> {
-        self.groups
-            .iter()
-            .map(|(index, range)| (*index, &self.positions[range.clone()]))
+        self.groups.iter().map(|(index, range)| (*index, &self.positions[range.clone()]))
     }
 
     /// The positions of signature `index`, ascending.
@@ -903,11 +857,7 @@ impl<P: Copy> Prefilter<P> {
             for c in 0..k {
                 let child = goto[s * k + c] as usize;
                 if child != 0 {
-                    fail[child] = if s == 0 {
-                        0
-                    } else {
-                        goto[fail[s] * k + c] as usize
-                    };
+                    fail[child] = if s == 0 { 0 } else { goto[fail[s] * k + c] as usize };
                     order.push(child);
                 } else if s != 0 {
                     goto[s * k + c] = goto[fail[s] * k + c];
@@ -917,8 +867,7 @@ impl<P: Copy> Prefilter<P> {
 
         // Match states first, each group in breadth-first order (shallow states,
         // the ones a walk is in most, together).
-        let (mut by_new, rest): (Vec<usize>, Vec<usize>) =
-            order.iter().partition(|&&s| !out[s].is_empty());
+        let (mut by_new, rest): (Vec<usize>, Vec<usize>) = order.iter().partition(|&&s| !out[s].is_empty());
         let matching = by_new.len();
         by_new.extend(rest);
         let mut renamed = vec![0usize; n];
@@ -929,10 +878,7 @@ impl<P: Copy> Prefilter<P> {
         let rows = |fill: &mut dyn FnMut(usize, usize)| {
             for (new, &old) in by_new.iter().enumerate() {
                 for c in 0..k {
-                    fill(
-                        (c / LINE * n + new) * LINE + c % LINE,
-                        renamed[goto[old * k + c] as usize],
-                    );
+                    fill((c / LINE * n + new) * LINE + c % LINE, renamed[goto[old * k + c] as usize]);
                 }
             }
         };
@@ -963,20 +909,12 @@ impl<P: Copy> Prefilter<P> {
             start: renamed[0],
             ends,
             ends_of,
-            max_len: literals
-                .iter()
-                .map(|(l, _)| l.len())
-                .max()
-                .unwrap_or(1)
-                .max(1),
+            max_len: literals.iter().map(|(l, _)| l.len()).max().unwrap_or(1).max(1),
         })
     }
 
     /// `count` lines filled by `rows` (which sets entry `i` of the flattened table).
-    fn lines<W: StateWord>(
-        count: usize,
-        rows: impl FnOnce(&mut dyn FnMut(usize, usize)),
-    ) -> Vec<Line<W>> {
+    fn lines<W: StateWord>(count: usize, rows: impl FnOnce(&mut dyn FnMut(usize, usize))) -> Vec<Line<W>> {
         let mut lines = vec![Line([W::default(); LINE]); count];
         rows(&mut |i, state| lines[i / LINE].0[i % LINE] = W::of(state));
         lines
@@ -995,13 +933,7 @@ impl<P: Copy> Prefilter<P> {
         }
     }
 
-    fn walk<W: StateWord>(
-        &self,
-        table: &[Line<W>],
-        hay: &[u8],
-        from: usize,
-        mut hit: impl FnMut(P, usize, usize),
-    ) {
+    fn walk<W: StateWord>(&self, table: &[Line<W>], hay: &[u8], from: usize, mut hit: impl FnMut(P, usize, usize)) {
         let slot = &*self.slot;
         let next = |s: usize, b: u8| {
             let Slot { line, lane } = slot[usize::from(b)];
@@ -1082,12 +1014,7 @@ enum Use {
     /// The literal anchors the signature: a match starts `min..=max` bytes before
     /// it, where `start` (the pattern's leading assertion) holds; a start where it
     /// fails cannot begin a match and is dropped without a search.
-    Anchor {
-        index: u32,
-        min: u16,
-        max: u16,
-        start: Start,
-    },
+    Anchor { index: u32, min: u16, max: u16, start: Start },
 }
 
 /// The prefilter's literals as they are collected: each distinct literal once, with
@@ -1126,14 +1053,12 @@ impl LiteralTable {
         let mut out = Vec::new();
         for (k, literal) in self.literals.iter().enumerate() {
             let gates = self.gates[k].iter().map(|&index| Use::Gate(narrow(index)));
-            let anchors = self.anchors[k]
-                .iter()
-                .map(|&(index, (min, max))| Use::Anchor {
-                    index: narrow(index),
-                    min: u16::try_from(min).unwrap_or(u16::MAX),
-                    max: u16::try_from(max).unwrap_or(u16::MAX),
-                    start: starts[index],
-                });
+            let anchors = self.anchors[k].iter().map(|&(index, (min, max))| Use::Anchor {
+                index: narrow(index),
+                min: u16::try_from(min).unwrap_or(u16::MAX),
+                max: u16::try_from(max).unwrap_or(u16::MAX),
+                start: starts[index],
+            });
             out.extend(gates.chain(anchors).map(|u| (literal.clone(), u)));
         }
         out
@@ -1155,73 +1080,44 @@ impl SignatureSet {
 
     /// Loads a signature file (TOML, same format as `data/signatures.toml`).
     pub fn from_file(path: &Path) -> Result<Self, GuardianError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| GuardianError::SignatureFileRead {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| GuardianError::SignatureFileRead { path: path.to_path_buf(), source })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
     /// Parses and compiles signatures from TOML text; `origin` names the source in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, GuardianError> {
-        let file: SignatureFile =
-            toml::from_str(text).map_err(|e| GuardianError::InvalidSignatures {
-                origin: origin.to_string(),
-                problem: e.to_string(),
-            })?;
+        let file: SignatureFile = toml::from_str(text)
+            .map_err(|e| GuardianError::InvalidSignatures { origin: origin.to_string(), problem: e.to_string() })?;
         if file.format != SIGNATURE_FORMAT {
             return Err(GuardianError::InvalidSignatures {
                 origin: origin.to_string(),
-                problem: format!(
-                    "format {} is not supported; this build reads format {SIGNATURE_FORMAT}",
-                    file.format
-                ),
+                problem: format!("format {} is not supported; this build reads format {SIGNATURE_FORMAT}", file.format),
             });
         }
         Self::new(file.version, file.signatures, origin)
     }
 
     /// Compiles a list of signatures, checking ids are unique and patterns valid.
-    pub fn new(
-        version: u32,
-        signatures: Vec<Signature>,
-        origin: &str,
-    ) -> Result<Self, GuardianError> {
-        let invalid = |problem: String| GuardianError::InvalidSignatures {
-            origin: origin.to_string(),
-            problem,
-        };
+    pub fn new(version: u32, signatures: Vec<Signature>, origin: &str) -> Result<Self, GuardianError> {
+        let invalid = |problem: String| GuardianError::InvalidSignatures { origin: origin.to_string(), problem };
         if signatures.is_empty() {
             return Err(invalid("no [[signature]] entries; add at least one".into()));
         }
         let mut seen = std::collections::HashSet::new();
         for s in &signatures {
-            if s.id.trim().is_empty()
-                || s.description.trim().is_empty()
-                || s.category.trim().is_empty()
-            {
-                return Err(invalid(format!(
-                    "signature {:?} needs a non-empty id, category and description",
-                    s.id
-                )));
+            if s.id.trim().is_empty() || s.description.trim().is_empty() || s.category.trim().is_empty() {
+                return Err(invalid(format!("signature {:?} needs a non-empty id, category and description", s.id)));
             }
             if !seen.insert(s.id.as_str()) {
-                return Err(invalid(format!(
-                    "signature id {} appears twice; ids must be unique",
-                    s.id
-                )));
+                return Err(invalid(format!("signature id {} appears twice; ids must be unique", s.id)));
             }
         }
         let builder = || {
             let mut b = meta::Regex::builder();
-            b.syntax(syntax::Config::new().unicode(false).utf8(false))
-                .configure(
-                    meta::Config::new()
-                        .utf8_empty(false)
-                        .nfa_size_limit(Some(8 << 20))
-                        .hybrid_cache_capacity(16 << 20),
-                );
+            b.syntax(syntax::Config::new().unicode(false).utf8(false)).configure(
+                meta::Config::new().utf8_empty(false).nfa_size_limit(Some(8 << 20)).hybrid_cache_capacity(16 << 20),
+            );
             b
         };
         let mut patterns = Vec::with_capacity(signatures.len());
@@ -1231,8 +1127,7 @@ impl SignatureSet {
                 .build(&s.pattern)
                 .map_err(|e| invalid(format!("signature {} has an invalid pattern: {e}", s.id)))?;
             patterns.push(re);
-            relaxed
-                .push(relaxed_hir(&s.pattern).and_then(|hir| builder().build_from_hir(&hir).ok()));
+            relaxed.push(relaxed_hir(&s.pattern).and_then(|hir| builder().build_from_hir(&hir).ok()));
         }
         let build_set = |ids: &[usize]| -> Result<RegexSet, GuardianError> {
             RegexSetBuilder::new(ids.iter().map(|&i| signatures[i].pattern.as_str()))
@@ -1243,12 +1138,7 @@ impl SignatureSet {
                 .map_err(|e| invalid(format!("signature set does not compile: {e}")))
         };
         let ids_of = |view: SignatureView| -> Vec<usize> {
-            signatures
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.view == view)
-                .map(|(i, _)| i)
-                .collect()
+            signatures.iter().enumerate().filter(|(_, s)| s.view == view).map(|(i, _)| i).collect()
         };
         let normalized_ids = ids_of(SignatureView::Normalized);
         let squeezed_ids = ids_of(SignatureView::Squeezed);
@@ -1260,10 +1150,7 @@ impl SignatureSet {
         let mut gated = vec![false; signatures.len()];
         // Each pattern as it meets normalized text: its anchors, gates, required
         // punctuation, reach and leading assertion are all read off this.
-        let hirs: Vec<_> = signatures
-            .iter()
-            .map(|s| normalized_hir(&s.pattern))
-            .collect();
+        let hirs: Vec<_> = signatures.iter().map(|s| normalized_hir(&s.pattern)).collect();
         for &i in &normalized_ids {
             let hir = hirs[i].as_ref();
             let Some(found) = hir.and_then(anchors) else {
@@ -1281,10 +1168,7 @@ impl SignatureSet {
                 }
             }
         }
-        let starts: Vec<Start> = hirs
-            .iter()
-            .map(|h| h.as_ref().map_or(Start::Any, Start::of_hir))
-            .collect();
+        let starts: Vec<Start> = hirs.iter().map(|h| h.as_ref().map_or(Start::Any, Start::of_hir)).collect();
         let uses = table.uses(&starts);
         let prefilter = Prefilter::new(&uses).map_err(|PrefilterTooLarge| {
             invalid(format!(
@@ -1293,10 +1177,7 @@ impl SignatureSet {
             ))
         })?;
         let unanchored_set = build_set(&unanchored_ids)?;
-        let required = hirs
-            .iter()
-            .map(|h| h.as_ref().map(required_steps).unwrap_or_default())
-            .collect();
+        let required = hirs.iter().map(|h| h.as_ref().map(required_steps).unwrap_or_default()).collect();
         let reach = hirs
             .iter()
             .map(|h| {
@@ -1396,14 +1277,7 @@ impl SignatureSet {
             }
         }
         for (s, e) in regions {
-            self.scan(
-                view,
-                SignatureView::Normalized,
-                s..e,
-                Some(changes),
-                earlier,
-                out,
-            );
+            self.scan(view, SignatureView::Normalized, s..e, Some(changes), earlier, out);
         }
     }
 
@@ -1431,10 +1305,7 @@ impl SignatureSet {
         };
         // The signatures of `set` (whose patterns are those of `ids`) that match.
         let matching = |set: &RegexSet, ids: &[usize]| -> Vec<usize> {
-            set.matches_at(hay, from)
-                .iter()
-                .map(|local| ids[local])
-                .collect()
+            set.matches_at(hay, from).iter().map(|local| ids[local]).collect()
         };
         let searched: Vec<usize> = match which {
             SignatureView::Squeezed => matching(&self.squeezed_set, &self.squeezed_ids),
@@ -1500,12 +1371,7 @@ impl SignatureSet {
                     gates.push(pack(index as usize, walk, q));
                 }
             }
-            Use::Anchor {
-                index,
-                min,
-                max,
-                start,
-            } => {
+            Use::Anchor { index, min, max, start } => {
                 if found[index as usize] {
                     return;
                 }
@@ -1584,10 +1450,7 @@ impl SignatureSet {
             return None;
         }
         let at = Input::new(hay).span(p..end).anchored(Anchored::Yes);
-        if self.relaxed[index]
-            .as_ref()
-            .is_some_and(|r| !r.is_match(at.clone()))
-        {
+        if self.relaxed[index].as_ref().is_some_and(|r| !r.is_match(at.clone())) {
             return None;
         }
         let m = self.patterns[index].search(&at)?;
@@ -1605,10 +1468,7 @@ impl SignatureSet {
         let view = View::identity(text.as_bytes().to_vec());
         let mut hits = Vec::new();
         self.scan_view(&view, SignatureView::Normalized, None, &mut hits);
-        let mut ids: Vec<&str> = hits
-            .iter()
-            .map(|h| self.signatures[h.index].id.as_str())
-            .collect();
+        let mut ids: Vec<&str> = hits.iter().map(|h| self.signatures[h.index].id.as_str()).collect();
         ids.sort_unstable();
         ids
     }
@@ -1622,10 +1482,7 @@ impl SignatureSet {
             .iter()
             .zip(&self.patterns)
             .filter(|(s, re)| {
-                s.view == SignatureView::Normalized
-                    && re
-                        .find_iter(text.as_bytes())
-                        .any(|m| m.len() <= MAX_MATCH_BYTES)
+                s.view == SignatureView::Normalized && re.find_iter(text.as_bytes()).any(|m| m.len() <= MAX_MATCH_BYTES)
             })
             .map(|(s, _)| s.id.as_str())
             .collect();
@@ -1635,9 +1492,7 @@ impl SignatureSet {
 
     /// Signature ids matched without a literal prefilter (for diagnostics).
     pub fn unanchored(&self) -> impl Iterator<Item = &str> {
-        self.unanchored_ids
-            .iter()
-            .map(|&i| self.signatures[i].id.as_str())
+        self.unanchored_ids.iter().map(|&i| self.signatures[i].id.as_str())
     }
 }
 
@@ -1669,20 +1524,10 @@ mod tests {
 
     #[test]
     fn required_punctuation_is_read_off_the_pattern_in_order() {
-        let req = |p: &str| {
-            normalized_hir(p)
-                .map(|h| required_steps(&h))
-                .unwrap_or_default()
-        };
+        let req = |p: &str| normalized_hir(p).map(|h| required_steps(&h)).unwrap_or_default();
         let steps = |s: &[&[u8]]| s.iter().map(|b| b.to_vec()).collect::<Vec<_>>();
-        assert_eq!(
-            req(r"\b[a-z]\w{0,5}\s*=\s*x[\s\S]{0,9}\+\s*y"),
-            steps(&[b"=", b"+"])
-        );
-        assert_eq!(
-            req(r#"\w=\s*["'][^"']*["']\s*\+"#),
-            steps(&[b"=", b"\"'", b"\"'", b"+"])
-        );
+        assert_eq!(req(r"\b[a-z]\w{0,5}\s*=\s*x[\s\S]{0,9}\+\s*y"), steps(&[b"=", b"+"]));
+        assert_eq!(req(r#"\w=\s*["'][^"']*["']\s*\+"#), steps(&[b"=", b"\"'", b"\"'", b"+"]));
         assert_eq!(req(r"a:b|c:d"), steps(&[b":"]));
         assert_eq!(req(r"a:b|c=d"), steps(&[]));
         assert_eq!(req(r"(?:x:)?y"), steps(&[]));
@@ -1705,15 +1550,12 @@ mod tests {
             let h = normalized_hir(p)?;
             gate_literals(&h, &anchors(&h)?)
         };
-        let g = gates(r"\b(?:show|print)\b[^.\n]{0,40}?\b(?:system\s+prompt|hidden\s+rules)\b")
-            .expect("gated");
+        let g = gates(r"\b(?:show|print)\b[^.\n]{0,40}?\b(?:system\s+prompt|hidden\s+rules)\b").expect("gated");
         assert!(g.iter().any(|l| l.starts_with(b"system")), "{g:?}");
         assert!(g.iter().any(|l| l.starts_with(b"hidden")), "{g:?}");
         // The longest literals win, wherever they are: here past a word class the
         // first gap rule could not pass.
-        let g =
-            gates(r"\b(?:say|print)\s+(?:\w+\s+)?(?:your|the)\s+(?:reply|answer)\s+in\s+base64")
-                .expect("gated");
+        let g = gates(r"\b(?:say|print)\s+(?:\w+\s+)?(?:your|the)\s+(?:reply|answer)\s+in\s+base64").expect("gated");
         assert!(g.iter().all(|l| l.windows(3).any(|w| w == b"bas")), "{g:?}");
         // Only the anchors, or only short literals past them: no gate.
         assert!(gates(r"\bignore").is_none());
@@ -1767,11 +1609,7 @@ mod tests {
                 // Long enough, often, for every walk to have a stretch of its own.
                 let hay = random_bytes(&mut state, 1200, b"abc\nx{z");
                 let len = hay.len();
-                let from = if round % 3 == 0 {
-                    0
-                } else {
-                    (xorshift(&mut state) >> 20) as usize % (len + 1)
-                };
+                let from = if round % 3 == 0 { 0 } else { (xorshift(&mut state) >> 20) as usize % (len + 1) };
                 let mut got = Vec::new();
                 let mut last_end = [0usize; WALKS];
                 prefilter.each_hit(&hay, from, |literal, q, walk| {
@@ -1818,10 +1656,8 @@ mod tests {
         let hay = text.as_bytes();
         let mut got = Vec::new();
         prefilter.each_hit(hay, 0, |literal, q, _| got.push((literal, q)));
-        let mut want: Vec<(usize, usize)> = plain
-            .find_overlapping_iter(hay)
-            .map(|m| (m.pattern().as_usize(), m.start()))
-            .collect();
+        let mut want: Vec<(usize, usize)> =
+            plain.find_overlapping_iter(hay).map(|m| (m.pattern().as_usize(), m.start())).collect();
         got.sort_unstable();
         want.sort_unstable();
         assert!(want.len() > 1000, "{} hits", want.len());
@@ -1836,9 +1672,7 @@ mod tests {
         builder.syntax(syntax::Config::new().unicode(false).utf8(false));
         let pattern = r"\ba.{0,20}b(?:x|y.{0,30})c";
         let strict = builder.build(pattern).expect("builds");
-        let relaxed = builder
-            .build_from_hir(&relaxed_hir(pattern).expect("two long gaps"))
-            .expect("builds");
+        let relaxed = builder.build_from_hir(&relaxed_hir(pattern).expect("two long gaps")).expect("builds");
         // Past the bounds only the relaxed pattern matches.
         let far = format!("a{}bxc", "-".repeat(25));
         assert!(!strict.is_match(&far) && relaxed.is_match(&far));
@@ -1851,11 +1685,7 @@ mod tests {
                 let at = Input::new(&hay).range(p..).anchored(Anchored::Yes);
                 if strict.is_match(at.clone()) {
                     matched += 1;
-                    assert!(
-                        relaxed.is_match(at),
-                        "{:?} at {p}",
-                        String::from_utf8_lossy(&hay)
-                    );
+                    assert!(relaxed.is_match(at), "{:?} at {p}", String::from_utf8_lossy(&hay));
                 }
             }
         }
@@ -1888,11 +1718,7 @@ mod tests {
             let packed: Vec<u64> = pairs.iter().map(|&(i, w, p)| pack(i, w, p)).collect();
             let buckets = Buckets::of(&packed, n);
             for index in 0..n {
-                let mut want: Vec<usize> = pairs
-                    .iter()
-                    .filter(|&&(i, _, _)| i == index)
-                    .map(|&(_, _, p)| p)
-                    .collect();
+                let mut want: Vec<usize> = pairs.iter().filter(|&&(i, _, _)| i == index).map(|&(_, _, p)| p).collect();
                 want.sort_unstable();
                 assert_eq!(buckets.of_signature(index), &want[..]);
             }
@@ -1906,8 +1732,7 @@ mod tests {
 
     #[test]
     fn a_byte_of_punctuation_does_not_anchor_when_words_follow() {
-        let a = anchors_of_pattern(r"(?m)^\s*(?:[#>*\[(]{1,3}\s*)?(?:system|assistant)\s*:")
-            .expect("anchored");
+        let a = anchors_of_pattern(r"(?m)^\s*(?:[#>*\[(]{1,3}\s*)?(?:system|assistant)\s*:").expect("anchored");
         assert!(a.iter().all(|x| x.literal.len() >= 3), "{a:?}");
         assert!(a.iter().any(|x| x.literal.starts_with(b"system")), "{a:?}");
         // Punctuation with nothing better after it still anchors.
@@ -1939,11 +1764,7 @@ mod tests {
             "a:ignore",
         ];
         for n in [2, patterns.len()] {
-            let list = patterns[..n]
-                .iter()
-                .enumerate()
-                .map(|(k, p)| sig(k, p))
-                .collect();
+            let list = patterns[..n].iter().enumerate().map(|(k, p)| sig(k, p)).collect();
             let set = SignatureSet::new(1, list, "test").expect("compiles");
             assert_eq!(set.unanchored().count(), n);
             assert_eq!(n > UNANCHORED_ALONE, patterns.len() == n);
@@ -1959,15 +1780,8 @@ mod tests {
         let set = SignatureSet::embedded().expect("embedded signatures compile");
         assert!(set.len() >= 79, "only {} signatures", set.len());
         let unanchored: Vec<&str> = set.unanchored().collect();
-        assert!(
-            unanchored.len() <= 24,
-            "too many signatures without prefix literals: {unanchored:?}"
-        );
-        let cats: std::collections::BTreeSet<&str> = set
-            .signatures()
-            .iter()
-            .map(|s| s.category.as_str())
-            .collect();
+        assert!(unanchored.len() <= 24, "too many signatures without prefix literals: {unanchored:?}");
+        let cats: std::collections::BTreeSet<&str> = set.signatures().iter().map(|s| s.category.as_str()).collect();
         for needed in [
             "instruction-override",
             "role-spoofing",
@@ -1990,22 +1804,13 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         let dup = "version = 1\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='a'\n[[signature]]\nid='A'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='b'\n";
-        let err = SignatureSet::from_toml_str(dup, "t")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = SignatureSet::from_toml_str(dup, "t").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("appears twice"), "{err}");
         let bad = "version = 1\n[[signature]]\nid='B'\ncategory='c'\nseverity='low'\ndescription='d'\npattern='('\n";
-        let err = SignatureSet::from_toml_str(bad, "t")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = SignatureSet::from_toml_str(bad, "t").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("signature B has an invalid pattern"), "{err}");
         let fmt = "format = 9\nversion = 1\n";
-        let err = SignatureSet::from_toml_str(fmt, "t")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = SignatureSet::from_toml_str(fmt, "t").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("format 9 is not supported"), "{err}");
     }
 }

@@ -22,9 +22,7 @@ pub struct ToolRegistry {
 
 impl std::fmt::Debug for ToolRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ToolRegistry")
-            .field("tools", &self.tools.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("ToolRegistry").field("tools", &self.tools.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -35,17 +33,10 @@ impl ToolRegistry {
     }
 
     /// Declares a tool; fails if `schema` is not a valid JSON Schema.
-    pub fn register(
-        &mut self,
-        name: impl Into<String>,
-        schema: Value,
-    ) -> Result<(), GuardianError> {
+    pub fn register(&mut self, name: impl Into<String>, schema: Value) -> Result<(), GuardianError> {
         let name = name.into();
-        let validator =
-            jsonschema::validator_for(&schema).map_err(|e| GuardianError::InvalidToolSchema {
-                tool: name.clone(),
-                problem: e.to_string(),
-            })?;
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| GuardianError::InvalidToolSchema { tool: name.clone(), problem: e.to_string() })?;
         self.tools.insert(name, (schema, Arc::new(validator)));
         Ok(())
     }
@@ -109,12 +100,7 @@ impl ToolRegistry {
         } else {
             100.0
         };
-        ToolCheck {
-            score,
-            fatal,
-            problems,
-            text,
-        }
+        ToolCheck { score, fatal, problems, text }
     }
 }
 

@@ -27,19 +27,13 @@ fn dev_set_acceptance() {
         return;
     };
     let g = Guardian::new(GuardianConfig::default()).expect("guardian builds");
-    let tpr = |rows: &[Row]| {
-        eval::metrics(&eval::run(&g, rows, ScanPoint::UserInput, |_| {}))
-            .tpr
-            .unwrap_or(0.0)
-    };
+    let tpr = |rows: &[Row]| eval::metrics(&eval::run(&g, rows, ScanPoint::UserInput, |_| {})).tpr.unwrap_or(0.0);
 
     let mut benign: Vec<Row> = bipia.iter().filter(|r| r.label == 0).cloned().collect();
     for f in ["benign_instructions.jsonl", "agentdojo_tool_outputs.jsonl"] {
         benign.extend(load(f).unwrap_or_default());
     }
-    let fpr = eval::metrics(&eval::run(&g, &benign, ScanPoint::UserInput, |_| {}))
-        .fpr
-        .unwrap_or(1.0);
+    let fpr = eval::metrics(&eval::run(&g, &benign, ScanPoint::UserInput, |_| {})).fpr.unwrap_or(1.0);
     eprintln!("benign rows ({}): FPR {:.1}%", benign.len(), fpr * 100.0);
     assert!(fpr <= 0.01, "FPR {fpr}");
 

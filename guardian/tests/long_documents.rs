@@ -14,14 +14,7 @@ const DOC_BYTES: usize = 1 << 20;
 
 /// Kinds of shipped benign rows that are documents (what a tool result or a fetched
 /// page holds), as opposed to requests and personas addressed to the model.
-const DOCUMENT_KINDS: &[&str] = &[
-    "document",
-    "tool-output",
-    "web-page",
-    "documentation",
-    "code",
-    "email",
-];
+const DOCUMENT_KINDS: &[&str] = &["document", "tool-output", "web-page", "documentation", "code", "email"];
 
 /// A long benign document: the distinct benign documents of the shipped corpus
 /// (`data/benign.jsonl`) and of the development sets' document files (BIPIA contexts,
@@ -36,17 +29,12 @@ fn benign_document(g: &Guardian) -> String {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dev = manifest.join("../../shared/datasets/guardian-dev");
     let mut texts: Vec<String> = Vec::new();
-    let shipped =
-        load_jsonl(&manifest.join("data/benign.jsonl")).expect("the shipped benign corpus loads");
+    let shipped = load_jsonl(&manifest.join("data/benign.jsonl")).expect("the shipped benign corpus loads");
     texts.extend(
         shipped
             .into_iter()
             .filter(|r| r.label == 0)
-            .filter(|r| {
-                r.kind
-                    .as_deref()
-                    .is_some_and(|k| DOCUMENT_KINDS.contains(&k))
-            })
+            .filter(|r| r.kind.as_deref().is_some_and(|k| DOCUMENT_KINDS.contains(&k)))
             .map(|r| r.text),
     );
     for f in ["bipia.jsonl", "agentdojo_tool_outputs.jsonl"] {
@@ -59,21 +47,14 @@ fn benign_document(g: &Guardian) -> String {
         v.kind == VerdictKind::Clean && v.matches.is_empty()
     });
     let doc = shuffled_document(texts, DOC_BYTES);
-    assert!(
-        doc.len() >= 256 * 1024,
-        "benign documents too small for a long document: {} bytes",
-        doc.len()
-    );
+    assert!(doc.len() >= 256 * 1024, "benign documents too small for a long document: {} bytes", doc.len());
     doc
 }
 
 /// The default Guardian (balanced sensitivity, every layer built in).
 fn guardian() -> Guardian {
-    Guardian::new(GuardianConfig {
-        sensitivity: Sensitivity::Balanced,
-        ..GuardianConfig::default()
-    })
-    .expect("guardian builds")
+    Guardian::new(GuardianConfig { sensitivity: Sensitivity::Balanced, ..GuardianConfig::default() })
+        .expect("guardian builds")
 }
 
 /// Layers 1-2 only, as the scan benchmark measures long documents.
@@ -94,10 +75,7 @@ fn describe(v: &Verdict) -> String {
         v.kind,
         v.heuristics,
         v.ml_probability,
-        v.matches
-            .iter()
-            .map(|m| (m.id.as_str(), m.span.start, m.span.end))
-            .collect::<Vec<_>>()
+        v.matches.iter().map(|m| (m.id.as_str(), m.span.start, m.span.end)).collect::<Vec<_>>()
     )
 }
 
@@ -107,11 +85,7 @@ fn long_benign_document_is_clean() {
     let doc = benign_document(&g);
     for (name, g) in [("all layers", &g), ("layers 1-2", &plain())] {
         let v = g.scan(&doc, ScanPoint::ToolResult);
-        println!(
-            "long benign document ({} bytes), {name}: {}",
-            doc.len(),
-            describe(&v)
-        );
+        println!("long benign document ({} bytes), {name}: {}", doc.len(), describe(&v));
         assert_eq!(v.kind, VerdictKind::Clean, "{name}: {}", describe(&v));
     }
 }
@@ -146,12 +120,7 @@ fn one_obfuscated_attack_in_a_long_benign_document_is_found_in_place() {
             let region = at..at + attack.len();
             let v = g.scan(&text, ScanPoint::ToolResult);
             println!("{name}, {layers}: {}", describe(&v));
-            assert_eq!(
-                v.kind,
-                VerdictKind::Malicious,
-                "{name}, {layers}: {}",
-                describe(&v)
-            );
+            assert_eq!(v.kind, VerdictKind::Malicious, "{name}, {layers}: {}", describe(&v));
             assert!(!v.matches.is_empty(), "{name}, {layers}: {}", describe(&v));
             for m in &v.matches {
                 assert!(

@@ -25,12 +25,7 @@ pub use wit::{Outcome, Task};
 impl Task {
     /// A task with `instructions`, no tools, and the host's defaults.
     pub fn new(instructions: impl Into<String>) -> Self {
-        Task {
-            instructions: instructions.into(),
-            tools: Vec::new(),
-            max_iterations: None,
-            model: None,
-        }
+        Task { instructions: instructions.into(), tools: Vec::new(), max_iterations: None, model: None }
     }
 
     /// Let the sub-agent call `tool` (`extension-id/tool`).

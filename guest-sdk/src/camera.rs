@@ -29,11 +29,7 @@ pub fn capture() -> Result<Image> {
 /// # Errors
 ///
 /// As [`capture`].
-pub fn capture_with(
-    device: Option<&str>,
-    max_width: Option<u32>,
-    max_height: Option<u32>,
-) -> Result<Image> {
+pub fn capture_with(device: Option<&str>, max_width: Option<u32>, max_height: Option<u32>) -> Result<Image> {
     Ok(wit::capture(device, max_width, max_height)?)
 }
 

@@ -22,11 +22,7 @@ pub use wit::Message;
 ///
 /// The host's refusal (recipient outside the grant, rate limit) or the service's failure.
 pub fn send(recipient: &str, text: &str) -> Result<String> {
-    send_message(&Message {
-        recipient: recipient.to_string(),
-        text: text.to_string(),
-        thread_id: None,
-    })
+    send_message(&Message { recipient: recipient.to_string(), text: text.to_string(), thread_id: None })
 }
 
 /// Post `text` in the thread `thread_id` of `recipient`.

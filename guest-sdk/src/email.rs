@@ -66,17 +66,8 @@ impl wit::Message {
     }
 
     /// Attach a file.
-    pub fn attach(
-        mut self,
-        filename: impl Into<String>,
-        mime: impl Into<String>,
-        data: Vec<u8>,
-    ) -> Self {
-        self.attachments.push(Attachment {
-            filename: filename.into(),
-            mime: mime.into(),
-            data,
-        });
+    pub fn attach(mut self, filename: impl Into<String>, mime: impl Into<String>, data: Vec<u8>) -> Self {
+        self.attachments.push(Attachment { filename: filename.into(), mime: mime.into(), data });
         self
     }
 

@@ -48,14 +48,7 @@ impl Request {
     /// A request with `method` to `url` (absolute, `https://host[:port]/path?query`), no
     /// headers, no body, the host's default timeout, and redirects followed.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Request {
-            method,
-            url: url.into(),
-            headers: Vec::new(),
-            body: None,
-            timeout_ms: None,
-            follow_redirects: true,
-        }
+        Request { method, url: url.into(), headers: Vec::new(), body: None, timeout_ms: None, follow_redirects: true }
     }
 
     /// A `GET` request to `url`.
@@ -98,9 +91,7 @@ impl Request {
     /// non-string keys).
     pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self> {
         let body = crate::to_json(value)?;
-        Ok(self
-            .header("content-type", "application/json")
-            .body(body.into_bytes()))
+        Ok(self.header("content-type", "application/json").body(body.into_bytes()))
     }
 
     /// Give up after `ms` milliseconds (the host caps it by its own limit).
@@ -178,10 +169,7 @@ impl Response {
 
     /// The first header named `name` (compared without case), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body as UTF-8 text.
@@ -199,17 +187,13 @@ impl Response {
     ///
     /// [`Error::Decode`] when the body is not JSON of the shape of `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::decode("the response body as JSON", e))
+        serde_json::from_slice(&self.body).map_err(|e| Error::decode("the response body as JSON", e))
     }
 
     /// The response itself when its status is below 400, else [`Error::HttpStatus`].
     pub fn error_for_status(self) -> Result<Self> {
         if self.status >= 400 {
-            Err(Error::HttpStatus {
-                status: self.status,
-                url: self.final_url,
-            })
+            Err(Error::HttpStatus { status: self.status, url: self.final_url })
         } else {
             Ok(self)
         }
@@ -218,12 +202,7 @@ impl Response {
 
 impl From<wit::Response> for Response {
     fn from(r: wit::Response) -> Self {
-        Response {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-            final_url: r.final_url,
-        }
+        Response { status: r.status, headers: r.headers, body: r.body, final_url: r.final_url }
     }
 }
 
@@ -278,10 +257,7 @@ mod tests {
             .follow_redirects(false);
         assert_eq!(req.method(), Method::Post);
         assert_eq!(req.url(), "https://api.example.com/items");
-        assert_eq!(
-            req.headers()[1],
-            ("content-type".into(), "application/json".into())
-        );
+        assert_eq!(req.headers()[1], ("content-type".into(), "application/json".into()));
         assert_eq!(req.body_bytes(), Some(&br#"{"k":[1,2]}"#[..]));
         let wit = req.into_wit();
         assert_eq!(wit.timeout_ms, Some(250));
@@ -291,10 +267,7 @@ mod tests {
     #[test]
     fn defaults_follow_redirects_without_timeout() {
         let wit = Request::get("https://a.example").into_wit();
-        assert_eq!(
-            (wit.method, wit.timeout_ms, wit.follow_redirects, wit.body),
-            (Method::Get, None, true, None)
-        );
+        assert_eq!((wit.method, wit.timeout_ms, wit.follow_redirects, wit.body), (Method::Get, None, true, None));
     }
 
     #[test]

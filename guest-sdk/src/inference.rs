@@ -27,39 +27,24 @@ pub use wit::{ChatRequest, ChatResponse, FinishReason, Message, Role, Usage};
 impl Message {
     /// A system message (instructions that frame the conversation).
     pub fn system(content: impl Into<String>) -> Self {
-        Message {
-            role: Role::System,
-            content: content.into(),
-        }
+        Message { role: Role::System, content: content.into() }
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Message {
-            role: Role::User,
-            content: content.into(),
-        }
+        Message { role: Role::User, content: content.into() }
     }
 
     /// An earlier answer of the model.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Message {
-            role: Role::Assistant,
-            content: content.into(),
-        }
+        Message { role: Role::Assistant, content: content.into() }
     }
 }
 
 impl ChatRequest {
     /// A request for `messages` with the host's default model and settings.
     pub fn new(messages: Vec<Message>) -> Self {
-        ChatRequest {
-            messages,
-            model: None,
-            max_tokens: None,
-            temperature: None,
-            stop: Vec::new(),
-        }
+        ChatRequest { messages, model: None, max_tokens: None, temperature: None, stop: Vec::new() }
     }
 
     /// Use `model`.
@@ -111,21 +96,14 @@ mod tests {
 
     #[test]
     fn request_builder() {
-        let r = ChatRequest::new(vec![
-            Message::system("s"),
-            Message::user("u"),
-            Message::assistant("a"),
-        ])
-        .model("m")
-        .max_tokens(7)
-        .temperature(0.5)
-        .stop("\n\n");
+        let r = ChatRequest::new(vec![Message::system("s"), Message::user("u"), Message::assistant("a")])
+            .model("m")
+            .max_tokens(7)
+            .temperature(0.5)
+            .stop("\n\n");
         let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, [Role::System, Role::User, Role::Assistant]);
-        assert_eq!(
-            (r.model.as_deref(), r.max_tokens, r.temperature),
-            (Some("m"), Some(7), Some(0.5))
-        );
+        assert_eq!((r.model.as_deref(), r.max_tokens, r.temperature), (Some("m"), Some(7), Some(0.5)));
         assert_eq!(r.stop, ["\n\n"]);
     }
 }

@@ -41,11 +41,7 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
 ///
 /// As [`get`], and [`Error::Decode`] when the value is not UTF-8.
 pub fn get_string(key: &str) -> Result<Option<String>> {
-    get(key)?
-        .map(|bytes| {
-            String::from_utf8(bytes).map_err(|e| Error::decode("a stored value as UTF-8", e))
-        })
-        .transpose()
+    get(key)?.map(|bytes| String::from_utf8(bytes).map_err(|e| Error::decode("a stored value as UTF-8", e))).transpose()
 }
 
 /// The value under `key` parsed as JSON into `T`, if any.
@@ -55,9 +51,7 @@ pub fn get_string(key: &str) -> Result<Option<String>> {
 /// As [`get`], and [`Error::Decode`] when the value is not JSON of the shape of `T`.
 pub fn get_json<T: DeserializeOwned>(key: &str) -> Result<Option<T>> {
     get(key)?
-        .map(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|e| Error::decode("a stored value as JSON", e))
-        })
+        .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| Error::decode("a stored value as JSON", e)))
         .transpose()
 }
 

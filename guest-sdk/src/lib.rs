@@ -264,10 +264,7 @@ impl Error {
     }
 
     pub(crate) fn decode(what: &'static str, err: impl std::fmt::Display) -> Self {
-        Error::Decode {
-            what,
-            message: err.to_string(),
-        }
+        Error::Decode { what, message: err.to_string() }
     }
 }
 
@@ -276,10 +273,9 @@ impl From<WitError> for Error {
         match err {
             WitError::PermissionDenied(m) => Error::PermissionDenied(m),
             WitError::OutOfScope(m) => Error::OutOfScope(m),
-            WitError::RateLimited(info) => Error::RateLimited {
-                retry_after_ms: info.retry_after_ms,
-                reason: info.reason,
-            },
+            WitError::RateLimited(info) => {
+                Error::RateLimited { retry_after_ms: info.retry_after_ms, reason: info.reason }
+            }
             WitError::Unavailable(m) => Error::Unavailable(m),
             WitError::InvalidInput(m) => Error::InvalidInput(m),
             WitError::Io(m) => Error::Io(m),
@@ -292,15 +288,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Serialize `value` as JSON text for a capability argument.
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::InvalidInput(format!("cannot encode the value as JSON: {e}")))
+    serde_json::to_string(value).map_err(|e| Error::InvalidInput(format!("cannot encode the value as JSON: {e}")))
 }
 
 /// Parse JSON text that a capability returned.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    json: &str,
-) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &'static str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::decode(what, e))
 }
 
@@ -312,22 +304,10 @@ mod tests {
     #[test]
     fn host_errors_convert_case_by_case() {
         let cases = [
-            (
-                WitError::PermissionDenied("a".into()),
-                Error::PermissionDenied("a".into()),
-            ),
-            (
-                WitError::OutOfScope("b".into()),
-                Error::OutOfScope("b".into()),
-            ),
-            (
-                WitError::Unavailable("c".into()),
-                Error::Unavailable("c".into()),
-            ),
-            (
-                WitError::InvalidInput("d".into()),
-                Error::InvalidInput("d".into()),
-            ),
+            (WitError::PermissionDenied("a".into()), Error::PermissionDenied("a".into())),
+            (WitError::OutOfScope("b".into()), Error::OutOfScope("b".into())),
+            (WitError::Unavailable("c".into()), Error::Unavailable("c".into())),
+            (WitError::InvalidInput("d".into()), Error::InvalidInput("d".into())),
             (WitError::Io("e".into()), Error::Io("e".into())),
         ];
         for (wit, want) in cases {
@@ -338,26 +318,14 @@ mod tests {
             reason: "10 calls per minute".into(),
         }));
         assert_eq!(limited.retry_after_ms(), Some(1500));
-        assert_eq!(
-            limited.to_string(),
-            "rate limited: 10 calls per minute; retry in 1500 ms"
-        );
+        assert_eq!(limited.to_string(), "rate limited: 10 calls per minute; retry in 1500 ms");
         assert!(!limited.is_permission_denied());
     }
 
     #[test]
     fn json_helpers_report_what_failed() {
         let err = from_json::<u32>("the flowchart output", "not json").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Decode {
-                    what: "the flowchart output",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Decode { what: "the flowchart output", .. }), "{err}");
         assert_eq!(to_json(&[1, 2]).unwrap(), "[1,2]");
     }
 }

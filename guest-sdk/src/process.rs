@@ -145,22 +145,10 @@ mod tests {
             .timeout_ms(10);
         assert_eq!(c.args, ["a", "b", "c"]);
         assert_eq!(c.env, [("K".to_string(), "V".to_string())]);
-        assert_eq!(
-            (c.working_dir.as_deref(), c.timeout_ms),
-            (Some("/tmp"), Some(10))
-        );
-        let out = Output {
-            exit_code: Some(0),
-            stdout: b"ok\xff".to_vec(),
-            stderr: Vec::new(),
-            timed_out: false,
-        };
+        assert_eq!((c.working_dir.as_deref(), c.timeout_ms), (Some("/tmp"), Some(10)));
+        let out = Output { exit_code: Some(0), stdout: b"ok\xff".to_vec(), stderr: Vec::new(), timed_out: false };
         assert!(out.success());
         assert_eq!(out.stdout_text(), "ok\u{fffd}");
-        assert!(!Output {
-            exit_code: None,
-            ..out
-        }
-        .success());
+        assert!(!Output { exit_code: None, ..out }.success());
     }
 }

@@ -20,12 +20,7 @@ pub use wit::{Query, SearchResult};
 impl Query {
     /// A query for `text` with the host's default provider and result count.
     pub fn new(text: impl Into<String>) -> Self {
-        Query {
-            text: text.into(),
-            provider: None,
-            max_results: None,
-            language: None,
-        }
+        Query { text: text.into(), provider: None, max_results: None, language: None }
     }
 
     /// Use `provider` (one of the grant's `providers`).

@@ -112,13 +112,8 @@ where
     E: Into<ToolError>,
     F: FnOnce(A) -> Result<R, E>,
 {
-    let arguments = if arguments.trim().is_empty() {
-        "{}"
-    } else {
-        arguments
-    };
-    let args: A = serde_json::from_str(arguments)
-        .map_err(|e| WitToolError::InvalidArguments(e.to_string()))?;
+    let arguments = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let args: A = serde_json::from_str(arguments).map_err(|e| WitToolError::InvalidArguments(e.to_string()))?;
     let output = tool(args).map_err(|e| WitToolError::from(e.into()))?;
     serde_json::to_string(&output)
         .map_err(|e| WitToolError::Failed(format!("the tool's result is not valid JSON: {e}")))
@@ -127,10 +122,7 @@ where
 /// The error for a tool name the extension does not export, listing those it does.
 #[doc(hidden)]
 pub fn unknown_tool(name: &str, known: &[&str]) -> WitToolError {
-    WitToolError::UnknownTool(format!(
-        "this extension has no tool `{name}`; its tools are: {}",
-        known.join(", ")
-    ))
+    WitToolError::UnknownTool(format!("this extension has no tool `{name}`; its tools are: {}", known.join(", ")))
 }
 
 /// Export functions as the extension's tools; each tool is named after its function.
@@ -209,8 +201,7 @@ mod tests {
     }
 
     fn add(p: Pair) -> Result<i32, ToolError> {
-        p.a.checked_add(p.b)
-            .ok_or_else(|| ToolError::failed("the sum overflows a 32-bit integer"))
+        p.a.checked_add(p.b).ok_or_else(|| ToolError::failed("the sum overflows a 32-bit integer"))
     }
 
     fn divide(p: Pair) -> Result<i32, ToolError> {
@@ -221,9 +212,7 @@ mod tests {
     }
 
     fn denied(_: NoArgs) -> Result<(), crate::Error> {
-        Err(crate::Error::PermissionDenied(
-            "storage.persistent was not granted".into(),
-        ))
+        Err(crate::Error::PermissionDenied("storage.persistent was not granted".into()))
     }
 
     crate::export_tools!(add, divide, denied);
@@ -251,12 +240,7 @@ mod tests {
 
     #[test]
     fn bad_json_and_wrong_shape_are_invalid_arguments() {
-        for bad in [
-            r#"{"a": 1"#,
-            r#"{"a": 1}"#,
-            r#"{"a": "1", "b": 2}"#,
-            "[1, 2, 3]",
-        ] {
+        for bad in [r#"{"a": 1"#, r#"{"a": 1}"#, r#"{"a": "1", "b": 2}"#, "[1, 2, 3]"] {
             match call("add", bad) {
                 Err(WitToolError::InvalidArguments(m)) => assert!(!m.is_empty()),
                 other => panic!("{bad}: expected invalid-arguments, got {other:?}"),
@@ -298,24 +282,15 @@ mod tests {
         for args in ["", "  ", "{}", r#"{"ignored": 1}"#] {
             assert_eq!(invoke(ok, args).unwrap(), "true", "{args:?}");
         }
-        assert!(matches!(
-            invoke(ok, "42"),
-            Err(WitToolError::InvalidArguments(_))
-        ));
+        assert!(matches!(invoke(ok, "42"), Err(WitToolError::InvalidArguments(_))));
     }
 
     #[test]
     fn tool_error_constructors_and_messages() {
         assert_eq!(ToolError::failed("x").message(), "x");
         assert_eq!(ToolError::invalid("y").to_string(), "invalid arguments: y");
-        assert_eq!(
-            ToolError::from(crate::Error::Io("disk full".into())).to_string(),
-            "i/o error: disk full"
-        );
+        assert_eq!(ToolError::from(crate::Error::Io("disk full".into())).to_string(), "i/o error: disk full");
         let raw = crate::bindings::omni::caps::types::Error::OutOfScope("host b.example".into());
-        assert_eq!(
-            ToolError::from(raw),
-            ToolError::failed("out of scope: host b.example")
-        );
+        assert_eq!(ToolError::from(raw), ToolError::failed("out of scope: host b.example"));
     }
 }

@@ -47,14 +47,8 @@ pub fn connect(url: &str) -> Result<Connection> {
 /// # Errors
 ///
 /// As [`connect`].
-pub fn connect_with(
-    url: &str,
-    headers: &[(String, String)],
-    timeout_ms: Option<u32>,
-) -> Result<Connection> {
-    Ok(Connection {
-        inner: wit::Connection::open(url, headers, timeout_ms)?,
-    })
+pub fn connect_with(url: &str, headers: &[(String, String)], timeout_ms: Option<u32>) -> Result<Connection> {
+    Ok(Connection { inner: wit::Connection::open(url, headers, timeout_ms)? })
 }
 
 impl Connection {

@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use wit_parser::{
-    FunctionKind, InterfaceId, Resolve, Type, TypeDefKind, TypeId, TypeOwner, WorldItem, WorldKey,
-};
+use wit_parser::{FunctionKind, InterfaceId, Resolve, Type, TypeDefKind, TypeId, TypeOwner, WorldItem, WorldKey};
 
 /// (capability key, interface, world) for all 27 capabilities. The worlds are the key with
 /// '.' -> '-', except the two clipboard ones, whose natural names are taken by their
@@ -23,11 +21,7 @@ const CAPABILITIES: [(&str, &str, &str); 27] = [
     ("messaging.chat", "chat", "messaging-chat"),
     ("search.web", "web-search", "search-web"),
     ("process.spawn", "process", "process-spawn"),
-    (
-        "system.notifications",
-        "notifications",
-        "system-notifications",
-    ),
+    ("system.notifications", "notifications", "system-notifications"),
     ("system.scheduling", "scheduling", "system-scheduling"),
     ("device.camera", "camera", "device-camera"),
     ("device.microphone", "microphone", "device-microphone"),
@@ -54,20 +48,15 @@ struct Wit {
 fn load() -> Wit {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wit");
     let mut resolve = Resolve::default();
-    let (extension, _) = resolve
-        .push_dir(&dir)
-        .unwrap_or_else(|e| panic!("the WIT in {} does not parse: {e:?}", dir.display()));
+    let (extension, _) =
+        resolve.push_dir(&dir).unwrap_or_else(|e| panic!("the WIT in {} does not parse: {e:?}", dir.display()));
     let caps = resolve
         .packages
         .iter()
         .find(|(_, p)| p.name.namespace == "omni" && p.name.name == "caps")
         .map(|(id, _)| id)
         .expect("package omni:caps is missing");
-    Wit {
-        resolve,
-        caps,
-        extension,
-    }
+    Wit { resolve, caps, extension }
 }
 
 impl Wit {
@@ -100,8 +89,7 @@ impl Wit {
     fn is_caps_error(&self, ty: &Type) -> bool {
         let Type::Id(id) = ty else { return false };
         let def = &self.resolve.types[self.dealias(*id)];
-        def.name.as_deref() == Some("error")
-            && def.owner == TypeOwner::Interface(self.interface("types"))
+        def.name.as_deref() == Some("error") && def.owner == TypeOwner::Interface(self.interface("types"))
     }
 }
 
@@ -109,51 +97,26 @@ impl Wit {
 fn every_capability_has_its_interface_and_world() {
     let wit = load();
     let pkg = &wit.resolve.packages[wit.caps];
-    assert_eq!(
-        pkg.name
-            .version
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("0.1.0")
-    );
+    assert_eq!(pkg.name.version.as_ref().map(ToString::to_string).as_deref(), Some("0.1.0"));
     for (key, interface, world) in CAPABILITIES {
         let iface = wit.interface(interface);
-        let world_id = *pkg
-            .worlds
-            .get(world)
-            .unwrap_or_else(|| panic!("{key}: omni:caps has no world `{world}`"));
+        let world_id = *pkg.worlds.get(world).unwrap_or_else(|| panic!("{key}: omni:caps has no world `{world}`"));
         assert!(
             wit.imported_interfaces(world_id).contains(&iface),
             "{key}: world `{world}` does not import interface `{interface}`"
         );
-        assert!(
-            wit.resolve.worlds[world_id].exports.is_empty(),
-            "{key}: world `{world}` must only import"
-        );
+        assert!(wit.resolve.worlds[world_id].exports.is_empty(), "{key}: world `{world}` must only import");
     }
     // Nothing beyond the 27 capabilities and the shared types.
-    assert_eq!(
-        pkg.interfaces.len(),
-        CAPABILITIES.len() + 1,
-        "{:?}",
-        pkg.interfaces.keys()
-    );
-    assert_eq!(
-        pkg.worlds.len(),
-        CAPABILITIES.len(),
-        "{:?}",
-        pkg.worlds.keys()
-    );
+    assert_eq!(pkg.interfaces.len(), CAPABILITIES.len() + 1, "{:?}", pkg.interfaces.keys());
+    assert_eq!(pkg.worlds.len(), CAPABILITIES.len(), "{:?}", pkg.worlds.keys());
 }
 
 #[test]
 fn the_extension_world_imports_every_capability_and_exports_tool() {
     let wit = load();
-    let world = *wit.resolve.packages[wit.extension]
-        .worlds
-        .get("extension")
-        .expect("omni:extension has no world `extension`");
+    let world =
+        *wit.resolve.packages[wit.extension].worlds.get("extension").expect("omni:extension has no world `extension`");
     let imported = wit.imported_interfaces(world);
     for (key, interface, _) in CAPABILITIES {
         assert!(
@@ -190,10 +153,7 @@ fn every_function_returns_result_with_the_shared_error() {
                 },
                 _ => false,
             };
-            assert!(
-                ok,
-                "{interface}.{name} must return result<T, error> with omni:caps/types.error"
-            );
+            assert!(ok, "{interface}.{name} must return result<T, error> with omni:caps/types.error");
             checked += 1;
         }
     }

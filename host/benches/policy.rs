@@ -22,7 +22,8 @@ fn engine(dir: &tempfile::TempDir, audit_enabled: bool) -> PolicyEngine {
     let audit = AuditLog::open(Arc::clone(&db)).expect("open audit log");
     let config = SecurityConfig { audit_enabled, ..SecurityConfig::default() };
     let engine = PolicyEngine::open(db, audit, config, Arc::new(DenyPrompter)).expect("open engine");
-    let permission = Permission { capability: CAP.into(), scope: Scope::None, reason: "benchmark".into(), required: true };
+    let permission =
+        Permission { capability: CAP.into(), scope: Scope::None, reason: "benchmark".into(), required: true };
     engine.record_decision(EXT, &permission, Decision::Allow, GrantDuration::Always).expect("grant");
     engine
 }
@@ -32,7 +33,13 @@ fn in_scope(_: &Scope) -> Result<(), String> {
 }
 
 fn request() -> AccessRequest<'static> {
-    AccessRequest { session: "bench", extension: EXT, capability: CAP, target: "write 12 bytes", check_scope: &in_scope }
+    AccessRequest {
+        session: "bench",
+        extension: EXT,
+        capability: CAP,
+        target: "write 12 bytes",
+        check_scope: &in_scope,
+    }
 }
 
 fn cached_decision(c: &mut Criterion) {

@@ -151,13 +151,10 @@ impl fmt::Display for EventKind {
 impl FromStr for EventKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown event kind {s:?}; expected one of {}", names.join(", "))
-            })
+        EventKind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown event kind {s:?}; expected one of {}", names.join(", "))
+        })
     }
 }
 
@@ -332,7 +329,10 @@ impl ChainPoint {
     }
 
     fn decode(bytes: &[u8], what: &str) -> Result<ChainPoint, AuditError> {
-        let corrupt = || AuditError::Corrupt { seq: 0, detail: format!("the {what} marker has {} bytes, expected {}", bytes.len(), Self::LEN) };
+        let corrupt = || AuditError::Corrupt {
+            seq: 0,
+            detail: format!("the {what} marker has {} bytes, expected {}", bytes.len(), Self::LEN),
+        };
         if bytes.len() != Self::LEN {
             return Err(corrupt());
         }
@@ -632,12 +632,22 @@ impl AuditLog {
                 return Ok(report);
             }
             if bytes.len() < 32 {
-                fail(&mut report, seq, ProblemKind::Unreadable, format!("only {} bytes stored; the record was truncated", bytes.len()));
+                fail(
+                    &mut report,
+                    seq,
+                    ProblemKind::Unreadable,
+                    format!("only {} bytes stored; the record was truncated", bytes.len()),
+                );
                 return Ok(report);
             }
             let (stored_hash, body) = bytes.split_at(32);
             if chain_hash(body) != stored_hash {
-                fail(&mut report, seq, ProblemKind::HashMismatch, "its contents do not match its hash; the record was altered".into());
+                fail(
+                    &mut report,
+                    seq,
+                    ProblemKind::HashMismatch,
+                    "its contents do not match its hash; the record was altered".into(),
+                );
                 return Ok(report);
             }
             let parsed: Body = match serde_json::from_slice(body) {
@@ -648,11 +658,21 @@ impl AuditLog {
                 }
             };
             if parsed.seq != seq {
-                fail(&mut report, seq, ProblemKind::Unreadable, format!("stored under {seq} but numbered {}", parsed.seq));
+                fail(
+                    &mut report,
+                    seq,
+                    ProblemKind::Unreadable,
+                    format!("stored under {seq} but numbered {}", parsed.seq),
+                );
                 return Ok(report);
             }
             if parsed.prev_hash != hex::encode(prev) {
-                fail(&mut report, seq, ProblemKind::BrokenLink, "does not link to the record before it; an earlier record was altered, removed or inserted".into());
+                fail(
+                    &mut report,
+                    seq,
+                    ProblemKind::BrokenLink,
+                    "does not link to the record before it; an earlier record was altered, removed or inserted".into(),
+                );
                 return Ok(report);
             }
             prev.copy_from_slice(stored_hash);
@@ -663,9 +683,16 @@ impl AuditLog {
         }
         let last = expected - 1;
         let head_problem = match head {
-            Some(h) if h.seq > last => Some(format!("missing: the log ends at {last} but {} records were written; the newest were deleted", h.seq)),
-            Some(h) if h.seq != last || h.hash != prev => Some(format!("the head marker (record {}) does not match the last record", h.seq)),
-            None if report.records > 0 => Some("the head marker is missing; the newest records may have been deleted".to_owned()),
+            Some(h) if h.seq > last => Some(format!(
+                "missing: the log ends at {last} but {} records were written; the newest were deleted",
+                h.seq
+            )),
+            Some(h) if h.seq != last || h.hash != prev => {
+                Some(format!("the head marker (record {}) does not match the last record", h.seq))
+            }
+            None if report.records > 0 => {
+                Some("the head marker is missing; the newest records may have been deleted".to_owned())
+            }
             _ => None,
         };
         if let Some(detail) = head_problem {
@@ -812,7 +839,8 @@ fn commit_batch(db: &Database, batch: &[Pending]) -> Result<u64, AuditError> {
             };
             value.clear();
             value.extend_from_slice(&[0u8; 32]);
-            serde_json::to_writer(&mut value, &body).map_err(|e| AuditError::Storage(format!("cannot encode record: {e}")))?;
+            serde_json::to_writer(&mut value, &body)
+                .map_err(|e| AuditError::Storage(format!("cannot encode record: {e}")))?;
             let hash = chain_hash(&value[32..]);
             value[..32].copy_from_slice(&hash);
             table.insert(body.seq, value.as_slice()).map_err(storage)?;
@@ -838,7 +866,18 @@ pub fn write_csv(records: &[AuditRecord], out: impl Write) -> Result<(), AuditEr
     let err = |e: csv::Error| AuditError::Export(e.to_string());
     let mut w = csv::Writer::from_writer(out);
     w.write_record([
-        "seq", "timestamp", "session", "extension", "capability", "target", "decision", "duration", "reason", "kind", "prev_hash", "hash",
+        "seq",
+        "timestamp",
+        "session",
+        "extension",
+        "capability",
+        "target",
+        "decision",
+        "duration",
+        "reason",
+        "kind",
+        "prev_hash",
+        "hash",
     ])
     .map_err(err)?;
     for r in records {
@@ -906,11 +945,45 @@ pub fn parse_time(input: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Au
 // ---------------------------------------------------------------------------------------
 
 /// Header names whose whole value is a credential.
-const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"];
+const SECRET_HEADERS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"];
 /// Substrings that make a `key=value` or `"key": value` pair secret.
-const SECRET_KEYS: &[&str] = &["password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "api-key", "auth", "credential", "private_key", "session_id", "sessionid", "cookie", "signature", "sig"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "auth",
+    "credential",
+    "private_key",
+    "session_id",
+    "sessionid",
+    "cookie",
+    "signature",
+    "sig",
+];
 /// Prefixes of well-known credential formats.
-const TOKEN_PREFIXES: &[&str] = &["sk-", "sk_live_", "sk_test_", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-", "xoxb-", "xoxp-", "xoxa-", "AKIA", "ASIA", "eyJ"];
+const TOKEN_PREFIXES: &[&str] = &[
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "AKIA",
+    "ASIA",
+    "eyJ",
+];
 /// Words after which the next word is a credential.
 const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
 
@@ -942,7 +1015,13 @@ fn redact_header_line(line: &str) -> Option<String> {
     if !SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name_trim)) {
         return None;
     }
-    let newline = if line.ends_with("\r\n") { "\r\n" } else if line.ends_with('\n') { "\n" } else { "" };
+    let newline = if line.ends_with("\r\n") {
+        "\r\n"
+    } else if line.ends_with('\n') {
+        "\n"
+    } else {
+        ""
+    };
     Some(format!("{name}: {REDACTED}{newline}"))
 }
 
@@ -1015,9 +1094,8 @@ fn redact_word(word: &str, out: &mut String) -> bool {
                 .map_or(0, |(p, c)| p + c.len_utf8());
             if is_secret_key(&word[key_start..i]) {
                 let value_start = i + 1;
-                let value_end = word[value_start..]
-                    .find(['&', ',', ';', '}', ')', ']'])
-                    .map_or(word.len(), |p| value_start + p);
+                let value_end =
+                    word[value_start..].find(['&', ',', ';', '}', ')', ']']).map_or(word.len(), |p| value_start + p);
                 out.push_str(&word[copied..value_start]);
                 if value_start == value_end {
                     pending_key = true;
@@ -1079,7 +1157,15 @@ mod tests {
     }
 
     fn decision(i: usize) -> NewRecord {
-        NewRecord::decision("s", &format!("ext{}", i % 3), "network.http", &format!("GET https://x.test/{i}"), Decision::Allow, Some(GrantDuration::Always), "grant")
+        NewRecord::decision(
+            "s",
+            &format!("ext{}", i % 3),
+            "network.http",
+            &format!("GET https://x.test/{i}"),
+            Decision::Allow,
+            Some(GrantDuration::Always),
+            "grant",
+        )
     }
 
     #[test]
@@ -1130,7 +1216,9 @@ mod tests {
         assert_eq!(denied.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![10]);
         let kills = log.query(&AuditFilter { kind: Some(EventKind::KillSwitch), ..Default::default() }).expect("q");
         assert_eq!(kills.len(), 1);
-        let cap = log.query(&AuditFilter { capability: Some("network.http".into()), limit: Some(2), ..Default::default() }).expect("q");
+        let cap = log
+            .query(&AuditFilter { capability: Some("network.http".into()), limit: Some(2), ..Default::default() })
+            .expect("q");
         assert_eq!(cap.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![9, 10]);
         let all = log.query(&AuditFilter::default()).expect("q");
         let mid = all[5].timestamp;
@@ -1147,7 +1235,15 @@ mod tests {
         let log = AuditLog::open(db).expect("open");
         let rec = NewRecord {
             reason: "used password=hunter2".into(),
-            ..NewRecord::decision("s", "e", "network.http", "GET https://api.x.com/v1?api_key=SECRET123", Decision::Allow, None, "")
+            ..NewRecord::decision(
+                "s",
+                "e",
+                "network.http",
+                "GET https://api.x.com/v1?api_key=SECRET123",
+                Decision::Allow,
+                None,
+                "",
+            )
         };
         log.append(rec).expect("append");
         let r = &log.query(&AuditFilter::default()).expect("q")[0];
@@ -1158,10 +1254,13 @@ mod tests {
     fn raw_records(db: &Database) -> Vec<(u64, Vec<u8>)> {
         let txn = db.begin_read().expect("read");
         let t = txn.open_table(LOG).expect("table");
-        t.iter().expect("iter").map(|e| {
-            let (k, v) = e.expect("entry");
-            (k.value(), v.value().to_vec())
-        }).collect()
+        t.iter()
+            .expect("iter")
+            .map(|e| {
+                let (k, v) = e.expect("entry");
+                (k.value(), v.value().to_vec())
+            })
+            .collect()
     }
 
     fn put_raw(db: &Database, seq: u64, value: Option<&[u8]>) {
@@ -1259,7 +1358,10 @@ mod tests {
         assert_eq!(report.checkpoint_seq, (expected > 0).then_some(expected));
         let rest = log.query(&AuditFilter::default()).expect("q");
         assert_eq!(rest.first().map(|r| r.seq), Some(expected + 1));
-        assert_eq!(rest.last().map(|r| r.kind), if expected > 0 { Some(EventKind::Prune) } else { Some(EventKind::Decision) });
+        assert_eq!(
+            rest.last().map(|r| r.kind),
+            if expected > 0 { Some(EventKind::Prune) } else { Some(EventKind::Decision) }
+        );
         // Pruning everything then appending still verifies.
         let far = OffsetDateTime::now_utc() + time::Duration::days(1);
         log.prune_before(far).expect("prune all");
@@ -1275,7 +1377,9 @@ mod tests {
             let handles: Vec<_> = (0..16)
                 .map(|t| {
                     let log = log.clone();
-                    s.spawn(move || (0..50).map(|i| log.append(decision(t * 100 + i)).expect("append")).collect::<Vec<_>>())
+                    s.spawn(move || {
+                        (0..50).map(|i| log.append(decision(t * 100 + i)).expect("append")).collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             handles.into_iter().flat_map(|h| h.join().expect("join")).collect()
@@ -1320,7 +1424,15 @@ mod tests {
                     s.spawn(move || {
                         (0..EACH)
                             .map(|i| {
-                                let rec = NewRecord::decision("load", &format!("ext{t}"), "network.http", &format!("GET https://x.test/{i}"), Decision::Allow, None, format!("{t}/{i}"));
+                                let rec = NewRecord::decision(
+                                    "load",
+                                    &format!("ext{t}"),
+                                    "network.http",
+                                    &format!("GET https://x.test/{i}"),
+                                    Decision::Allow,
+                                    None,
+                                    format!("{t}/{i}"),
+                                );
                                 log.append(rec).expect("append")
                             })
                             .collect::<Vec<_>>()
@@ -1445,7 +1557,21 @@ mod tests {
             assert_eq!(redact(input), expected, "input: {input}");
         }
         // Odd shapes and multi-byte text must never panic or lose the non-secret text.
-        for odd in ["=", ":", "://", "?://", "token=", "é=ü", "Bearer", "a://b@", "https://@?#", "ключ: значение", "🔑=🔒&token=🗝", "\n\r\n", "password:"] {
+        for odd in [
+            "=",
+            ":",
+            "://",
+            "?://",
+            "token=",
+            "é=ü",
+            "Bearer",
+            "a://b@",
+            "https://@?#",
+            "ключ: значение",
+            "🔑=🔒&token=🗝",
+            "\n\r\n",
+            "password:",
+        ] {
             let out = redact(odd);
             assert!(!out.contains("🗝"), "{odd} -> {out}");
         }
@@ -1454,7 +1580,8 @@ mod tests {
 
     #[test]
     fn redaction_never_panics_on_any_mix_of_tricky_pieces() {
-        const PIECES: [&str; 16] = ["é", "=", ":", "?", "://", "@", "#", "token", "Bearer ", " ", "\n", "&", "\"", "🔑", "sk-", "a"];
+        const PIECES: [&str; 16] =
+            ["é", "=", ":", "?", "://", "@", "#", "token", "Bearer ", " ", "\n", "&", "\"", "🔑", "sk-", "a"];
         let mut text = String::new();
         for n in 0..PIECES.len().pow(4) {
             text.clear();
@@ -1465,7 +1592,11 @@ mod tests {
             }
             let out = redact(&text);
             // Whitespace is never added or removed, so the text keeps its shape.
-            assert_eq!(out.matches(char::is_whitespace).count(), text.matches(char::is_whitespace).count(), "{text:?} -> {out:?}");
+            assert_eq!(
+                out.matches(char::is_whitespace).count(),
+                text.matches(char::is_whitespace).count(),
+                "{text:?} -> {out:?}"
+            );
         }
     }
 

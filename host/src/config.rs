@@ -136,10 +136,7 @@ impl OmniConfig {
 
     /// Parses the text of an `omni.toml`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<OmniConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })
     }
 }
 

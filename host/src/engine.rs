@@ -160,9 +160,7 @@ impl OmniEngine {
 
     fn store_cached(&self, component: &Component, dir: &Path, artifact: &Path) -> Result<(), EngineError> {
         let cache_err = |source| EngineError::Cache { path: dir.to_path_buf(), source };
-        let serialized = component
-            .serialize()
-            .map_err(|e| cache_err(std::io::Error::other(e.to_string())))?;
+        let serialized = component.serialize().map_err(|e| cache_err(std::io::Error::other(e.to_string())))?;
         std::fs::create_dir_all(dir).map_err(cache_err)?;
         // Write the artifact and its digest to temporary names first and rename them in
         // place, so a crash never leaves a half-written artifact under the final name.

@@ -71,7 +71,5 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// The current UTC time as RFC 3339.
 pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -406,11 +406,7 @@ impl TerminalPrompter {
     pub fn ask_with(req: &PromptRequest<'_>, input: &mut dyn BufRead, out: &mut dyn Write) -> PromptAnswer {
         let severity = req.severity.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         let scope = req.scope.map_or_else(|| "not declared".to_owned(), |s| s.to_string());
-        let choices = if req.durable_choices {
-            "[o]nce, this [s]ession, [a]lways, [d]eny"
-        } else {
-            "[o]nce, [d]eny"
-        };
+        let choices = if req.durable_choices { "[o]nce, this [s]ession, [a]lways, [d]eny" } else { "[o]nce, [d]eny" };
         let question = format!(
             "\nExtension {ext} asks to use {cap} (severity: {severity})\n  target: {target}\n  scope:  {scope}\n  reason: {reason}\nAllow? {choices} (default: deny): ",
             ext = req.extension,
@@ -644,7 +640,12 @@ fn valid_extension(extension: &str) -> Result<(), PolicyError> {
 impl PolicyEngine {
     /// Opens the engine on `db` (creating its tables), loading stored grants and
     /// revocations. `config` is validated first.
-    pub fn open(db: Arc<Database>, audit: AuditLog, config: SecurityConfig, prompter: Arc<dyn Prompter>) -> Result<Self, PolicyError> {
+    pub fn open(
+        db: Arc<Database>,
+        audit: AuditLog,
+        config: SecurityConfig,
+        prompter: Arc<dyn Prompter>,
+    ) -> Result<Self, PolicyError> {
         config.validate()?;
         let home = home_dir();
         let expand = |p: &str| normalize(&expand_home(p, home.as_deref()));
@@ -660,7 +661,8 @@ impl PolicyEngine {
         }
         // A blocked folder reached through a symlink is still blocked: keep its real
         // location too.
-        let real: Vec<PathBuf> = blocked.iter().filter_map(|p| std::fs::canonicalize(p).ok()).filter(|r| !blocked.contains(r)).collect();
+        let real: Vec<PathBuf> =
+            blocked.iter().filter_map(|p| std::fs::canonicalize(p).ok()).filter(|r| !blocked.contains(r)).collect();
         blocked.extend(real);
         let compiled = Compiled {
             disabled: config.disabled_capabilities.iter().cloned().collect(),
@@ -697,7 +699,10 @@ impl PolicyEngine {
                         state.grants.entry(g.extension).or_default().insert(g.capability, Arc::new(grant));
                     }
                     // An unreadable grant is ignored, which denies it: failing closed.
-                    Err(e) => load_problems.push(format!("stored grant {:?} is unreadable and was ignored: {e}", k.value().replace(KEY_SEP, " "))),
+                    Err(e) => load_problems.push(format!(
+                        "stored grant {:?} is unreadable and was ignored: {e}",
+                        k.value().replace(KEY_SEP, " ")
+                    )),
                 }
             }
             let st = txn.open_table(STATE).map_err(storage)?;
@@ -706,7 +711,8 @@ impl PolicyEngine {
                     Ok(l) => state.lockdown = l,
                     Err(e) => {
                         // Fail closed: an unreadable revocation list is treated as a kill switch.
-                        load_problems.push(format!("stored revocations are unreadable ({e}); treating it as a kill switch"));
+                        load_problems
+                            .push(format!("stored revocations are unreadable ({e}); treating it as a kill switch"));
                         state.lockdown.killed = true;
                     }
                 }
@@ -759,7 +765,10 @@ impl PolicyEngine {
         self.inner.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn persist(&self, f: impl FnOnce(&mut redb::Table<&str, &[u8]>, &mut redb::Table<&str, &[u8]>) -> Result<(), PolicyError>) -> Result<(), PolicyError> {
+    fn persist(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&str, &[u8]>, &mut redb::Table<&str, &[u8]>) -> Result<(), PolicyError>,
+    ) -> Result<(), PolicyError> {
         let mut txn = self.inner.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(|e| PolicyError::Storage(e.to_string()))?;
         {
@@ -779,7 +788,13 @@ impl PolicyEngine {
     /// same capability, clears revocations of the extension, and is audited (durably, before
     /// it takes effect). `Session` decisions stay in memory; `Once` and `Always` are stored.
     /// `Once` applies to allow decisions; a deny or prompt decision "once" lasts the session.
-    pub fn record_decision(&self, extension: &str, permission: &Permission, decision: Decision, duration: GrantDuration) -> Result<(), PolicyError> {
+    pub fn record_decision(
+        &self,
+        extension: &str,
+        permission: &Permission,
+        decision: Decision,
+        duration: GrantDuration,
+    ) -> Result<(), PolicyError> {
         valid_extension(extension)?;
         let capability = permission.capability.as_str();
         if omni_capabilities::lookup(capability).is_none() {
@@ -798,11 +813,33 @@ impl PolicyEngine {
             duration: Some(duration),
             ..NewRecord::event(EventKind::Grant, extension, permission.reason.clone())
         })?;
-        self.install_grant(extension, capability, decision, duration, permission.scope.clone(), permission.reason.clone())
+        self.install_grant(
+            extension,
+            capability,
+            decision,
+            duration,
+            permission.scope.clone(),
+            permission.reason.clone(),
+        )
     }
 
-    fn install_grant(&self, extension: &str, capability: &str, decision: Decision, duration: GrantDuration, scope: Scope, reason: String) -> Result<(), PolicyError> {
-        let grant = Grant { decision, duration, scope, reason, granted_at: OffsetDateTime::now_utc(), consumed: AtomicBool::new(false) };
+    fn install_grant(
+        &self,
+        extension: &str,
+        capability: &str,
+        decision: Decision,
+        duration: GrantDuration,
+        scope: Scope,
+        reason: String,
+    ) -> Result<(), PolicyError> {
+        let grant = Grant {
+            decision,
+            duration,
+            scope,
+            reason,
+            granted_at: OffsetDateTime::now_utc(),
+            consumed: AtomicBool::new(false),
+        };
         let key = grant_key(extension, capability);
         let stored = match duration {
             GrantDuration::Session => None,
@@ -852,7 +889,9 @@ impl PolicyEngine {
             let mut state = self.write_state();
             let removed: Vec<String> = match (capability, state.grants.get_mut(extension)) {
                 (Some(cap), Some(caps)) => caps.remove(cap).map(|_| vec![cap.to_owned()]).unwrap_or_default(),
-                (None, Some(_)) => state.grants.remove(extension).map(|caps| caps.into_keys().collect()).unwrap_or_default(),
+                (None, Some(_)) => {
+                    state.grants.remove(extension).map(|caps| caps.into_keys().collect()).unwrap_or_default()
+                }
                 (_, None) => Vec::new(),
             };
             match capability {
@@ -878,7 +917,11 @@ impl PolicyEngine {
         let what = capability.map_or_else(|| "all capabilities".to_owned(), |c| c.to_owned());
         self.inner.audit.append(NewRecord {
             capability: capability.map(str::to_owned),
-            ..NewRecord::event(EventKind::Revoke, extension, format!("revoked {what}: {} grant(s) removed", removed.len()))
+            ..NewRecord::event(
+                EventKind::Revoke,
+                extension,
+                format!("revoked {what}: {} grant(s) removed", removed.len()),
+            )
         })?;
         Ok(removed.len())
     }
@@ -897,7 +940,11 @@ impl PolicyEngine {
             self.inner.epoch.fetch_add(1, Ordering::SeqCst);
             (removed, state.lockdown.clone())
         };
-        self.inner.buckets.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&grant_key(extension, "")));
+        self.inner
+            .buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| !k.starts_with(&grant_key(extension, "")));
         let lockdown_bytes = Self::lockdown_bytes(&lockdown)?;
         self.persist(|grants, st| {
             for k in grant_keys_of(grants, extension)? {
@@ -907,7 +954,11 @@ impl PolicyEngine {
             Ok(())
         })?;
         if removed > 0 {
-            self.inner.audit.append(NewRecord::event(EventKind::Revoke, extension, format!("extension forgotten (uninstalled): {removed} grant(s) removed")))?;
+            self.inner.audit.append(NewRecord::event(
+                EventKind::Revoke,
+                extension,
+                format!("extension forgotten (uninstalled): {removed} grant(s) removed"),
+            ))?;
         }
         Ok(())
     }
@@ -931,7 +982,11 @@ impl PolicyEngine {
             st.insert(LOCKDOWN_KEY, lockdown_bytes.as_slice()).map_err(storage)?;
             Ok(())
         })?;
-        self.inner.audit.append(NewRecord::event(EventKind::KillSwitch, "", format!("kill switch: {removed} grant(s) revoked; every extension must be granted again")))?;
+        self.inner.audit.append(NewRecord::event(
+            EventKind::KillSwitch,
+            "",
+            format!("kill switch: {removed} grant(s) revoked; every extension must be granted again"),
+        ))?;
         Ok(removed)
     }
 
@@ -950,9 +1005,7 @@ impl PolicyEngine {
             .iter()
             .filter(|(ext, _)| extension.is_none_or(|e| e == ext.as_str()))
             .flat_map(|(ext, caps)| {
-                caps.iter()
-                    .filter(|(_, g)| !g.consumed.load(Ordering::SeqCst))
-                    .map(move |(cap, g)| g.info(ext, cap))
+                caps.iter().filter(|(_, g)| !g.consumed.load(Ordering::SeqCst)).map(move |(cap, g)| g.info(ext, cap))
             })
             .collect();
         out.sort_by(|a, b| (&a.extension, &a.capability).cmp(&(&b.extension, &b.capability)));
@@ -1032,14 +1085,25 @@ impl PolicyEngine {
                     engine.after_prompt(*plan, answer)
                 })
                 .await;
-                joined.unwrap_or_else(|e| Verdict::deny(Denial::Unavailable(format!("the prompt for {} failed ({e}); nothing was allowed", req.capability))))
+                joined.unwrap_or_else(|e| {
+                    Verdict::deny(Denial::Unavailable(format!(
+                        "the prompt for {} failed ({e}); nothing was allowed",
+                        req.capability
+                    )))
+                })
             }
         };
         let verdict = if verdict.once.is_some() && verdict.result.is_ok() {
             let engine = self.clone();
             let (extension, capability) = (req.extension.to_owned(), req.capability.to_owned());
-            let joined = tokio::task::spawn_blocking(move || engine.consume_once(verdict, &extension, &capability)).await;
-            joined.unwrap_or_else(|e| Verdict::deny(Denial::Unavailable(format!("using the one-time grant of {} failed ({e})", req.capability))))
+            let joined =
+                tokio::task::spawn_blocking(move || engine.consume_once(verdict, &extension, &capability)).await;
+            joined.unwrap_or_else(|e| {
+                Verdict::deny(Denial::Unavailable(format!(
+                    "using the one-time grant of {} failed ({e})",
+                    req.capability
+                )))
+            })
         } else {
             verdict
         };
@@ -1057,7 +1121,9 @@ impl PolicyEngine {
         let (ext, cap) = (req.extension, req.capability);
         let compiled = &self.inner.compiled;
         let Some(info) = omni_capabilities::lookup(cap) else {
-            return Step::Done(Verdict::deny(Denial::PermissionDenied(format!("{ext} asked for unknown capability {cap:?}; only catalog capabilities can be granted"))));
+            return Step::Done(Verdict::deny(Denial::PermissionDenied(format!(
+                "{ext} asked for unknown capability {cap:?}; only catalog capabilities can be granted"
+            ))));
         };
         if compiled.disabled.contains(cap) {
             return Step::Done(Verdict::deny(Denial::PermissionDenied(format!(
@@ -1222,8 +1288,12 @@ impl PolicyEngine {
 
     fn after_prompt(&self, plan: PromptPlan, answer: PromptAnswer) -> Verdict {
         let PromptPlan { extension: ext, capability: cap, target, .. } = &plan;
-        if self.inner.epoch.load(Ordering::SeqCst) != plan.epoch && Self::locked_out(&self.read_state().lockdown, ext, cap).is_some() {
-            return Verdict::deny(Denial::PermissionDenied(format!("{ext} may not use {cap}: its grants were revoked while the prompt was open")));
+        if self.inner.epoch.load(Ordering::SeqCst) != plan.epoch
+            && Self::locked_out(&self.read_state().lockdown, ext, cap).is_some()
+        {
+            return Verdict::deny(Denial::PermissionDenied(format!(
+                "{ext} may not use {cap}: its grants were revoked while the prompt was open"
+            )));
         }
         // "Session" and "always" are honoured only where they were offered (a known scope,
         // not a confirm prompt); elsewhere they mean "once".
@@ -1283,7 +1353,8 @@ impl PolicyEngine {
             // Only remove the stored grant if it is still this one-time grant; a newer
             // decision may have replaced it meanwhile.
             let still_once = match grants.get(key.as_str()).map_err(storage)? {
-                Some(v) => serde_json::from_slice::<StoredGrant>(v.value()).is_ok_and(|g| g.duration == GrantDuration::Once && g.granted_at == grant.granted_at),
+                Some(v) => serde_json::from_slice::<StoredGrant>(v.value())
+                    .is_ok_and(|g| g.duration == GrantDuration::Once && g.granted_at == grant.granted_at),
                 None => false,
             };
             if still_once {
@@ -1311,7 +1382,15 @@ impl PolicyEngine {
             Ok(a) => (Decision::Allow, Some(a.duration)),
             Err(_) => (Decision::Deny, None),
         };
-        Some(NewRecord::decision(req.session, req.extension, req.capability, req.target, decision, duration, verdict.reason.clone()))
+        Some(NewRecord::decision(
+            req.session,
+            req.extension,
+            req.capability,
+            req.target,
+            decision,
+            duration,
+            verdict.reason.clone(),
+        ))
     }
 
     fn record(&self, req: &AccessRequest<'_>, verdict: Verdict) -> Result<Authorized, Denial> {
@@ -1324,7 +1403,11 @@ impl PolicyEngine {
         }
     }
 
-    fn finish(req: &AccessRequest<'_>, verdict: Verdict, outcome: Result<u64, AuditError>) -> Result<Authorized, Denial> {
+    fn finish(
+        req: &AccessRequest<'_>,
+        verdict: Verdict,
+        outcome: Result<u64, AuditError>,
+    ) -> Result<Authorized, Denial> {
         match (verdict.result, outcome) {
             (Ok(a), Ok(seq)) => Ok(Authorized { audit_seq: Some(seq), ..a }),
             (Ok(_), Err(e)) => Err(Denial::Unavailable(format!(
@@ -1493,9 +1576,14 @@ mod tests {
             assert!(engine.authorize(&req("ext.session", "network.http", "GET https://api.example.com/")).is_ok());
         }
         let engine = fx.engine(SecurityConfig::default(), deny_prompter());
-        let allowed = engine.authorize(&req("ext.always", "network.http", "GET https://api.example.com/")).expect("always survives");
+        let allowed = engine
+            .authorize(&req("ext.always", "network.http", "GET https://api.example.com/"))
+            .expect("always survives");
         assert_eq!(allowed.duration, GrantDuration::Always);
-        assert!(matches!(engine.authorize(&req("ext.session", "network.http", "GET https://api.example.com/")), Err(Denial::PermissionDenied(_))));
+        assert!(matches!(
+            engine.authorize(&req("ext.session", "network.http", "GET https://api.example.com/")),
+            Err(Denial::PermissionDenied(_))
+        ));
         let listed: Vec<_> = engine.grants(None).expect("grants").into_iter().map(|g| g.extension).collect();
         assert_eq!(listed, vec!["ext.always".to_string()]);
     }
@@ -1575,7 +1663,9 @@ mod tests {
         let config = SecurityConfig { confirm: vec!["network.http".into()], ..SecurityConfig::default() };
         let engine = fx.engine(config, deny_prompter());
         engine.record_decision("ext.c", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
-        let d = engine.authorize(&req("ext.c", "network.http", "GET https://api.example.com/")).expect_err("needs confirmation");
+        let d = engine
+            .authorize(&req("ext.c", "network.http", "GET https://api.example.com/"))
+            .expect_err("needs confirmation");
         assert!(matches!(d, Denial::PermissionDenied(_)), "{d}");
         // A refusal at a confirm prompt does not remove the grant.
         assert_eq!(engine.grants(Some("ext.c")).expect("grants").len(), 1);
@@ -1590,7 +1680,9 @@ mod tests {
         let config = SecurityConfig { blocked_paths: vec![secret.display().to_string()], ..SecurityConfig::default() };
         let engine = fx.engine(config, deny_prompter());
         let granted = scope("filesystem.read", &format!("paths = ['{}']", home.display()));
-        engine.record_decision("ext.fs", &perm("filesystem.read", granted), Decision::Allow, GrantDuration::Always).expect("grant");
+        engine
+            .record_decision("ext.fs", &perm("filesystem.read", granted), Decision::Allow, GrantDuration::Always)
+            .expect("grant");
         // The check a filesystem backend runs: the granted scope's own path matching.
         let fs_check = |target: &str| {
             let path = PathBuf::from(fs_target_path(target));
@@ -1598,16 +1690,22 @@ mod tests {
         };
         let notes = home.join("notes.txt").display().to_string();
         let c1 = fs_check(&notes);
-        assert!(engine.authorize(&AccessRequest { check_scope: &c1, ..req("ext.fs", "filesystem.read", &notes) }).is_ok());
+        assert!(engine
+            .authorize(&AccessRequest { check_scope: &c1, ..req("ext.fs", "filesystem.read", &notes) })
+            .is_ok());
         let key = secret.join("key.pem").display().to_string();
         let c2 = fs_check(&key);
         assert!(c2(&engine.grants(Some("ext.fs")).expect("grants")[0].scope).is_ok(), "the grant alone would allow it");
-        let d = engine.authorize(&AccessRequest { check_scope: &c2, ..req("ext.fs", "filesystem.read", &key) }).expect_err("blocked");
+        let d = engine
+            .authorize(&AccessRequest { check_scope: &c2, ..req("ext.fs", "filesystem.read", &key) })
+            .expect_err("blocked");
         assert!(d.to_string().contains("blocked path"), "{d}");
         // `..` tricks and operation prefixes do not get around it.
         let sneaky = format!("read {}/../secrets/key.pem", home.join("sub").display());
         let c3 = |_: &Scope| Ok(());
-        assert!(engine.authorize(&AccessRequest { check_scope: &c3, ..req("ext.fs", "filesystem.read", &sneaky) }).is_err());
+        assert!(engine
+            .authorize(&AccessRequest { check_scope: &c3, ..req("ext.fs", "filesystem.read", &sneaky) })
+            .is_err());
         // A symlink into the blocked directory is caught too.
         #[cfg(unix)]
         {
@@ -1616,11 +1714,15 @@ mod tests {
             std::fs::write(secret.join("key.pem"), b"k").expect("write");
             let t = link.join("key.pem").display().to_string();
             let c = fs_check(&t);
-            assert!(engine.authorize(&AccessRequest { check_scope: &c, ..req("ext.fs", "filesystem.read", &t) }).is_err());
+            assert!(engine
+                .authorize(&AccessRequest { check_scope: &c, ..req("ext.fs", "filesystem.read", &t) })
+                .is_err());
         }
         // Out of scope is reported as such.
         let c4 = fs_check("/elsewhere/x");
-        let d = engine.authorize(&AccessRequest { check_scope: &c4, ..req("ext.fs", "filesystem.read", "/elsewhere/x") }).expect_err("out of scope");
+        let d = engine
+            .authorize(&AccessRequest { check_scope: &c4, ..req("ext.fs", "filesystem.read", "/elsewhere/x") })
+            .expect_err("out of scope");
         assert!(matches!(d, Denial::OutOfScope(_)), "{d}");
     }
 
@@ -1635,9 +1737,20 @@ mod tests {
         };
         let engine = fx.engine(config, deny_prompter());
         let fs = scope("filesystem.read", "paths = ['/srv', '/etc']");
-        engine.record_decision("e", &perm("filesystem.read", fs.clone()), Decision::Allow, GrantDuration::Session).expect("grant");
-        engine.record_decision("e", &perm("filesystem.write", scope("filesystem.write", "paths = ['/srv']")), Decision::Allow, GrantDuration::Session).expect("grant");
-        engine.record_decision("e", &perm("process.spawn", Scope::None), Decision::Allow, GrantDuration::Session).expect("grant");
+        engine
+            .record_decision("e", &perm("filesystem.read", fs.clone()), Decision::Allow, GrantDuration::Session)
+            .expect("grant");
+        engine
+            .record_decision(
+                "e",
+                &perm("filesystem.write", scope("filesystem.write", "paths = ['/srv']")),
+                Decision::Allow,
+                GrantDuration::Session,
+            )
+            .expect("grant");
+        engine
+            .record_decision("e", &perm("process.spawn", Scope::None), Decision::Allow, GrantDuration::Session)
+            .expect("grant");
         assert!(engine.authorize(&req("e", "filesystem.read", "/srv/data/a.csv")).is_ok());
         let d = engine.authorize(&req("e", "filesystem.read", "/etc/passwd")).expect_err("outside allowed");
         assert!(d.to_string().contains("allowed_paths"), "{d}");
@@ -1651,7 +1764,10 @@ mod tests {
     #[test]
     fn kill_switch_refuses_in_flight_calls_and_requires_regrant() {
         let fx = Fixture::new();
-        let engine = fx.engine(SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() }, Scripted::new(PromptAnswer::AllowOnce));
+        let engine = fx.engine(
+            SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() },
+            Scripted::new(PromptAnswer::AllowOnce),
+        );
         engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
         engine.record_decision("b", &http(), Decision::Allow, GrantDuration::Session).expect("grant");
         let target = "GET https://api.example.com/";
@@ -1684,7 +1800,10 @@ mod tests {
         engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("regrant");
         assert!(engine.authorize(&req("a", "network.http", target)).is_ok());
         assert!(engine.authorize(&req("b", "network.http", target)).is_err());
-        let kills = engine.audit().query(&AuditFilter { kind: Some(EventKind::KillSwitch), ..Default::default() }).expect("query");
+        let kills = engine
+            .audit()
+            .query(&AuditFilter { kind: Some(EventKind::KillSwitch), ..Default::default() })
+            .expect("query");
         assert_eq!(kills.len(), 1);
     }
 
@@ -1707,7 +1826,8 @@ mod tests {
         let engine = fx.engine(SecurityConfig::default(), prompter.clone());
         assert!(prompter.0.set(engine.clone()).is_ok());
         engine.record_decision("a", &http(), Decision::Prompt, GrantDuration::Always).expect("grant");
-        let d = engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).expect_err("killed meanwhile");
+        let d =
+            engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).expect_err("killed meanwhile");
         assert!(d.to_string().contains("revoked while the prompt was open"), "{d}");
         assert!(engine.grants(None).expect("grants").is_empty());
     }
@@ -1715,7 +1835,10 @@ mod tests {
     #[test]
     fn deny_once_lasts_the_session_and_is_not_stored() {
         let fx = Fixture::new();
-        let engine = fx.engine(SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() }, Scripted::new(PromptAnswer::AllowOnce));
+        let engine = fx.engine(
+            SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() },
+            Scripted::new(PromptAnswer::AllowOnce),
+        );
         engine.record_decision("a", &http(), Decision::Deny, GrantDuration::Once).expect("grant");
         for _ in 0..2 {
             assert!(engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).is_err());
@@ -1729,11 +1852,16 @@ mod tests {
     #[test]
     fn revoking_one_extension_leaves_the_others_working() {
         let fx = Fixture::new();
-        let engine = fx.engine(SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() }, Scripted::new(PromptAnswer::AllowOnce));
+        let engine = fx.engine(
+            SecurityConfig { default_policy: DefaultPolicy::Prompt, ..SecurityConfig::default() },
+            Scripted::new(PromptAnswer::AllowOnce),
+        );
         let target = "GET https://api.example.com/";
         for ext in ["a", "b"] {
             engine.record_decision(ext, &http(), Decision::Allow, GrantDuration::Always).expect("grant");
-            engine.record_decision(ext, &perm("clipboard.write", Scope::None), Decision::Allow, GrantDuration::Always).expect("grant");
+            engine
+                .record_decision(ext, &perm("clipboard.write", Scope::None), Decision::Allow, GrantDuration::Always)
+                .expect("grant");
         }
         assert_eq!(engine.revoke("a", None).expect("revoke"), 2);
         let d = engine.authorize(&req("a", "network.http", target)).expect_err("revoked, and not prompted");
@@ -1777,7 +1905,9 @@ mod tests {
         let fx = Fixture::new();
         let engine = fx.engine(SecurityConfig::default(), deny_prompter());
         let limited = scope("search.web", "rate_limit = '1/hour'");
-        engine.record_decision("s", &perm("search.web", limited), Decision::Allow, GrantDuration::Session).expect("grant");
+        engine
+            .record_decision("s", &perm("search.web", limited), Decision::Allow, GrantDuration::Session)
+            .expect("grant");
         assert!(engine.authorize(&req("s", "search.web", "q")).is_ok());
         assert!(matches!(engine.authorize(&req("s", "search.web", "q")), Err(Denial::RateLimited { .. })));
     }
@@ -1787,24 +1917,31 @@ mod tests {
         let fx = Fixture::new();
         let engine = fx.engine(SecurityConfig::default(), deny_prompter());
         engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
-        let ok = engine.authorize(&req("a", "network.http", "GET https://api.example.com/v1?token=abc")).expect("allowed");
+        let ok =
+            engine.authorize(&req("a", "network.http", "GET https://api.example.com/v1?token=abc")).expect("allowed");
         let seq = ok.audit_seq.expect("audited");
-        let recs = engine.audit().query(&AuditFilter { kind: Some(EventKind::Decision), ..Default::default() }).expect("q");
+        let recs =
+            engine.audit().query(&AuditFilter { kind: Some(EventKind::Decision), ..Default::default() }).expect("q");
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].seq, seq);
         assert_eq!(recs[0].target.as_deref(), Some("GET https://api.example.com/v1?[redacted]"));
         assert!(engine.authorize(&req("a", "clipboard.write", "x")).is_err());
-        let denied = engine.audit().query(&AuditFilter { decision: Some(Decision::Deny), ..Default::default() }).expect("q");
+        let denied =
+            engine.audit().query(&AuditFilter { decision: Some(Decision::Deny), ..Default::default() }).expect("q");
         assert_eq!(denied.len(), 1);
         drop(engine);
 
         let fx = Fixture::new();
         let engine = fx.engine(SecurityConfig { audit_enabled: false, ..SecurityConfig::default() }, deny_prompter());
         engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
-        assert_eq!(engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).expect("allowed").audit_seq, None);
+        assert_eq!(
+            engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).expect("allowed").audit_seq,
+            None
+        );
         engine.revoke("a", None).expect("revoke");
         engine.kill_switch().expect("kill");
-        let kinds: Vec<EventKind> = engine.audit().query(&AuditFilter::default()).expect("q").into_iter().map(|r| r.kind).collect();
+        let kinds: Vec<EventKind> =
+            engine.audit().query(&AuditFilter::default()).expect("q").into_iter().map(|r| r.kind).collect();
         assert_eq!(kinds, vec![EventKind::Grant, EventKind::Revoke, EventKind::KillSwitch]);
     }
 
@@ -1829,7 +1966,9 @@ mod tests {
     fn unknown_capability_and_bad_config_are_refused_clearly() {
         let fx = Fixture::new();
         let engine = fx.engine(SecurityConfig::default(), deny_prompter());
-        let err = engine.record_decision("a", &perm("network.htp", Scope::None), Decision::Allow, GrantDuration::Always).expect_err("unknown");
+        let err = engine
+            .record_decision("a", &perm("network.htp", Scope::None), Decision::Allow, GrantDuration::Always)
+            .expect_err("unknown");
         assert!(matches!(err, PolicyError::UnknownCapability(_)), "{err}");
         assert!(engine.authorize(&req("a", "made.up", "x")).is_err());
         let bad = SecurityConfig { disabled_capabilities: vec!["nope".into()], ..SecurityConfig::default() };
@@ -1838,7 +1977,8 @@ mod tests {
         assert!(bad.validate().is_err());
         let parsed: Result<SecurityConfig, _> = toml::from_str("defualt_policy = 'prompt'");
         assert!(parsed.is_err(), "typos in [security] are refused");
-        let parsed: SecurityConfig = toml::from_str("default_policy = 'prompt'\n[rate_limits]\n'search.web' = '30/minute'").expect("parse");
+        let parsed: SecurityConfig =
+            toml::from_str("default_policy = 'prompt'\n[rate_limits]\n'search.web' = '30/minute'").expect("parse");
         assert_eq!(parsed.default_policy, DefaultPolicy::Prompt);
         assert!(parsed.audit_enabled);
         assert_eq!(parsed.rate_limits["search.web"].count, 30);
@@ -1861,14 +2001,19 @@ mod tests {
         let answer = TerminalPrompter::ask_with(&request, &mut "a\n".as_bytes(), &mut out);
         assert_eq!(answer, PromptAnswer::AllowAlways);
         let text = String::from_utf8(out).expect("utf8");
-        for part in ["com.example.w", "network.http", "medium", "GET https://api.example.com/v1", "fetch forecasts", "[a]lways"] {
+        for part in
+            ["com.example.w", "network.http", "medium", "GET https://api.example.com/v1", "fetch forecasts", "[a]lways"]
+        {
             assert!(text.contains(part), "missing {part} in {text}");
         }
         assert_eq!(TerminalPrompter::ask_with(&request, &mut "\n".as_bytes(), &mut Vec::new()), PromptAnswer::Deny);
         assert_eq!(TerminalPrompter::ask_with(&request, &mut "".as_bytes(), &mut Vec::new()), PromptAnswer::Deny);
         let once_only = PromptRequest { durable_choices: false, ..request };
         assert_eq!(TerminalPrompter::ask_with(&once_only, &mut "a\n".as_bytes(), &mut Vec::new()), PromptAnswer::Deny);
-        assert_eq!(TerminalPrompter::ask_with(&once_only, &mut "o\n".as_bytes(), &mut Vec::new()), PromptAnswer::AllowOnce);
+        assert_eq!(
+            TerminalPrompter::ask_with(&once_only, &mut "o\n".as_bytes(), &mut Vec::new()),
+            PromptAnswer::AllowOnce
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1918,7 +2063,10 @@ mod tests {
         #[cfg(unix)]
         assert!(blocked.contains(&root.join("real-private")), "the link's target: {blocked:?}");
         #[cfg(unix)]
-        assert!(engine.check_path("e", "filesystem.read", &root.join("real-private/key")).is_err(), "reached without the link");
+        assert!(
+            engine.check_path("e", "filesystem.read", &root.join("real-private/key")).is_err(),
+            "reached without the link"
+        );
         assert!(engine.check_path("e", "filesystem.read", &root.join("public/key")).is_ok());
     }
 }

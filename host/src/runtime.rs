@@ -11,21 +11,23 @@ use serde::Serialize;
 use crate::audit::{AuditLog, EventKind, NewRecord};
 use crate::caps::browser::{HtmlScraper, ScrapeBackend};
 use crate::caps::egress::{CheckedResolver, Egress, Resolver, SystemResolver};
-use crate::caps::http::{HttpBackend, ReqwestBackend};
 use crate::caps::fs::{CapStdFs, FsBackend};
-use crate::caps::search::{SearchProvider, SearchProviders};
-use crate::caps::websocket::{TungsteniteBackend, WebSocketBackend};
-use crate::caps::kv::{KvBackend, RedbKv};
-use crate::caps::process::{ProcessBackend, SystemProcess};
+use crate::caps::http::{HttpBackend, ReqwestBackend};
 use crate::caps::inference::{InferenceBackend, OpenAiCompatible, UsageLedger};
+use crate::caps::kv::{KvBackend, RedbKv};
 use crate::caps::messaging::{BusBackend, ChannelBus, Delivery, MessagingBackend, WebhookBackend};
 use crate::caps::notifications::{Notification, NotificationBackend, NotificationLog};
+use crate::caps::process::{ProcessBackend, SystemProcess};
 use crate::caps::scheduling::{RedbSchedules, ScheduleStore};
+use crate::caps::search::{SearchProvider, SearchProviders};
+use crate::caps::websocket::{TungsteniteBackend, WebSocketBackend};
 use crate::config::{ConfigError, OmniConfig};
 use crate::engine::{EngineError, OmniEngine};
 use crate::policy::{Decision, DenyPrompter, GrantDuration, PolicyEngine, Prompter};
 use crate::registry::{InstalledExtension, Registry, RegistryError};
-use crate::sandbox::{check_imports, CallError, CallOutput, ExtensionIdentity, ImportError, ImportReport, Linkage, Sandbox};
+use crate::sandbox::{
+    check_imports, CallError, CallOutput, ExtensionIdentity, ImportError, ImportReport, Linkage, Sandbox,
+};
 use crate::HostShared;
 
 /// Why an Omni operation failed. Every message names the problem and the fix.
@@ -355,7 +357,8 @@ impl OmniBuilder {
         let registry = Registry::open(db.clone(), data_dir.join("extensions"))?;
         let audit = AuditLog::open(db.clone()).map_err(policy_err)?;
         let prompter = self.prompter.unwrap_or_else(|| Arc::new(DenyPrompter));
-        let policy = PolicyEngine::open(db.clone(), audit.clone(), config.security.clone(), prompter).map_err(policy_err)?;
+        let policy =
+            PolicyEngine::open(db.clone(), audit.clone(), config.security.clone(), prompter).map_err(policy_err)?;
         let kv: Arc<dyn KvBackend> = match self.kv {
             Some(kv) => kv,
             None => Arc::new(RedbKv::new(db.clone()).map_err(policy_err)?),
@@ -541,9 +544,11 @@ impl Omni {
         let manifest = Manifest::from_path(&manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let component_path = dir.join(&manifest.runtime.entrypoint);
-        let component = std::fs::read(&component_path).map_err(|source| OmniError::Io { path: component_path.clone(), source })?;
+        let component =
+            std::fs::read(&component_path).map_err(|source| OmniError::Io { path: component_path.clone(), source })?;
         let digest = crate::digest(&component);
-        let compiled = self.engine.compile(&component, &component_path.display().to_string(), Some(&self.cache_dir()))?;
+        let compiled =
+            self.engine.compile(&component, &component_path.display().to_string(), Some(&self.cache_dir()))?;
         let imports = match check_imports(&compiled, &manifest) {
             Ok(report) => report,
             Err(problems) if check == ImportCheck::Enforce => return Err(OmniError::Imports(problems)),
@@ -562,7 +567,11 @@ impl Omni {
     /// Capabilities without a decision are denied. A denied required capability refuses
     /// the install. On an update that needs no review, existing grants carry over for
     /// capabilities without a new decision.
-    pub fn install(&self, plan: &InstallPlan, decisions: &[PermissionDecision]) -> Result<InstalledExtension, OmniError> {
+    pub fn install(
+        &self,
+        plan: &InstallPlan,
+        decisions: &[PermissionDecision],
+    ) -> Result<InstalledExtension, OmniError> {
         let id = plan.manifest.extension.id.clone();
         let decision_for = |cap: &str| decisions.iter().find(|d| d.capability == cap);
         if let Some(unknown) = decisions.iter().find(|d| plan.manifest.permission(&d.capability).is_none()) {
@@ -605,16 +614,17 @@ impl Omni {
                 None if keep_existing => continue,
                 None => (Decision::Deny, GrantDuration::Always),
             };
-            self.shared
-                .policy
-                .record_decision(&id, permission, decision, duration)
-                .map_err(policy_err)?;
+            self.shared.policy.record_decision(&id, permission, decision, duration).map_err(policy_err)?;
         }
         self.audit
             .append(NewRecord {
                 session: self.session.to_string(),
                 target: Some(format!("{} {} sha256:{}", id, record.version, record.digest)),
-                ..NewRecord::event(EventKind::Install, &id, if plan.previous.is_some() { "updated" } else { "installed" })
+                ..NewRecord::event(
+                    EventKind::Install,
+                    &id,
+                    if plan.previous.is_some() { "updated" } else { "installed" },
+                )
             })
             .map_err(policy_err)?;
         self.forget_sandbox(&id);
@@ -681,7 +691,11 @@ impl Omni {
             schema: schema(),
         })?;
         if let Err(problems) = sandbox.validate_arguments(tool, &value) {
-            return Err(OmniError::Arguments { tool: tool.to_string(), problems: problems.join("; "), schema: schema() });
+            return Err(OmniError::Arguments {
+                tool: tool.to_string(),
+                problems: problems.join("; "),
+                schema: schema(),
+            });
         }
         let pre = sandbox.template(&self.linkage(&sandbox))?;
         let session: Arc<str> = session.into();
@@ -755,11 +769,8 @@ impl Omni {
         let manifest = record.manifest()?;
         let bytes = self.registry.component(&record)?;
         let component = self.engine.compile(&bytes, &format!("{id} (installed)"), Some(&self.cache_dir()))?;
-        let sandbox = Arc::new(Sandbox::new(
-            self.engine.clone(),
-            component,
-            ExtensionIdentity { id: id.to_string(), manifest },
-        ));
+        let sandbox =
+            Arc::new(Sandbox::new(self.engine.clone(), component, ExtensionIdentity { id: id.to_string(), manifest }));
         Ok(self.sandboxes_lock().entry(id.to_string()).or_insert(sandbox).clone())
     }
 

@@ -28,10 +28,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 
+use crate::audit::NewRecord;
 use crate::bindings::{CapError, ExtensionPre, ToolError};
 use crate::caps;
 use crate::config::HostLimits;
-use crate::audit::NewRecord;
 use crate::engine::OmniEngine;
 use crate::policy::Decision;
 use crate::HostShared;
@@ -157,10 +157,7 @@ pub struct ImportReport {
 /// Checks a compiled component's real imports against its manifest.
 ///
 /// Returns every problem, not just the first.
-pub fn check_imports(
-    component: &Component,
-    manifest: &Manifest,
-) -> Result<ImportReport, Vec<ImportError>> {
+pub fn check_imports(component: &Component, manifest: &Manifest) -> Result<ImportReport, Vec<ImportError>> {
     let engine = component.engine();
     let mut report = ImportReport::default();
     let mut problems = Vec::new();
@@ -424,11 +421,8 @@ pub(crate) fn build_linker(
 ) -> wasmtime::Result<Linker<CallState>> {
     let mut linker = Linker::new(engine.engine());
     add_wasi_base(&mut linker)?;
-    let imports: HashMap<String, ComponentItem> = component
-        .component_type()
-        .imports(engine.engine())
-        .map(|(n, item)| (n.to_string(), item.ty))
-        .collect();
+    let imports: HashMap<String, ComponentItem> =
+        component.component_type().imports(engine.engine()).map(|(n, item)| (n.to_string(), item.ty)).collect();
     for (info, how) in linkage {
         let Some((import_name, item)) = imports
             .iter()
@@ -598,7 +592,9 @@ pub enum CallError {
     #[error("the extension could not be started: {0}")]
     Link(String),
     /// The result was larger than the host accepts.
-    #[error("the tool returned {len} bytes, more than the host accepts ({limit} bytes, host limit max_tool_output_bytes)")]
+    #[error(
+        "the tool returned {len} bytes, more than the host accepts ({limit} bytes, host limit max_tool_output_bytes)"
+    )]
     OutputTooLarge {
         /// Its size.
         len: usize,
@@ -652,7 +648,10 @@ impl Sandbox {
     }
 
     /// The instance template for a linkage, built once and cached.
-    pub(crate) fn template(&self, linkage: &[(&'static CapabilityInfo, Linkage)]) -> Result<ExtensionPre<CallState>, CallError> {
+    pub(crate) fn template(
+        &self,
+        linkage: &[(&'static CapabilityInfo, Linkage)],
+    ) -> Result<ExtensionPre<CallState>, CallError> {
         let key: LinkageKey = linkage.iter().map(|(i, l)| (i.key, *l)).collect();
         let mut templates = match self.templates.lock() {
             Ok(t) => t,
@@ -661,10 +660,9 @@ impl Sandbox {
         if let Some(pre) = templates.get(&key) {
             return Ok(pre.clone());
         }
-        let linker = build_linker(&self.engine, &self.component, linkage).map_err(|e| CallError::Link(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&self.component)
-            .map_err(|e| CallError::Link(link_error_message(&e)))?;
+        let linker =
+            build_linker(&self.engine, &self.component, linkage).map_err(|e| CallError::Link(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&self.component).map_err(|e| CallError::Link(link_error_message(&e)))?;
         let pre = ExtensionPre::new(pre).map_err(|e| CallError::Link(format!("{e:#}")))?;
         templates.insert(key, pre.clone());
         Ok(pre)
@@ -816,7 +814,8 @@ fn trap_message(e: &wasmtime::Error) -> String {
 fn link_error_message(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
     if let Some(start) = text.find("omni:caps/") {
-        let import: String = text[start..].chars().take_while(|c| !c.is_whitespace() && *c != '`' && *c != '"').collect();
+        let import: String =
+            text[start..].chars().take_while(|c| !c.is_whitespace() && *c != '`' && *c != '"').collect();
         if let ImportKind::Capability(info) = classify_import(&import) {
             return format!(
                 "the component imports `{import}` (capability {}), which is not linked for this extension because its manifest does not declare it\n{text}",

@@ -23,7 +23,8 @@ pub fn engine() -> OmniEngine {
 pub fn samples() -> &'static HashMap<String, PathBuf> {
     static SAMPLES: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
     SAMPLES.get_or_init(|| {
-        let built = xtask::build_samples(&engine()).unwrap_or_else(|e| panic!("building the sample extensions failed: {e:#}"));
+        let built =
+            xtask::build_samples(&engine()).unwrap_or_else(|e| panic!("building the sample extensions failed: {e:#}"));
         built.into_iter().map(|b| (b.manifest.extension.id.clone(), b.dir)).collect()
     })
 }
@@ -53,7 +54,11 @@ pub fn install_from(omni: &Omni, source: &Path, decide: impl Fn(&str) -> Decisio
         .manifest
         .permissions
         .iter()
-        .map(|p| PermissionDecision { capability: p.capability.clone(), decision: decide(&p.capability), duration: GrantDuration::Always })
+        .map(|p| PermissionDecision {
+            capability: p.capability.clone(),
+            decision: decide(&p.capability),
+            duration: GrantDuration::Always,
+        })
         .collect();
     omni.install(&plan, &decisions).unwrap_or_else(|e| panic!("install {}: {e}", source.display()));
 }
@@ -110,13 +115,8 @@ pub fn audit_records(
 /// `reason_has`; on failure it lists the reasons there are.
 pub fn assert_reason(records: &[AuditRecord], capability: &str, reason_has: &[&str]) {
     assert!(
-        records
-            .iter()
-            .any(|r| reason_has.iter().all(|w| r.reason.contains(w))),
+        records.iter().any(|r| reason_has.iter().all(|w| r.reason.contains(w))),
         "no audit record of {capability} with {reason_has:?}; reasons: {:?}",
-        records
-            .iter()
-            .map(|r| (&r.target, &r.reason))
-            .collect::<Vec<_>>()
+        records.iter().map(|r| (&r.target, &r.reason)).collect::<Vec<_>>()
     );
 }

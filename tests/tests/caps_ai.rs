@@ -13,9 +13,7 @@ use omni_host::caps::messaging::OutboundMessage;
 use omni_host::caps::scheduling::RunOutcome;
 use omni_host::policy::Decision;
 use omni_host::{Omni, OmniConfig};
-use omni_tests::{
-    assert_reason, audit_records, engine, host, install_from, runtime, sample, sample_with_manifest,
-};
+use omni_tests::{assert_reason, audit_records, engine, host, install_from, runtime, sample, sample_with_manifest};
 use serde_json::{json, Value};
 
 const PROBE: &str = "dev.omni.adversarial.ai-probe";
@@ -155,9 +153,7 @@ fn probe_host(config: OmniConfig, denied: &[&str]) -> (tempfile::TempDir, Omni) 
 
 /// Calls a probe tool; its report and the call's denials.
 fn call(rt: &tokio::runtime::Runtime, omni: &Omni, tool: &str, args: Value) -> (Value, Vec<String>) {
-    let out = rt
-        .block_on(omni.call(PROBE, tool, &args.to_string()))
-        .unwrap_or_else(|e| panic!("{tool} {args}: {e}"));
+    let out = rt.block_on(omni.call(PROBE, tool, &args.to_string())).unwrap_or_else(|e| panic!("{tool} {args}: {e}"));
     let report = serde_json::from_str(&out.output).unwrap_or_else(|e| panic!("{tool}: {e}: {}", out.output));
     (report, out.denials)
 }
@@ -213,16 +209,14 @@ fn assert_refused(
 fn no_secret_in_audit(omni: &Omni) {
     let all = omni.audit().query(&AuditFilter::default()).expect("audit");
     for r in &all {
-        let text = format!("{} {} {}", r.reason, r.target.as_deref().unwrap_or(""), r.capability.as_deref().unwrap_or(""));
+        let text =
+            format!("{} {} {}", r.reason, r.target.as_deref().unwrap_or(""), r.capability.as_deref().unwrap_or(""));
         assert!(!text.contains(fake_key()), "the API key leaked into the audit log: {text}");
     }
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -234,7 +228,8 @@ fn inference_allowed_sends_model_key_and_capped_max_tokens() {
     let mock = provider("Paris.", 12);
     let (_dir, omni) = probe_host(inference_config(&mock), &[]);
     let rt = runtime();
-    let (report, _) = call(&rt, &omni, "ask", json!({ "prompt": "Capital of France?", "system": "Answer in one word." }));
+    let (report, _) =
+        call(&rt, &omni, "ask", json!({ "prompt": "Capital of France?", "system": "Answer in one word." }));
     assert_eq!(report["ok"]["content"], "Paris.", "{report}");
     assert_eq!(report["ok"]["total_tokens"], 12);
     let (report, _) = call(&rt, &omni, "ask", json!({ "prompt": "Again?", "max_tokens": 100, "model": "other-model" }));
@@ -251,7 +246,10 @@ fn inference_allowed_sends_model_key_and_capped_max_tokens() {
     assert_eq!(first["messages"][1]["content"], "Capital of France?");
     assert_eq!(sent[1].json()["max_tokens"], 100);
     assert_eq!(sent[1].json()["model"], "other-model");
-    assert_eq!(sent[0].headers.get("authorization").map(String::as_str), Some(format!("Bearer {}", fake_key()).as_str()));
+    assert_eq!(
+        sent[0].headers.get("authorization").map(String::as_str),
+        Some(format!("Bearer {}", fake_key()).as_str())
+    );
     assert!(records(&omni, "ai.inference", Some(Decision::Allow)).len() >= 2);
     no_secret_in_audit(&omni);
 }
@@ -347,11 +345,22 @@ fn hostile_inference_injection_in_prompt() {
     let (_dir, omni) = probe_host(inference_config(&mock), &[]);
     let rt = runtime();
     let result = call(&rt, &omni, "ask", json!({ "prompt": INJECTION }));
-    assert_refused(&rt, &omni, result, "out-of-scope", "ai.inference", "the Guardian judged message 1 of the prompt malicious");
+    assert_refused(
+        &rt,
+        &omni,
+        result,
+        "out-of-scope",
+        "ai.inference",
+        "the Guardian judged message 1 of the prompt malicious",
+    );
     assert!(mock.requests().is_empty(), "a malicious prompt is never sent");
     let verdicts = omni
         .audit()
-        .query(&AuditFilter { extension: Some(PROBE.into()), kind: Some(EventKind::GuardianVerdict), ..AuditFilter::default() })
+        .query(&AuditFilter {
+            extension: Some(PROBE.into()),
+            kind: Some(EventKind::GuardianVerdict),
+            ..AuditFilter::default()
+        })
         .expect("audit");
     assert!(!verdicts.is_empty(), "the Guardian verdict is audited");
     // An ordinary prompt still goes through.
@@ -514,7 +523,12 @@ fn sms_allowed_in_scope_out_of_scope_and_ungranted() {
     let (_dir, omni) = probe_host(OmniConfig::default(), &[]);
     let rt = runtime();
     let mut rx = omni.subscribe_channel();
-    let (report, _) = call(&rt, &omni, "send_sms", json!({ "recipients": ["+1 (555) 010-9999", "+15550001111"], "body": "build green" }));
+    let (report, _) = call(
+        &rt,
+        &omni,
+        "send_sms",
+        json!({ "recipients": ["+1 (555) 010-9999", "+15550001111"], "body": "build green" }),
+    );
     assert!(report["ok"].as_str().is_some_and(|id| id.starts_with("sms-")), "{report}");
     let got = rx.try_recv().expect("delivered");
     assert!(matches!(got.message, OutboundMessage::Sms { ref recipients, .. } if recipients.len() == 2));
@@ -535,20 +549,38 @@ fn email_allowed_in_scope_out_of_scope_and_ungranted() {
     let (_dir, omni) = probe_host(OmniConfig::default(), &[]);
     let rt = runtime();
     let mut rx = omni.subscribe_channel();
-    let (report, _) = call(&rt, &omni, "send_email", json!({ "to": ["Ana@Example.com"], "cc": ["ops@example.com"], "subject": "Weekly", "body": "All green." }));
+    let (report, _) = call(
+        &rt,
+        &omni,
+        "send_email",
+        json!({ "to": ["Ana@Example.com"], "cc": ["ops@example.com"], "subject": "Weekly", "body": "All green." }),
+    );
     assert!(report["ok"].as_str().is_some_and(|id| id.starts_with("email-")), "{report}");
     let got = rx.try_recv().expect("delivered");
-    assert!(matches!(got.message, OutboundMessage::Email { ref subject, ref cc, .. } if subject == "Weekly" && cc.len() == 1));
+    assert!(
+        matches!(got.message, OutboundMessage::Email { ref subject, ref cc, .. } if subject == "Weekly" && cc.len() == 1)
+    );
     // A hidden recipient is checked like any other.
-    let result = call(&rt, &omni, "send_email", json!({ "to": ["ana@example.com"], "bcc": ["eve@evil.example"], "subject": "s", "body": "b" }));
+    let result = call(
+        &rt,
+        &omni,
+        "send_email",
+        json!({ "to": ["ana@example.com"], "bcc": ["eve@evil.example"], "subject": "s", "body": "b" }),
+    );
     assert_refused(&rt, &omni, result, "out-of-scope", "messaging.email", "eve@evil.example");
     // Header injection through the subject is malformed input, refused before anything.
-    let (report, _) = call(&rt, &omni, "send_email", json!({ "to": ["ana@example.com"], "subject": "hi\r\nBcc: eve@evil.example", "body": "b" }));
+    let (report, _) = call(
+        &rt,
+        &omni,
+        "send_email",
+        json!({ "to": ["ana@example.com"], "subject": "hi\r\nBcc: eve@evil.example", "body": "b" }),
+    );
     assert_eq!(error_kind(&report), "invalid-input", "{report}");
     assert!(rx.try_recv().is_err());
 
     let (_dir2, denied) = probe_host(OmniConfig::default(), &["messaging.email"]);
-    let (report, _) = call(&rt, &denied, "send_email", json!({ "to": ["ana@example.com"], "subject": "s", "body": "b" }));
+    let (report, _) =
+        call(&rt, &denied, "send_email", json!({ "to": ["ana@example.com"], "subject": "s", "body": "b" }));
     assert_eq!(error_kind(&report), "permission-denied", "{report}");
     assert_refused_at_install(&denied, "messaging.email");
     assert_still_serves(&rt, &denied);
@@ -560,7 +592,8 @@ fn chat_allowed_in_scope_out_of_scope_and_ungranted() {
     let rt = runtime();
     let mut rx = omni.subscribe_channel();
     for recipient in ["slack:#ops", "slack:team-infra"] {
-        let (report, _) = call(&rt, &omni, "post", json!({ "recipient": recipient, "text": "deploy done", "thread_id": "t1" }));
+        let (report, _) =
+            call(&rt, &omni, "post", json!({ "recipient": recipient, "text": "deploy done", "thread_id": "t1" }));
         assert!(report["ok"].as_str().is_some_and(|id| id.starts_with("chat-")), "{report}");
         let got = rx.try_recv().expect("delivered");
         assert!(matches!(got.message, OutboundMessage::Chat { recipient: ref r, .. } if r == recipient));
@@ -583,7 +616,12 @@ fn hostile_messaging_recipient_out_of_scope() {
     let mut rx = omni.subscribe_channel();
     // Look-alikes of allowed recipients: a subdomain, a suffix trick, a second address
     // smuggled into one entry, a Cyrillic letter.
-    for address in ["ana@sub.example.com", "ana@example.com.evil.example", "ana@example.com, eve@evil.example", "ana@ex\u{0430}mple.com"] {
+    for address in [
+        "ana@sub.example.com",
+        "ana@example.com.evil.example",
+        "ana@example.com, eve@evil.example",
+        "ana@ex\u{0430}mple.com",
+    ] {
         let (report, _) = call(&rt, &omni, "send_email", json!({ "to": [address], "subject": "s", "body": "b" }));
         assert_eq!(error_kind(&report), "out-of-scope", "{address}: {report}");
     }
@@ -605,7 +643,8 @@ fn messaging_webhook_backend_posts_json() {
     config.messaging.webhook_url = Some(format!("{}/hook", mock.base));
     let (_dir, omni) = probe_host(config, &[]);
     let rt = runtime();
-    let (report, _) = call(&rt, &omni, "send_email", json!({ "to": ["ana@example.com"], "subject": "Hello", "body": "b" }));
+    let (report, _) =
+        call(&rt, &omni, "send_email", json!({ "to": ["ana@example.com"], "subject": "Hello", "body": "b" }));
     assert_eq!(report["ok"], "relay-42", "{report}");
     let sent = mock.requests();
     assert_eq!(sent.len(), 1);
@@ -615,7 +654,8 @@ fn messaging_webhook_backend_posts_json() {
     assert_eq!(body["message"]["kind"], "email");
     assert_eq!(body["message"]["to"], json!(["ana@example.com"]));
     // An out-of-scope message never reaches the webhook.
-    let (report, _) = call(&rt, &omni, "send_email", json!({ "to": ["eve@evil.example"], "subject": "s", "body": "b" }));
+    let (report, _) =
+        call(&rt, &omni, "send_email", json!({ "to": ["eve@evil.example"], "subject": "s", "body": "b" }));
     assert_eq!(error_kind(&report), "out-of-scope");
     assert_eq!(mock.requests().len(), 1);
 }
@@ -642,7 +682,8 @@ fn messaging_webhook_failure_is_an_io_error() {
 fn notifications_allowed_and_ungranted() {
     let (_dir, omni) = probe_host(OmniConfig::default(), &[]);
     let rt = runtime();
-    let (report, _) = call(&rt, &omni, "notify", json!({ "title": "Backup", "body": "Finished", "urgency": "critical" }));
+    let (report, _) =
+        call(&rt, &omni, "notify", json!({ "title": "Backup", "body": "Finished", "urgency": "critical" }));
     assert!(report.get("ok").is_some(), "{report}");
     let shown = omni.notifications();
     assert_eq!(shown.len(), 1);
@@ -697,8 +738,15 @@ fn scheduling_runs_the_same_extensions_tool_and_survives_restart() {
     let mut rx = omni.subscribe_channel();
     let runs = rt.block_on(omni.run_due_schedules(next)).expect("run");
     assert_eq!(runs.len(), 1);
-    assert_eq!((runs[0].job.as_str(), runs[0].extension.as_str(), runs[0].tool.as_str()), (id.as_str(), PROBE, "channel_send"));
-    assert!(matches!(&runs[0].outcome, RunOutcome::Completed(out) if out.contains("\"ok\":1")), "{:?}", runs[0].outcome);
+    assert_eq!(
+        (runs[0].job.as_str(), runs[0].extension.as_str(), runs[0].tool.as_str()),
+        (id.as_str(), PROBE, "channel_send")
+    );
+    assert!(
+        matches!(&runs[0].outcome, RunOutcome::Completed(out) if out.contains("\"ok\":1")),
+        "{:?}",
+        runs[0].outcome
+    );
     assert_eq!(runs[0].next_run_ms, Some(next + 60_000));
     let got = rx.try_recv().expect("the scheduled call published");
     assert_eq!(got.message, OutboundMessage::Channel { channel: "alerts".into(), body: "tick".into() });
@@ -755,7 +803,11 @@ fn hostile_schedule_after_revoke() {
     // the tool runs but its send is refused.
     assert!(omni.policy().revoke(PROBE, Some("channel.send")).expect("revoke") > 0);
     let runs = rt.block_on(omni.run_due_schedules(later)).expect("run");
-    assert!(matches!(&runs[0].outcome, RunOutcome::Completed(out) if out.contains("permission-denied")), "{:?}", runs[0].outcome);
+    assert!(
+        matches!(&runs[0].outcome, RunOutcome::Completed(out) if out.contains("permission-denied")),
+        "{:?}",
+        runs[0].outcome
+    );
     assert!(rx.try_recv().is_err(), "nothing was published");
 
     // Without system.scheduling the job itself is refused, audited, and removed.
@@ -785,7 +837,10 @@ fn hostile_schedule_after_kill_switch_and_uninstall() {
     let (_dir2, other) = probe_host(scheduling_config(), &[]);
     schedule_alert(&rt, &other, "tick");
     assert!(other.uninstall(PROBE).expect("uninstall"));
-    assert!(rt.block_on(other.run_due_schedules(now_ms() + 3_600_000)).expect("run").is_empty(), "uninstall removes jobs");
+    assert!(
+        rt.block_on(other.run_due_schedules(now_ms() + 3_600_000)).expect("run").is_empty(),
+        "uninstall removes jobs"
+    );
 }
 
 #[test]
@@ -814,4 +869,3 @@ fn scheduler_driver_fires_due_jobs() {
     let (jobs, _) = call(&rt, &omni, "jobs", json!({}));
     assert_eq!(jobs["ok"], json!([]), "{jobs}");
 }
-

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use omni_host::audit::EventKind;
-use omni_host::policy::Decision;
 use omni_host::caps::fs::{CapStdFs, FsBackend, FsEntry, FsError, FsMetadata, FsRoot, Resolved};
 use omni_host::caps::process::{ProcessBackend, RunFuture, SpawnOutput, SpawnRequest};
+use omni_host::policy::Decision;
 use omni_host::{CallError, LimitExceeded, Omni, OmniBuilder, OmniConfig, OmniError};
 use omni_tests::{assert_reason, audit_records, engine, install_from, runtime, sample_with_manifest};
 use serde_json::{json, Value};
@@ -170,7 +170,8 @@ impl Fixture {
 
     fn assert_secret_untouched(&self) {
         assert_eq!(std::fs::read_to_string(self.secret()).expect("secret"), "top secret");
-        let names: Vec<_> = std::fs::read_dir(self.outside.path()).expect("outside").map(|e| e.expect("e").file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(self.outside.path()).expect("outside").map(|e| e.expect("e").file_name()).collect();
         assert_eq!(names.len(), 1, "nothing may be created outside the root: {names:?}");
     }
 }
@@ -225,7 +226,8 @@ fn fs_read_ungranted_is_permission_denied() {
 #[test]
 fn fs_scope_extensions_and_max_size_are_enforced() {
     let scopes = |root: &Path, _: &Path| {
-        let s = format!("scope = {{ paths = [{:?}], extensions = [\"txt\"], max_size = 10 }}", root.display().to_string());
+        let s =
+            format!("scope = {{ paths = [{:?}], extensions = [\"txt\"], max_size = 10 }}", root.display().to_string());
         Scopes { read: s.clone(), write: s, spawn: "scope = { executables = [\"/usr/bin/env\"] }".into() }
     };
     let f = fixture_with(PROBE, OmniConfig::default(), scopes, &[READ, WRITE], None);
@@ -233,7 +235,9 @@ fn fs_scope_extensions_and_max_size_are_enforced() {
     std::fs::write(f.root.path().join("big.txt"), "0123456789ABC").expect("big");
     assert!(f.refused("read", json!({ "path": f.path("n.md") }), "out-of-scope").contains(".md"));
     assert!(f.refused("read", json!({ "path": f.path("big.txt") }), "out-of-scope").contains("larger"));
-    assert!(f.refused("write", json!({ "path": f.path("w.txt"), "content": "01234567890" }), "out-of-scope").contains("larger"));
+    assert!(f
+        .refused("write", json!({ "path": f.path("w.txt"), "content": "01234567890" }), "out-of-scope")
+        .contains("larger"));
     assert!(!f.root.path().join("w.txt").exists());
     f.refused("append", json!({ "path": f.path("a.txt"), "content": "123456" }), "out-of-scope");
     assert_eq!(std::fs::read_to_string(f.root.path().join("a.txt")).expect("a"), "hello");
@@ -330,13 +334,18 @@ fn fs_write_is_atomic_and_leaves_no_temporary_files() {
     };
     for i in 0..12 {
         let content = if i % 2 == 0 { &new } else { &old };
-        assert_eq!(f.call("write", json!({ "path": file.display().to_string(), "content": content }))["ok"], Value::Null);
+        assert_eq!(
+            f.call("write", json!({ "path": file.display().to_string(), "content": content }))["ok"],
+            Value::Null
+        );
     }
     stop.store(true, Ordering::SeqCst);
     assert!(reader.join().expect("the reader saw only whole files") > 0);
     assert_eq!(std::fs::read_to_string(&file).expect("final"), old);
-    let names: Vec<String> =
-        std::fs::read_dir(f.root.path()).expect("root").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(f.root.path())
+        .expect("root")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.contains(".omni-")), "temporary files left behind: {names:?}");
     // A write that fails (its folder is missing) leaves nothing behind either.
     f.refused("write", json!({ "path": f.path("missing/x.txt"), "content": "x" }), "io");
@@ -370,7 +379,10 @@ fn files_sample_reads_writes_and_lists_its_folder() {
     assert_eq!(written["bytes"], 9);
     assert_eq!(f.call("read", json!({ "path": f.path("todo.md") }))["content"], "- ship it");
     let listed = f.call("list", json!({ "path": f.path("") }));
-    assert_eq!(listed, json!([{ "name": "a.txt", "kind": "file", "size": 5 }, { "name": "todo.md", "kind": "file", "size": 9 }]));
+    assert_eq!(
+        listed,
+        json!([{ "name": "a.txt", "kind": "file", "size": 5 }, { "name": "todo.md", "kind": "file", "size": 9 }])
+    );
     match f.try_call("read", json!({ "path": f.secret() })) {
         Err(OmniError::Call(CallError::Tool { message, denials })) => {
             assert!(message.contains("out of scope"), "{message}");
@@ -495,7 +507,11 @@ fn hostile_fs_blocked_path_under_an_allowed_root() {
     assert_eq!(listed["ok"], json!([]), "{listed}");
     let sub = root.path().join("sub").display().to_string();
     f.refused("remove", json!({ "path": sub, "recursive": true }), "out-of-scope");
-    f.refused("rename", json!({ "from": sub, "to": root.path().join("elsewhere").display().to_string() }), "out-of-scope");
+    f.refused(
+        "rename",
+        json!({ "from": sub, "to": root.path().join("elsewhere").display().to_string() }),
+        "out-of-scope",
+    );
     f.assert_denied(WRITE, "holds the blocked path");
     assert_eq!(std::fs::read_to_string(private.join("key.pem")).expect("key"), "KEY");
     let v = f.call("read", json!({ "path": root.path().join("a.txt").display().to_string() }));
@@ -605,7 +621,10 @@ fn processes_with_arg(marker: &str) -> Vec<u32> {
 fn process_is_killed_when_the_call_time_limit_fires() {
     let sleep = program("sleep");
     let s = sleep.clone();
-    let scopes = move |root: &Path, _: &Path| Scopes { spawn: format!("scope = {{ executables = [{s:?}] }}"), ..Scopes::on(root) };
+    let scopes = move |root: &Path, _: &Path| Scopes {
+        spawn: format!("scope = {{ executables = [{s:?}] }}"),
+        ..Scopes::on(root)
+    };
     let f = fixture_with(PROBE, OmniConfig::default(), scopes, &[READ, WRITE, SPAWN], Some(1000));
     // A duration no other process on the machine uses, to find this child in /proc.
     let marker = format!("{}.{}", 40 + std::process::id() % 50, std::process::id());
@@ -628,13 +647,17 @@ fn process_is_killed_when_the_call_time_limit_fires() {
 // Hostile process cases
 // ---------------------------------------------------------------------------------------
 
-const METACHARACTERS: &[&str] = &["; rm -rf /", "$(id)", "`id`", "a | cat /etc/passwd", "true && id", "x\nid", "${HOME}", "> /tmp/x"];
+const METACHARACTERS: &[&str] =
+    &["; rm -rf /", "$(id)", "`id`", "a | cat /etc/passwd", "true && id", "x\nid", "${HOME}", "> /tmp/x"];
 
 #[test]
 fn hostile_process_shell_metacharacters_are_passed_literally() {
     let printf = program("printf");
     let p = printf.clone();
-    let scopes = move |root: &Path, _: &Path| Scopes { spawn: format!("scope = {{ executables = [{p:?}] }}"), ..Scopes::on(root) };
+    let scopes = move |root: &Path, _: &Path| Scopes {
+        spawn: format!("scope = {{ executables = [{p:?}] }}"),
+        ..Scopes::on(root)
+    };
     let f = fixture_with(PROBE, OmniConfig::default(), scopes, &[READ, WRITE, SPAWN], None);
     let mut args = vec!["%s\\n--\\n".to_string()];
     args.extend(METACHARACTERS.iter().map(|s| s.to_string()));
@@ -695,7 +718,11 @@ fn hostile_process_executable_not_on_the_allow_list() {
         assert!(message.contains("relative") || message.contains("normalized"), "{relative}: {message}");
     }
     // PATH from the guest is neither used for the lookup nor passed on.
-    let message = f.refused("spawn", json!({ "program": program("env"), "env": { "PATH": evil.path().display().to_string() } }), "out-of-scope");
+    let message = f.refused(
+        "spawn",
+        json!({ "program": program("env"), "env": { "PATH": evil.path().display().to_string() } }),
+        "out-of-scope",
+    );
     assert!(message.contains("PATH"), "{message}");
     f.refused("spawn", json!({ "program": program("env"), "env": { "LD_PRELOAD": f.path("x") } }), "out-of-scope");
     f.assert_denied(SPAWN, "not in scope");
@@ -713,7 +740,11 @@ fn hostile_process_cwd_outside_the_granted_path() {
     let name = f.outside.path().file_name().expect("name").to_string_lossy().into_owned();
     let pwd = program("pwd");
     f.refused("spawn", json!({ "program": pwd, "cwd": f.outside.path().display().to_string() }), "out-of-scope");
-    f.refused("spawn", json!({ "program": pwd, "cwd": format!("{}/../{name}", f.root.path().display()) }), "out-of-scope");
+    f.refused(
+        "spawn",
+        json!({ "program": pwd, "cwd": format!("{}/../{name}", f.root.path().display()) }),
+        "out-of-scope",
+    );
     f.refused("spawn", json!({ "program": pwd, "cwd": "/" }), "out-of-scope");
     f.refused("spawn", json!({ "program": pwd, "cwd": f.path("door") }), "out-of-scope");
     f.assert_denied(SPAWN, "working folder");
@@ -785,9 +816,14 @@ impl FsBackend for RecordingFs {
 fn refused_paths_never_reach_the_backend_operation() {
     let recording = Arc::new(RecordingFs::default());
     let backend = recording.clone();
-    let f = fixture_built(PROBE, OmniConfig::default(), |root, _| Scopes::on(root), &[READ, WRITE], None, move |b| {
-        b.fs_backend(backend)
-    });
+    let f = fixture_built(
+        PROBE,
+        OmniConfig::default(),
+        |root, _| Scopes::on(root),
+        &[READ, WRITE],
+        None,
+        move |b| b.fs_backend(backend),
+    );
     symlink(f.secret(), f.root.path().join("link.txt"));
     std::fs::create_dir(f.root.path().join("private")).expect("private");
     f.refused("read", json!({ "path": f.secret() }), "out-of-scope");
@@ -795,10 +831,7 @@ fn refused_paths_never_reach_the_backend_operation() {
     f.refused("write", json!({ "path": f.path("link.txt"), "content": "x" }), "out-of-scope");
     f.refused("read", json!({ "path": f.path("%2e%2e/x") }), "out-of-scope");
     let ops = recording.ops();
-    assert!(
-        ops.iter().all(|op| op.starts_with("resolve ")),
-        "only resolution may run for refused paths: {ops:?}"
-    );
+    assert!(ops.iter().all(|op| op.starts_with("resolve ")), "only resolution may run for refused paths: {ops:?}");
     assert!(!ops.iter().any(|op| op.contains("secret")), "an out-of-scope path is never even resolved: {ops:?}");
     f.assert_serves();
     assert!(recording.ops().contains(&"read a.txt".to_string()), "the replaced backend serves the allowed read");

@@ -13,7 +13,9 @@ use omni_host::caps::agent::{AgentBackend, AgentOutcome, AgentRequest};
 use omni_host::caps::automation::AutomationBackend;
 use omni_host::caps::clipboard::ClipboardBackend;
 use omni_host::caps::code_intel::{self, CodeIntelBackend};
-use omni_host::caps::debugger::{Breakpoint, DebugBackend, DebugSession, LaunchConfig, StackFrame, StepKind, StopReason, Variable};
+use omni_host::caps::debugger::{
+    Breakpoint, DebugBackend, DebugSession, LaunchConfig, StackFrame, StepKind, StopReason, Variable,
+};
 use omni_host::caps::device::{Audio, CameraBackend, Image, LocationBackend, MicrophoneBackend, Position};
 use omni_host::caps::flowchart::FlowchartBackend;
 use omni_host::caps::mcp::{CallResult, McpBackend, ToolInfo};
@@ -21,7 +23,9 @@ use omni_host::caps::vcs::{Change, CommitInfo, FileStatus, VcsBackend};
 use omni_host::caps::{BackendFuture, Integrations};
 use omni_host::policy::Decision;
 use omni_host::{Omni, OmniConfig};
-use omni_tests::{assert_reason, audit_records, engine, install_from, install_granting_all, runtime, sample_with_manifest};
+use omni_tests::{
+    assert_reason, audit_records, engine, install_from, install_granting_all, runtime, sample_with_manifest,
+};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -102,9 +106,19 @@ impl ClipboardBackend for Fake {
 }
 
 impl CameraBackend for Fake {
-    fn capture(&self, device: Option<String>, max_width: Option<u32>, max_height: Option<u32>) -> BackendFuture<'_, Image> {
+    fn capture(
+        &self,
+        device: Option<String>,
+        max_width: Option<u32>,
+        max_height: Option<u32>,
+    ) -> BackendFuture<'_, Image> {
         self.record(format!("camera.capture {device:?} {max_width:?} {max_height:?}"));
-        ready(Image { data: vec![0xff, 0xd8, 0xff], mime: "image/jpeg".into(), width: max_width.unwrap_or(640), height: max_height.unwrap_or(480) })
+        ready(Image {
+            data: vec![0xff, 0xd8, 0xff],
+            mime: "image/jpeg".into(),
+            width: max_width.unwrap_or(640),
+            height: max_height.unwrap_or(480),
+        })
     }
     fn devices(&self) -> BackendFuture<'_, Vec<String>> {
         self.record("camera.devices".into());
@@ -126,7 +140,13 @@ impl MicrophoneBackend for Fake {
 impl LocationBackend for Fake {
     fn current(&self, timeout_ms: u32) -> BackendFuture<'_, Position> {
         self.record(format!("location.current {timeout_ms}"));
-        ready(Position { latitude: 38.72, longitude: -9.14, accuracy_m: 12.5, altitude_m: None, timestamp_ms: 1_700_000_000_000 })
+        ready(Position {
+            latitude: 38.72,
+            longitude: -9.14,
+            accuracy_m: 12.5,
+            altitude_m: None,
+            timestamp_ms: 1_700_000_000_000,
+        })
     }
 }
 
@@ -151,7 +171,13 @@ impl VcsBackend for Fake {
     }
     fn log(&self, repo: String, max_count: u32) -> BackendFuture<'_, Vec<CommitInfo>> {
         self.record(format!("vcs.log {repo} {max_count}"));
-        ready(vec![CommitInfo { id: "a".repeat(40), author: "A".into(), author_email: "a@example.com".into(), time_ms: 1, summary: "first".into() }])
+        ready(vec![CommitInfo {
+            id: "a".repeat(40),
+            author: "A".into(),
+            author_email: "a@example.com".into(),
+            time_ms: 1,
+            summary: "first".into(),
+        }])
     }
     fn diff(&self, repo: String, staged: bool, paths: Vec<String>) -> BackendFuture<'_, String> {
         self.record(format!("vcs.diff {repo} {staged} {paths:?}"));
@@ -196,13 +222,23 @@ impl CodeIntelBackend for Fake {
         self.record(format!("code.symbols {path}"));
         let at = code_intel::Position { line: 0, column: 3 };
         let span = code_intel::Span { path, start: at, end: code_intel::Position { line: 0, column: 7 } };
-        ready(vec![code_intel::Symbol { name: "main".into(), kind: code_intel::SymbolKind::Function, span, container: None }])
+        ready(vec![code_intel::Symbol {
+            name: "main".into(),
+            kind: code_intel::SymbolKind::Function,
+            span,
+            container: None,
+        }])
     }
     fn definition(&self, path: String, at: code_intel::Position) -> BackendFuture<'_, Vec<code_intel::Span>> {
         self.record(format!("code.definition {path} {}:{}", at.line, at.column));
         ready(Vec::new())
     }
-    fn references(&self, path: String, at: code_intel::Position, decl: bool) -> BackendFuture<'_, Vec<code_intel::Span>> {
+    fn references(
+        &self,
+        path: String,
+        at: code_intel::Position,
+        decl: bool,
+    ) -> BackendFuture<'_, Vec<code_intel::Span>> {
         self.record(format!("code.references {path} {}:{} {decl}", at.line, at.column));
         ready(Vec::new())
     }
@@ -281,14 +317,22 @@ impl DebugBackend for FakeDebugger {
 
 impl AgentBackend for Fake {
     fn spawn(&self, r: AgentRequest) -> BackendFuture<'_, AgentOutcome> {
-        self.record(format!("agent {} {} {:?} {} {:?}", r.extension, r.instructions, r.tools, r.max_iterations, r.model));
+        self.record(format!(
+            "agent {} {} {:?} {} {:?}",
+            r.extension, r.instructions, r.tools, r.max_iterations, r.model
+        ));
         Box::pin(async move {
             if let Some(gate) = &self.agent_gate {
                 if let Ok(permit) = gate.acquire().await {
                     permit.forget();
                 }
             }
-            Ok(AgentOutcome { output: format!("done: {}", r.instructions), iterations: 1, tool_calls: 0, completed: true })
+            Ok(AgentOutcome {
+                output: format!("done: {}", r.instructions),
+                iterations: 1,
+                tool_calls: 0,
+                completed: true,
+            })
         })
     }
 }
@@ -351,7 +395,9 @@ impl Probe {
             }
             manifest
         });
-        install_from(&self.omni, src.path(), |cap| decide.iter().find(|(c, _)| *c == cap).map_or(Decision::Allow, |(_, d)| *d));
+        install_from(&self.omni, src.path(), |cap| {
+            decide.iter().find(|(c, _)| *c == cap).map_or(Decision::Allow, |(_, d)| *d)
+        });
         self.sources.push(src);
     }
 
@@ -378,7 +424,11 @@ impl Probe {
     }
 
     fn assert_denied_for(&self, extension: &str, capability: &str, reason_has: &[&str]) {
-        assert_reason(&self.records(extension, capability, Decision::Deny, EventKind::Decision), capability, reason_has);
+        assert_reason(
+            &self.records(extension, capability, Decision::Deny, EventKind::Decision),
+            capability,
+            reason_has,
+        );
     }
 
     /// The host still serves: an allowed call goes through to the backend.
@@ -464,10 +514,14 @@ fn device_location_reaches_the_backend() {
 fn app_automation_reaches_the_backend() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    let out = p.call("automation", json!({"app": "com.example.editor", "action": "save", "arguments": r#"{"path":"a.txt"}"#}));
+    let out = p
+        .call("automation", json!({"app": "com.example.editor", "action": "save", "arguments": r#"{"path":"a.txt"}"#}));
     assert_eq!(ok(&out).as_str(), Some(r#"{"done":"save"}"#));
     assert_eq!(p.fake.calls(), vec![r#"automation com.example.editor save {"path":"a.txt"}"#]);
-    error(&p.call("automation", json!({"app": "com.example.editor", "action": "save", "arguments": "[1]"})), "invalid-input");
+    error(
+        &p.call("automation", json!({"app": "com.example.editor", "action": "save", "arguments": "[1]"})),
+        "invalid-input",
+    );
     assert_eq!(p.fake.calls().len(), 1);
 }
 
@@ -478,7 +532,10 @@ fn vcs_operations_reach_the_backend() {
     let repo = "/srv/repos/project";
     assert_eq!(ok(&p.call("vcs", json!({"repo": repo, "op": "status"})))[0]["change"], "Modified");
     ok(&p.call("vcs", json!({"repo": repo, "op": "add", "paths": ["src/lib.rs", "README.md"]})));
-    assert_eq!(ok(&p.call("vcs", json!({"repo": repo, "op": "commit", "message": "Fix it"}))).as_str(), Some("b".repeat(40).as_str()));
+    assert_eq!(
+        ok(&p.call("vcs", json!({"repo": repo, "op": "commit", "message": "Fix it"}))).as_str(),
+        Some("b".repeat(40).as_str())
+    );
     ok(&p.call("vcs", json!({"repo": repo, "op": "diff", "staged": true, "paths": ["src"]})));
     ok(&p.call("vcs", json!({"repo": repo, "op": "log", "max_count": 3})));
     assert_eq!(ok(&p.call("vcs", json!({"repo": repo, "op": "branches"})))[1], "main");
@@ -501,11 +558,16 @@ fn vcs_operations_reach_the_backend() {
 fn mcp_server_reaches_the_backend_and_listings_are_filtered() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    assert_eq!(ok(&p.call("mcp", json!({"op": "servers"}))), &json!(["files"]), "`shell` is configured but not granted");
+    assert_eq!(
+        ok(&p.call("mcp", json!({"op": "servers"}))),
+        &json!(["files"]),
+        "`shell` is configured but not granted"
+    );
     let tools = p.call("mcp", json!({"op": "tools", "server": "files"}));
     let names: Vec<&str> = ok(&tools).as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
     assert_eq!(names, vec!["read_file", "list_dir"], "`write_file` is not granted");
-    let out = p.call("mcp", json!({"op": "call", "server": "files", "tool": "read_file", "arguments": r#"{"path":"/a"}"#}));
+    let out =
+        p.call("mcp", json!({"op": "call", "server": "files", "tool": "read_file", "arguments": r#"{"path":"/a"}"#}));
     assert_eq!(ok(&out)["is_error"], false);
     assert_eq!(p.fake.calls(), vec!["mcp.servers", "mcp.tools files", r#"mcp.call files read_file {"path":"/a"}"#]);
 }
@@ -517,7 +579,10 @@ fn code_intelligence_reaches_the_backend_with_the_normalized_path() {
     let out = p.call("code_intel", json!({"op": "symbols", "path": "/srv/repos/./project/x/../src/lib.rs"}));
     assert_eq!(ok(&out)[0]["name"], "main");
     ok(&p.call("code_intel", json!({"op": "hover", "path": "/srv/repos/project/src/lib.rs", "line": 4, "column": 2})));
-    assert_eq!(p.fake.calls(), vec!["code.symbols /srv/repos/project/src/lib.rs", "code.hover /srv/repos/project/src/lib.rs 4:2"]);
+    assert_eq!(
+        p.fake.calls(),
+        vec!["code.symbols /srv/repos/project/src/lib.rs", "code.hover /srv/repos/project/src/lib.rs 4:2"]
+    );
 }
 
 #[test]
@@ -561,7 +626,10 @@ fn debug_session_reaches_the_backend_and_ends_with_the_call() {
 fn agent_spawn_reaches_the_backend_within_the_scope() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    let out = p.call("agent", json!({"instructions": "sum up", "tools": ["dev.omni.weather/get_weather"], "max_iterations": 3}));
+    let out = p.call(
+        "agent",
+        json!({"instructions": "sum up", "tools": ["dev.omni.weather/get_weather"], "max_iterations": 3}),
+    );
     assert_eq!(ok(&out)["output"], "done: sum up");
     // No number asked: the scope's bound applies.
     ok(&p.call("agent", json!({"instructions": "again", "model": "small"})));
@@ -585,9 +653,14 @@ fn flowchart_invoke_reaches_the_backend() {
 
 #[test]
 fn the_default_flowchart_registry_runs_what_the_embedder_registered() {
-    let flows = omni_host::caps::flowchart::FlowchartRegistry::new()
-        .register("summarize", |input| Ok(json!({"words": input["text"].as_str().unwrap_or("").split_whitespace().count()})));
-    let mut p = Probe::open(OmniConfig::default(), Arc::new(Fake::default()), Some(Integrations::default().with_flowchart(Arc::new(flows))));
+    let flows = omni_host::caps::flowchart::FlowchartRegistry::new().register("summarize", |input| {
+        Ok(json!({"words": input["text"].as_str().unwrap_or("").split_whitespace().count()}))
+    });
+    let mut p = Probe::open(
+        OmniConfig::default(),
+        Arc::new(Fake::default()),
+        Some(Integrations::default().with_flowchart(Arc::new(flows))),
+    );
     p.install(&[(r#"allowed_flowcharts = ["summarize"]"#, r#"allowed_flowcharts = ["summarize", "missing"]"#)], &[]);
     let out = p.call("flowchart", json!({"name": "summarize", "input": r#"{"text":"one two three"}"#}));
     assert_eq!(ok(&out).as_str(), Some(r#"{"words":3}"#));
@@ -637,7 +710,8 @@ fn default_backends_are_unavailable_and_name_the_builder_method() {
 fn app_automation_action_out_of_scope() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    let message = error(&p.call("automation", json!({"app": "com.example.editor", "action": "delete_all"})), "out-of-scope");
+    let message =
+        error(&p.call("automation", json!({"app": "com.example.editor", "action": "delete_all"})), "out-of-scope");
     assert!(message.contains("allowed_actions"), "{message}");
     p.assert_denied("app.automation", &["delete_all", "allowed_actions"]);
     assert!(p.fake.calls().is_empty());
@@ -648,7 +722,8 @@ fn app_automation_action_out_of_scope() {
 fn vcs_operation_out_of_scope() {
     let mut p = Probe::new();
     p.install(&[(r#""add", "commit", "branches", "checkout""#, r#""branches""#)], &[]);
-    let message = error(&p.call("vcs", json!({"repo": "/srv/repos/project", "op": "commit", "message": "m"})), "out-of-scope");
+    let message =
+        error(&p.call("vcs", json!({"repo": "/srv/repos/project", "op": "commit", "message": "m"})), "out-of-scope");
     assert!(message.contains("allowed_operations"), "{message}");
     p.assert_denied("vcs.operations", &["\"commit\"", "allowed_operations"]);
     assert!(p.fake.calls().is_empty());
@@ -660,7 +735,9 @@ fn vcs_operation_out_of_scope() {
 fn mcp_server_out_of_scope() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    for args in [json!({"op": "tools", "server": "shell"}), json!({"op": "call", "server": "shell", "tool": "read_file"})] {
+    for args in
+        [json!({"op": "tools", "server": "shell"}), json!({"op": "call", "server": "shell", "tool": "read_file"})]
+    {
         let message = error(&p.call("mcp", args), "out-of-scope");
         assert!(message.contains("allowed_servers"), "{message}");
     }
@@ -715,7 +792,9 @@ fn app_automation_max_concurrent_is_enforced() {
     let running: Vec<_> = (0..2)
         .map(|_| {
             let omni = p.omni.clone();
-            p.rt.spawn(async move { omni.call(PROBE, "automation", r#"{"app":"com.example.editor","action":"open"}"#).await })
+            p.rt.spawn(async move {
+                omni.call(PROBE, "automation", r#"{"app":"com.example.editor","action":"open"}"#).await
+            })
         })
         .collect();
     for _ in 0..1000 {
@@ -751,10 +830,15 @@ fn ungranted_capabilities_are_refused() {
     for (cap, tool, args) in every_capability() {
         let message = error(&p.call(tool, args), "permission-denied");
         assert!(message.contains(cap) && message.contains("not granted"), "{cap}: {message}");
-        assert!(!p.records(PROBE, cap, Decision::Deny, EventKind::Grant).is_empty(), "the refusal of {cap} at install is audited");
+        assert!(
+            !p.records(PROBE, cap, Decision::Deny, EventKind::Grant).is_empty(),
+            "the refusal of {cap} at install is audited"
+        );
         let calls = p.records(PROBE, cap, Decision::Deny, EventKind::Decision);
         assert!(
-            calls.iter().any(|r| r.reason.contains("not granted") && r.target.as_deref().is_some_and(|t| !t.is_empty())),
+            calls
+                .iter()
+                .any(|r| r.reason.contains("not granted") && r.target.as_deref().is_some_and(|t| !t.is_empty())),
             "the refused call to {cap} is audited with its function and reason: {calls:?}"
         );
     }
@@ -840,7 +924,11 @@ fn hostile_kv_read_other_extension_keys() {
         "to\u{301}ken",
     ];
     for key in crafted {
-        assert_eq!(ok(&p.call("storage", json!({"op": "get", "key": key}))), &Value::Null, "{key:?} must not be readable");
+        assert_eq!(
+            ok(&p.call("storage", json!({"op": "get", "key": key}))),
+            &Value::Null,
+            "{key:?} must not be readable"
+        );
         assert_eq!(ok(&p.call("storage", json!({"op": "exists", "key": key}))), false, "{key:?}");
         assert_eq!(ok(&p.call("storage", json!({"op": "delete", "key": key}))), false, "{key:?} must not be deletable");
     }
@@ -868,7 +956,13 @@ fn hostile_kv_read_other_extension_keys() {
 fn hostile_automation_app_not_allowed() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    for app in ["com.apple.Terminal", "com.example.editor.evil", "com.example.Editor", "com.example.editor\u{200b}", "com.example.edito"] {
+    for app in [
+        "com.apple.Terminal",
+        "com.example.editor.evil",
+        "com.example.Editor",
+        "com.example.editor\u{200b}",
+        "com.example.edito",
+    ] {
         let message = error(&p.call("automation", json!({"app": app, "action": "open"})), "out-of-scope");
         assert!(message.contains("allowed_apps"), "{app:?}: {message}");
     }
@@ -898,13 +992,19 @@ fn hostile_vcs_repo_out_of_scope() {
     p.assert_denied("vcs.operations", &["/srv/repos/other", "allowed_repos"]);
     // Inside the right repository, paths that climb out are refused and audited too.
     for path in ["../other/secret", "/etc/passwd", "src/../../x"] {
-        let message = error(&p.call("vcs", json!({"repo": "/srv/repos/project", "op": "add", "paths": ["ok.txt", path]})), "out-of-scope");
+        let message = error(
+            &p.call("vcs", json!({"repo": "/srv/repos/project", "op": "add", "paths": ["ok.txt", path]})),
+            "out-of-scope",
+        );
         assert!(message.contains(path), "{message}");
     }
     p.assert_denied("vcs.operations", &["climbs out"]);
     p.assert_denied("vcs.operations", &["absolute"]);
     // A branch name that would read as an option never reaches the backend.
-    error(&p.call("vcs", json!({"repo": "/srv/repos/project", "op": "checkout", "branch": "--orphan"})), "invalid-input");
+    error(
+        &p.call("vcs", json!({"repo": "/srv/repos/project", "op": "checkout", "branch": "--orphan"})),
+        "invalid-input",
+    );
     assert!(p.fake.calls().is_empty(), "{:?}", p.fake.calls());
     ok(&p.call("vcs", json!({"repo": "/srv/repos/project", "op": "status"})));
     p.assert_still_serves();
@@ -919,7 +1019,10 @@ fn hostile_mcp_tool_not_allowed() {
         assert!(message.contains("allowed_tools"), "{tool:?}: {message}");
     }
     p.assert_denied("mcp.server", &["\"write_file\"", "allowed_tools"]);
-    error(&p.call("mcp", json!({"op": "call", "server": "files", "tool": "read_file", "arguments": "not json"})), "invalid-input");
+    error(
+        &p.call("mcp", json!({"op": "call", "server": "files", "tool": "read_file", "arguments": "not json"})),
+        "invalid-input",
+    );
     assert!(p.fake.calls().is_empty(), "{:?}", p.fake.calls());
     ok(&p.call("mcp", json!({"op": "call", "server": "files", "tool": "list_dir"})));
     p.assert_still_serves();
@@ -931,7 +1034,8 @@ fn hostile_agent_limit() {
     let mut p = Probe::with(OmniConfig::default(), fake);
     p.install(&[], &[]);
     // Past max_iterations.
-    let message = error(&p.call("agent", json!({"instructions": "loop forever", "max_iterations": 1_000_000})), "out-of-scope");
+    let message =
+        error(&p.call("agent", json!({"instructions": "loop forever", "max_iterations": 1_000_000})), "out-of-scope");
     assert!(message.contains("max_iterations"), "{message}");
     p.assert_denied("agent.spawn", &["1000000 iterations"]);
     assert!(p.fake.calls().is_empty());
@@ -989,16 +1093,26 @@ fn hostile_debug_session_is_stopped_by_a_revocation_mid_session() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(p.fake.calls().iter().any(|c| c.starts_with("debug.resume")), "the session should be running: {:?}", p.fake.calls());
+    assert!(
+        p.fake.calls().iter().any(|c| c.starts_with("debug.resume")),
+        "the session should be running: {:?}",
+        p.fake.calls()
+    );
     p.omni.policy().revoke(PROBE, Some("debug.session")).expect("revoke");
     p.fake.debug_gate.as_ref().expect("gate").add_permits(10);
     let out = p.rt.block_on(call).expect("task").expect("the call itself completes");
     let report: Value = serde_json::from_str(&out.output).expect("report");
     error(&report, "permission-denied");
     let calls = p.fake.calls();
-    assert!(!calls.iter().any(|c| c == "debug.stack" || c.starts_with("debug.evaluate")), "nothing may run after the revocation: {calls:?}");
+    assert!(
+        !calls.iter().any(|c| c == "debug.stack" || c.starts_with("debug.evaluate")),
+        "nothing may run after the revocation: {calls:?}"
+    );
     assert_eq!(calls.last().map(String::as_str), Some("debug.drop"), "the session is dropped with the call: {calls:?}");
-    assert!(!p.records(PROBE, "debug.session", Decision::Deny, EventKind::Decision).is_empty(), "the refusal is audited");
+    assert!(
+        !p.records(PROBE, "debug.session", Decision::Deny, EventKind::Decision).is_empty(),
+        "the refusal is audited"
+    );
     p.assert_still_serves();
 }
 
@@ -1040,7 +1154,10 @@ fn hostile_debug_sessions_are_bounded_per_extension() {
     let message = error(&p.call("debug", json!({"program": "/srv/bin/other"})), "rate-limited");
     assert!(message.contains("debug sessions"), "{message}");
     p.assert_denied("debug.session", &["debug sessions"]);
-    assert!(!p.fake.calls().iter().any(|c| c.contains("/srv/bin/other")), "the refused launch must not reach the backend");
+    assert!(
+        !p.fake.calls().iter().any(|c| c.contains("/srv/bin/other")),
+        "the refused launch must not reach the backend"
+    );
     p.fake.debug_gate.as_ref().expect("gate").add_permits(100);
     for call in held {
         let out = p.rt.block_on(call).expect("task").expect("call");

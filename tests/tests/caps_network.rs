@@ -135,11 +135,8 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, keys: &Mutex<Vec<String>>
     seen.lock().expect("lock").push(line.trim().to_string());
     let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
-    let params: HashMap<String, String> = query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect();
+    let params: HashMap<String, String> =
+        query.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect();
     let mut stream = stream;
     let q = params.get("q").cloned().unwrap_or_default();
     match path {
@@ -245,7 +242,12 @@ fn config(http: &Server, ws: &WsServer, search_kind: ProviderKind) -> OmniConfig
         ProviderKind::Searxng => (format!("{}/search", http.base_url()), None),
         ProviderKind::Brave => (format!("{}/brave", http.base_url()), Some(FAKE_KEY_ENV.to_string())),
     };
-    config.search.providers.push(ProviderConfig { name: "local".into(), kind: search_kind, endpoint, api_key_env: key });
+    config.search.providers.push(ProviderConfig {
+        name: "local".into(),
+        kind: search_kind,
+        endpoint,
+        api_key_env: key,
+    });
     config
 }
 
@@ -408,7 +410,11 @@ fn scrape_max_pages_is_enforced() {
     let http = Server::start();
     let ws = WsServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let omni = Omni::builder(dir.path()).engine(engine()).config(config(&http, &ws, ProviderKind::Searxng)).open().expect("host");
+    let omni = Omni::builder(dir.path())
+        .engine(engine())
+        .config(config(&http, &ws, ProviderKind::Searxng))
+        .open()
+        .expect("host");
     // The same probe, with a scope of two pages.
     let copy = sample_with_manifest(PROBE, |text| {
         assert!(text.contains("max_pages = 50"), "the probe's manifest changed; update this test");
@@ -483,7 +489,11 @@ fn websocket_revoked_while_open_is_refused_at_the_next_call() {
     let net = Arc::new(net());
     let call = net.rt.spawn({
         let net = net.clone();
-        async move { net.omni.call(PROBE, "ws", &json!({ "url": "wss://ws.allowed.test/chat", "message": "wait" }).to_string()).await }
+        async move {
+            net.omni
+                .call(PROBE, "ws", &json!({ "url": "wss://ws.allowed.test/chat", "message": "wait" }).to_string())
+                .await
+        }
     });
     // The call now waits in `receive` on an open, authorized connection.
     while !net.ws.waiting.load(Ordering::SeqCst) {
@@ -562,15 +572,22 @@ fn web_reader_fetches_readable_text_from_its_domains_only() {
     let http = Server::start();
     let ws = WsServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let omni = Omni::builder(dir.path()).engine(engine()).config(config(&http, &ws, ProviderKind::Searxng)).open().expect("host");
+    let omni = Omni::builder(dir.path())
+        .engine(engine())
+        .config(config(&http, &ws, ProviderKind::Searxng))
+        .open()
+        .expect("host");
     install(&omni, READER, &[]);
     let rt = runtime();
-    let out = rt.block_on(omni.call(READER, "fetch_text", r#"{"url": "https://example.com/page"}"#)).expect("fetch_text");
+    let out =
+        rt.block_on(omni.call(READER, "fetch_text", r#"{"url": "https://example.com/page"}"#)).expect("fetch_text");
     let page: Value = serde_json::from_str(&out.output).expect("json");
     assert_eq!(page["title"], "Stand-in page");
     assert!(page["text"].as_str().unwrap_or_default().contains("Welcome"), "{page}");
     assert_eq!(page["truncated"], false);
-    let raw = rt.block_on(omni.call(READER, "fetch_text", r#"{"url": "https://example.com/hello", "raw": true}"#)).expect("raw");
+    let raw = rt
+        .block_on(omni.call(READER, "fetch_text", r#"{"url": "https://example.com/hello", "raw": true}"#))
+        .expect("raw");
     let raw: Value = serde_json::from_str(&raw.output).expect("json");
     assert_eq!(raw["text"], "hello from the stand-in");
     let err = rt.block_on(omni.call(READER, "fetch_text", r#"{"url": "https://allowed.test/page"}"#)).unwrap_err();

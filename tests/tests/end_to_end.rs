@@ -14,7 +14,9 @@ fn calculator_evaluates_with_precedence_and_reports_junk() {
     let (_dir, omni) = host(OmniConfig::default());
     install_granting_all(&omni, "dev.omni.calculator");
     let rt = runtime();
-    let call = |expr: &str| rt.block_on(omni.call("dev.omni.calculator", "evaluate", &json!({ "expression": expr }).to_string()));
+    let call = |expr: &str| {
+        rt.block_on(omni.call("dev.omni.calculator", "evaluate", &json!({ "expression": expr }).to_string()))
+    };
 
     let num = |expr: &str| parse(&call(expr).expect("call").output).as_f64();
     assert_eq!(num("2*(3+4)"), Some(14.0));
@@ -24,7 +26,8 @@ fn calculator_evaluates_with_precedence_and_reports_junk() {
 
     for junk in ["2*(3+", "2 $ 3", "", "1/0"] {
         match call(junk) {
-            Err(OmniError::Call(CallError::Tool { message, .. })) | Err(OmniError::Call(CallError::InvalidArguments(message))) => {
+            Err(OmniError::Call(CallError::Tool { message, .. }))
+            | Err(OmniError::Call(CallError::InvalidArguments(message))) => {
                 assert!(!message.is_empty(), "the error for {junk:?} should say what is wrong");
             }
             other => panic!("{junk:?} should fail with a clear error, got {other:?}"),
@@ -61,7 +64,8 @@ fn notes_add_list_search_delete_and_persist_across_restart() {
         assert_ne!(first["id"], second["id"]);
         let listed = parse(&rt.block_on(omni.call("dev.omni.notes", "list", "{}")).expect("list").output);
         assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
-        let found = parse(&rt.block_on(omni.call("dev.omni.notes", "search", r#"{"query":"COFFEE"}"#)).expect("search").output);
+        let found =
+            parse(&rt.block_on(omni.call("dev.omni.notes", "search", r#"{"query":"COFFEE"}"#)).expect("search").output);
         assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
         assert_eq!(found[0]["title"], "groceries");
         let deleted = rt
@@ -106,7 +110,10 @@ fn required_capability_refused_at_install_keeps_the_extension_out() {
         duration: GrantDuration::Always,
     };
     let err = omni.install(&plan, &[deny]).unwrap_err();
-    assert!(matches!(&err, OmniError::RequiredDenied { capabilities, .. } if capabilities == &["storage.persistent"]), "{err}");
+    assert!(
+        matches!(&err, OmniError::RequiredDenied { capabilities, .. } if capabilities == &["storage.persistent"]),
+        "{err}"
+    );
     assert!(omni.list().expect("list").is_empty());
 }
 

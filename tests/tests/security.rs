@@ -94,9 +94,8 @@ fn host_flood_is_refused_and_host_memory_stays_bounded() {
     let rt = runtime();
     let before = rss_bytes();
     for _ in 0..5 {
-        let err = rt
-            .block_on(omni.call("dev.omni.adversarial.host-flood", "run", r#"{"mb": 48, "times": 8}"#))
-            .unwrap_err();
+        let err =
+            rt.block_on(omni.call("dev.omni.adversarial.host-flood", "run", r#"{"mb": 48, "times": 8}"#)).unwrap_err();
         assert!(
             matches!(err, OmniError::Call(CallError::Limit(LimitExceeded::HostBytes { .. }))),
             "a flood must end the call at the host's byte bound: {err}"
@@ -215,7 +214,9 @@ impl omni_host::caps::http::HttpBackend for Scripted {
     }
 }
 
-fn weather_with(answers: Vec<omni_host::caps::http::InboundResponse>) -> (tempfile::TempDir, omni_host::Omni, Arc<Scripted>) {
+fn weather_with(
+    answers: Vec<omni_host::caps::http::InboundResponse>,
+) -> (tempfile::TempDir, omni_host::Omni, Arc<Scripted>) {
     weather_gated(answers, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
@@ -271,7 +272,9 @@ fn redirects_within_scope_are_followed_at_most_five_times() {
         headers: vec![],
         body: br#"{"latitude":1,"longitude":2,"timezone":"GMT","current_units":{"temperature_2m":"C","wind_speed_10m":"km/h","weather_code":"wmo"},"current":{"time":"t","interval":900,"temperature_2m":1.5,"wind_speed_10m":2.0,"weather_code":0}}"#.to_vec(),
     };
-    let hop = || Scripted::redirect_to("https://api.open-meteo.com/v1/forecast?latitude=1&longitude=2&current=temperature_2m,wind_speed_10m,weather_code");
+    let hop = || {
+        Scripted::redirect_to("https://api.open-meteo.com/v1/forecast?latitude=1&longitude=2&current=temperature_2m,wind_speed_10m,weather_code")
+    };
     // Answers pop from the end: two hops, then the data.
     let (_dir, omni, scripted) = weather_with(vec![ok, hop(), hop()]);
     let out = runtime()
@@ -281,9 +284,7 @@ fn redirects_within_scope_are_followed_at_most_five_times() {
     assert_eq!(scripted.seen.lock().expect("lock").len(), 3);
 
     let (_dir, omni, scripted) = weather_with((0..10).map(|_| hop()).collect());
-    runtime()
-        .block_on(omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#))
-        .unwrap_err();
+    runtime().block_on(omni.call("dev.omni.weather", "get_weather", r#"{"latitude": 1, "longitude": 2}"#)).unwrap_err();
     assert_eq!(scripted.seen.lock().expect("lock").len(), 6, "the first request and five redirects, no more");
 }
 

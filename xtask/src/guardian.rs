@@ -19,11 +19,7 @@ fn project_root() -> PathBuf {
 }
 
 fn default_dev_dir(root: &Path) -> PathBuf {
-    root.parent()
-        .unwrap_or(root)
-        .join("shared")
-        .join("datasets")
-        .join("guardian-dev")
+    root.parent().unwrap_or(root).join("shared").join("datasets").join("guardian-dev")
 }
 
 struct Args {
@@ -54,16 +50,16 @@ fn parse(args: &[String]) -> Result<Args> {
             "--dev" => a.dev = it.next().context("--dev needs a directory")?.into(),
             "--out" => a.out = it.next().context("--out needs a file")?.into(),
             "--epochs" => {
-                a.epochs = Some(it.next().context("--epochs needs a number")?.parse().context("--epochs needs a number")?)
+                a.epochs =
+                    Some(it.next().context("--epochs needs a number")?.parse().context("--epochs needs a number")?)
             }
-            other => bail!("unknown argument {other:?}; expected --loso, --json, --no-ml, --dev DIR, --out FILE or --epochs N"),
+            other => bail!(
+                "unknown argument {other:?}; expected --loso, --json, --no-ml, --dev DIR, --out FILE or --epochs N"
+            ),
         }
     }
     if !a.dev.is_dir() {
-        bail!(
-            "dev-set directory {} does not exist; pass --dev DIR",
-            a.dev.display()
-        );
+        bail!("dev-set directory {} does not exist; pass --dev DIR", a.dev.display());
     }
     Ok(a)
 }
@@ -87,20 +83,13 @@ pub fn train(args: &[String]) -> Result<()> {
     let corpus = Corpus::load(&a.dev, &shipped_corpus(), &params)?;
     for s in &corpus.sources {
         let attacks = s.train.iter().filter(|r| r.label == 1).count();
-        eprintln!(
-            "{:<40} {:>6} training rows ({attacks} attacks)",
-            s.name,
-            s.train.len()
-        );
+        eprintln!("{:<40} {:>6} training rows ({attacks} attacks)", s.name, s.train.len());
     }
     if a.loso {
         let started = Instant::now();
-        let rows =
-            train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
+        let rows = train::leave_one_source_out(&corpus, &params, |s| eprintln!("leaving out {s}..."))?;
         println!("\nLeave-one-source-out (train on all other sources, evaluate the full Guardian on the one left out; balanced):\n");
-        println!(
-            "| left-out source | rows | attacks | benign | TPR | FPR | ML alone: error at p=0.5 |"
-        );
+        println!("| left-out source | rows | attacks | benign | TPR | FPR | ML alone: error at p=0.5 |");
         println!("|---|---|---|---|---|---|---|");
         for r in &rows {
             let m = &r.metrics;
@@ -127,9 +116,7 @@ pub fn train(args: &[String]) -> Result<()> {
     let train_err = rows
         .iter()
         .filter(|(_, r)| !r.kind.as_deref().is_some_and(|k| k.ends_with("_attack")))
-        .filter(|(_, r)| {
-            (check.probability(&omni_guardian::normalized(&r.text)) >= 0.5) != (r.label == 1)
-        })
+        .filter(|(_, r)| (check.probability(&omni_guardian::normalized(&r.text)) >= 0.5) != (r.label == 1))
         .count();
     println!(
         "trained on {} rows in {:.1} s; Platt a={:.3} b={:.3} (segments a={:.3} b={:.3}); training error {:.2}%; wrote {} ({} bytes)",
@@ -149,18 +136,13 @@ pub fn train(args: &[String]) -> Result<()> {
 /// `cargo xtask guardian-eval [--dev DIR] [--json] [--no-ml]`: the acceptance table.
 pub fn eval(args: &[String]) -> Result<()> {
     let a = parse(args)?;
-    let guardian = Guardian::new(GuardianConfig {
-        ml_classifier: !a.no_ml,
-        ..GuardianConfig::default()
-    })?;
+    let guardian = Guardian::new(GuardianConfig { ml_classifier: !a.no_ml, ..GuardianConfig::default() })?;
     let params = TrainParams::default();
     let corpus = Corpus::load(&a.dev, &[], &params)?;
     let named = train::dev_set_metrics(&guardian, &corpus, &a.dev)?;
     if a.json {
-        let obj: serde_json::Map<String, serde_json::Value> = named
-            .iter()
-            .map(|(n, m)| (n.clone(), serde_json::to_value(m).unwrap_or_default()))
-            .collect();
+        let obj: serde_json::Map<String, serde_json::Value> =
+            named.iter().map(|(n, m)| (n.clone(), serde_json::to_value(m).unwrap_or_default())).collect();
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         println!(

@@ -58,7 +58,9 @@ pub fn check_target() -> anyhow::Result<()> {
         .context("cannot run rustc; install Rust with rustup (https://rustup.rs)")?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if !sysroot.join("lib").join("rustlib").join(TARGET).exists() {
-        bail!("the {TARGET} target is not installed for this toolchain; run `rustup target add {TARGET}` and try again");
+        bail!(
+            "the {TARGET} target is not installed for this toolchain; run `rustup target add {TARGET}` and try again"
+        );
     }
     Ok(())
 }
@@ -105,24 +107,23 @@ pub fn assemble(dir: &Path, engine: &OmniEngine) -> anyhow::Result<BuiltExtensio
     }
     let manifest = Manifest::from_path(&manifest_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let name = crate_name(dir)?;
-    let built = extensions_target_dir()
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
+    let built = extensions_target_dir().join(TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")));
     let bytes = std::fs::read(&built)
         .with_context(|| format!("{} was not produced; is {name} a cdylib crate?", built.display()))?;
     let component = engine
         .compile(&bytes, &built.display().to_string(), Some(&project_root().join("target").join("omni-cache")))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let report = check_imports(&component, &manifest).map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(|p| format!("  - {}", p.to_string().replace('\n', "\n    "))).collect();
+        let list: Vec<String> =
+            problems.iter().map(|p| format!("  - {}", p.to_string().replace('\n', "\n    "))).collect();
         anyhow::anyhow!("{}: the component's imports do not match manifest.toml:\n{}", dir.display(), list.join("\n"))
     })?;
     let out = output_root().join(&manifest.extension.id);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let component_path = out.join(&manifest.runtime.entrypoint);
     std::fs::write(&component_path, &bytes).with_context(|| format!("cannot write {}", component_path.display()))?;
-    std::fs::copy(&manifest_path, out.join("manifest.toml")).with_context(|| format!("cannot copy {}", manifest_path.display()))?;
+    std::fs::copy(&manifest_path, out.join("manifest.toml"))
+        .with_context(|| format!("cannot copy {}", manifest_path.display()))?;
     Ok(BuiltExtension {
         dir: out,
         component: component_path,
@@ -191,7 +192,14 @@ fn assemble_unchecked(dir: &Path) -> anyhow::Result<BuiltExtension> {
     let component = out.join(&manifest.runtime.entrypoint);
     std::fs::write(&component, &bytes)?;
     std::fs::copy(dir.join("manifest.toml"), out.join("manifest.toml"))?;
-    Ok(BuiltExtension { dir: out, component, size: bytes.len() as u64, imports: Vec::new(), capabilities: Vec::new(), manifest })
+    Ok(BuiltExtension {
+        dir: out,
+        component,
+        size: bytes.len() as u64,
+        imports: Vec::new(),
+        capabilities: Vec::new(),
+        manifest,
+    })
 }
 
 /// An engine with the default host limits, for building and checking.

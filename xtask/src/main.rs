@@ -159,9 +159,17 @@ fn demo() -> anyhow::Result<()> {
             .with_context(|| format!("sample {id} was not built"))
     };
     let mut cli = DemoCli { omni, data_dir, home, surprises: Vec::new() };
-    cli.run("install the calculator: it asks for no capabilities", &["install", &ext("dev.omni.calculator")?, "--yes"], 0)?;
+    cli.run(
+        "install the calculator: it asks for no capabilities",
+        &["install", &ext("dev.omni.calculator")?, "--yes"],
+        0,
+    )?;
     cli.run("a call", &["call", "dev.omni.calculator", "evaluate", r#"{"expression": "2*(3+4)"}"#], 0)?;
-    cli.run("bad input gets a clear error", &["call", "dev.omni.calculator", "evaluate", r#"{"expression": "2*(3+"}"#], 1)?;
+    cli.run(
+        "bad input gets a clear error",
+        &["call", "dev.omni.calculator", "evaluate", r#"{"expression": "2*(3+"}"#],
+        1,
+    )?;
     cli.run("install notes, granting storage.persistent", &["install", &ext("dev.omni.notes")?, "--yes"], 0)?;
     cli.run(
         "add a note",
@@ -169,17 +177,41 @@ fn demo() -> anyhow::Result<()> {
         0,
     )?;
     cli.run("search notes", &["call", "dev.omni.notes", "search", r#"{"query": "coffee"}"#], 0)?;
-    cli.run("install weather, granting network.http to api.open-meteo.com", &["install", &ext("dev.omni.weather")?, "--yes"], 0)?;
-    cli.run("current weather in Berlin", &["call", "dev.omni.weather", "get_weather", r#"{"latitude": 52.52, "longitude": 13.41}"#], 0)?;
-    cli.run("install web-reader, granting network.http and browser.scrape to example.com and *.wikipedia.org", &["install", &ext("dev.omni.web-reader")?, "--yes"], 0)?;
-    cli.run("read a page: the host fetches it and drops its script and style", &["call", "dev.omni.web-reader", "fetch_text", r#"{"url": "https://example.com/"}"#], 0)?;
+    cli.run(
+        "install weather, granting network.http to api.open-meteo.com",
+        &["install", &ext("dev.omni.weather")?, "--yes"],
+        0,
+    )?;
+    cli.run(
+        "current weather in Berlin",
+        &["call", "dev.omni.weather", "get_weather", r#"{"latitude": 52.52, "longitude": 13.41}"#],
+        0,
+    )?;
+    cli.run(
+        "install web-reader, granting network.http and browser.scrape to example.com and *.wikipedia.org",
+        &["install", &ext("dev.omni.web-reader")?, "--yes"],
+        0,
+    )?;
+    cli.run(
+        "read a page: the host fetches it and drops its script and style",
+        &["call", "dev.omni.web-reader", "fetch_text", r#"{"url": "https://example.com/"}"#],
+        0,
+    )?;
     cli.run(
         "the cloud metadata address is outside the grant: refused before anything is sent (exit code 3)",
         &["call", "dev.omni.web-reader", "fetch_text", r#"{"url": "http://169.254.169.254/latest/meta-data/"}"#],
         3,
     )?;
-    cli.run("install files, granting ~/OmniFiles (here: the demo's own home folder)", &["install", &ext("dev.omni.files")?, "--yes"], 0)?;
-    cli.run("write a file: a temp file, then an atomic rename", &["call", "dev.omni.files", "write", r#"{"path": "~/OmniFiles/todo.txt", "content": "buy coffee"}"#], 0)?;
+    cli.run(
+        "install files, granting ~/OmniFiles (here: the demo's own home folder)",
+        &["install", &ext("dev.omni.files")?, "--yes"],
+        0,
+    )?;
+    cli.run(
+        "write a file: a temp file, then an atomic rename",
+        &["call", "dev.omni.files", "write", r#"{"path": "~/OmniFiles/todo.txt", "content": "buy coffee"}"#],
+        0,
+    )?;
     cli.run("list the folder", &["call", "dev.omni.files", "list", r#"{"path": "~/OmniFiles"}"#], 0)?;
     cli.run(
         "a path that climbs out of the folder to ~/.ssh is refused and audited (exit code 3)",
@@ -299,13 +331,10 @@ fn print_criterion_table(dir: &Path) -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|");
     let group = |id: &str| id.split('/').next().unwrap_or("").to_string();
     for m in &measured {
-        let floor = measured
-            .iter()
-            .filter(|f| group(&f.id) == group(&m.id))
-            .find(|f| {
-                let leaf = f.id.rsplit('/').next().unwrap_or("");
-                leaf.starts_with("bare") || leaf.starts_with("baseline")
-            });
+        let floor = measured.iter().filter(|f| group(&f.id) == group(&m.id)).find(|f| {
+            let leaf = f.id.rsplit('/').next().unwrap_or("");
+            leaf.starts_with("bare") || leaf.starts_with("baseline")
+        });
         let ratio = match floor {
             Some(f) if f.id != m.id => format!("{:.2}x", m.median_ns / f.median_ns),
             Some(_) => "floor".into(),

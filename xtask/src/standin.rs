@@ -118,11 +118,8 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let params: HashMap<String, String> = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect();
+    let params: HashMap<String, String> =
+        query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), percent_decode(v))).collect();
     let mut stream = stream;
     match path {
         "/v1/forecast" => {
@@ -189,7 +186,10 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -217,7 +217,8 @@ fn forecast(params: &HashMap<String, String>) -> String {
         "elevation": 38.0,
     });
     if params.contains_key("current") {
-        body["current_units"] = serde_json::json!({ "temperature_2m": "°C", "wind_speed_10m": "km/h", "weather_code": "wmo code" });
+        body["current_units"] =
+            serde_json::json!({ "temperature_2m": "°C", "wind_speed_10m": "km/h", "weather_code": "wmo code" });
         body["current"] = serde_json::json!({
             "time": "2026-11-21T12:00",
             "interval": 900,
@@ -232,7 +233,8 @@ fn forecast(params: &HashMap<String, String>) -> String {
         let max: Vec<f64> = (0..days).map(|d| temp + 2.0 + d as f64 * 0.5).collect();
         let min: Vec<f64> = (0..days).map(|d| temp - 4.0 + d as f64 * 0.25).collect();
         let rain: Vec<f64> = (0..days).map(|d| (d % 3) as f64 * 1.5).collect();
-        body["daily_units"] = serde_json::json!({ "temperature_2m_max": "°C", "temperature_2m_min": "°C", "precipitation_sum": "mm" });
+        body["daily_units"] =
+            serde_json::json!({ "temperature_2m_max": "°C", "temperature_2m_min": "°C", "precipitation_sum": "mm" });
         body["daily"] = serde_json::json!({
             "time": time, "temperature_2m_max": max, "temperature_2m_min": min, "precipitation_sum": rain,
         });

@@ -44,18 +44,11 @@ impl FsPath {
         if input.len() > 4096 {
             return Err(format!("path {shown:?} is longer than 4096 bytes"));
         }
-        if input
-            .chars()
-            .any(|c| c.is_control() || super::is_invisible(c))
-        {
-            return Err(format!(
-                "path {shown:?} contains control or invisible characters"
-            ));
+        if input.chars().any(|c| c.is_control() || super::is_invisible(c)) {
+            return Err(format!("path {shown:?} contains control or invisible characters"));
         }
         if input.contains('\\') {
-            return Err(format!(
-                "path {shown:?} contains a backslash; use forward slashes"
-            ));
+            return Err(format!("path {shown:?} contains a backslash; use forward slashes"));
         }
         let (kind, rest): (fn(PathBuf) -> FsPath, &str) = if input == "~" {
             (FsPath::Home, "")
@@ -65,7 +58,9 @@ impl FsPath {
         } else if let Some(rest) = input.strip_prefix("~/") {
             (FsPath::Home, rest)
         } else if input.starts_with('~') {
-            return Err(format!("path {shown:?} names another user's home; only \"~/...\" (your own home) is supported"));
+            return Err(format!(
+                "path {shown:?} names another user's home; only \"~/...\" (your own home) is supported"
+            ));
         } else if Path::new(input).has_root() {
             (FsPath::Absolute, input)
         } else {
@@ -75,22 +70,16 @@ impl FsPath {
         for comp in Path::new(rest).components() {
             match comp {
                 Component::ParentDir => {
-                    return Err(format!(
-                        "path {shown:?} contains \"..\"; write the folder it leads to instead"
-                    ));
+                    return Err(format!("path {shown:?} contains \"..\"; write the folder it leads to instead"));
                 }
                 Component::CurDir => {}
-                Component::Normal(_) | Component::RootDir | Component::Prefix(_) => {
-                    clean.push(comp)
-                }
+                Component::Normal(_) | Component::RootDir | Component::Prefix(_) => clean.push(comp),
             }
         }
         let entry = kind(clean);
         if let FsPath::Absolute(p) = &entry {
             if p.parent().is_none() {
-                return Err(format!(
-                    "path {shown:?} is the whole filesystem; name the folders the extension needs"
-                ));
+                return Err(format!("path {shown:?} is the whole filesystem; name the folders the extension needs"));
             }
             if !p.is_absolute() {
                 return Err(format!("path {shown:?} is not absolute on this platform"));
@@ -208,13 +197,9 @@ impl FsScope {
                 let bare = s.trim_start_matches('.');
                 let valid = !bare.is_empty()
                     && bare.len() <= 16
-                    && bare.bytes().all(|b| {
-                        b.is_ascii_lowercase()
-                            || b.is_ascii_digit()
-                            || b == b'_'
-                            || b == b'-'
-                            || b == b'+'
-                    });
+                    && bare
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'+');
                 if valid && bare.len() == s.len() {
                     f.push_unique(&mut good, path, s);
                 } else if valid {
@@ -227,13 +212,14 @@ impl FsScope {
                     f.problem(
                         path,
                         format!("extension {:?} is not lowercase", truncate(&s, 32)),
-                        format!(
-                            "write {:?}; matching ignores case",
-                            bare.to_ascii_lowercase()
-                        ),
+                        format!("write {:?}; matching ignores case", bare.to_ascii_lowercase()),
                     );
                 } else {
-                    f.problem(path, format!("{:?} is not a file extension", truncate(&s, 32)), "write up to 16 characters a-z, 0-9, '_', '-' or '+', without dot, e.g. \"md\"");
+                    f.problem(
+                        path,
+                        format!("{:?} is not a file extension", truncate(&s, 32)),
+                        "write up to 16 characters a-z, 0-9, '_', '-' or '+', without dot, e.g. \"md\"",
+                    );
                 }
             }
             if f.problems.len() == before && !good.is_empty() {
@@ -241,11 +227,7 @@ impl FsScope {
             }
         }
         let max_size = f.size("max_size");
-        FsScope {
-            paths,
-            extensions,
-            max_size,
-        }
+        FsScope { paths, extensions, max_size }
     }
 
     pub(super) fn write_toml(&self, t: &mut toml::Table) {
@@ -280,10 +262,7 @@ impl FsScope {
     pub fn check_path_in(&self, resolved: &Path, roots: &FsRoots<'_>) -> Result<(), String> {
         self.check_location(resolved, roots)?;
         if let Some(allowed) = &self.extensions {
-            let ext = resolved
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase);
+            let ext = resolved.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
             match ext {
                 Some(ext) if allowed.contains(&ext) => {}
                 Some(ext) => {
@@ -313,11 +292,9 @@ impl FsScope {
     /// Checks a file size against `max_size`.
     pub fn check_size(&self, bytes: u64) -> Result<(), String> {
         match self.max_size {
-            Some(max) if bytes > max => Err(format!(
-                "{} is larger than the {} this scope allows",
-                human_size(bytes),
-                human_size(max)
-            )),
+            Some(max) if bytes > max => {
+                Err(format!("{} is larger than the {} this scope allows", human_size(bytes), human_size(max)))
+            }
             _ => Ok(()),
         }
     }
@@ -326,35 +303,19 @@ impl FsScope {
         if !resolved.is_absolute() {
             return Err(format!("{} is not an absolute path", resolved.display()));
         }
-        if resolved
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        {
-            return Err(format!(
-                "{} is not normalized (contains . or ..)",
-                resolved.display()
-            ));
+        if resolved.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+            return Err(format!("{} is not normalized (contains . or ..)", resolved.display()));
         }
-        let inside = self
-            .paths
-            .iter()
-            .filter_map(|p| p.resolve(roots))
-            .any(|base| resolved.starts_with(&base));
+        let inside = self.paths.iter().filter_map(|p| p.resolve(roots)).any(|base| resolved.starts_with(&base));
         if inside {
             Ok(())
         } else {
-            Err(format!(
-                "{} is outside the allowed paths: {}",
-                resolved.display(),
-                join(&self.paths)
-            ))
+            Err(format!("{} is outside the allowed paths: {}", resolved.display(), join(&self.paths)))
         }
     }
 
     pub(super) fn is_within(&self, other: &FsScope) -> bool {
-        self.paths
-            .iter()
-            .all(|p| other.paths.iter().any(|o| p.is_within(o)))
+        self.paths.iter().all(|p| other.paths.iter().any(|o| p.is_within(o)))
             && match (&self.extensions, &other.extensions) {
                 (_, None) => true,
                 (None, Some(_)) => false,
@@ -408,23 +369,11 @@ mod tests {
 
     #[test]
     fn path_forms() {
-        assert_eq!(
-            FsPath::parse("/srv/data/"),
-            Ok(FsPath::Absolute(PathBuf::from("/srv/data")))
-        );
-        assert_eq!(
-            FsPath::parse("/srv/./data"),
-            Ok(FsPath::Absolute(PathBuf::from("/srv/data")))
-        );
+        assert_eq!(FsPath::parse("/srv/data/"), Ok(FsPath::Absolute(PathBuf::from("/srv/data"))));
+        assert_eq!(FsPath::parse("/srv/./data"), Ok(FsPath::Absolute(PathBuf::from("/srv/data"))));
         assert_eq!(FsPath::parse("~"), Ok(FsPath::Home(PathBuf::new())));
-        assert_eq!(
-            FsPath::parse("~/Documents"),
-            Ok(FsPath::Home(PathBuf::from("Documents")))
-        );
-        assert_eq!(
-            FsPath::parse("cache/x"),
-            Ok(FsPath::Data(PathBuf::from("cache/x")))
-        );
+        assert_eq!(FsPath::parse("~/Documents"), Ok(FsPath::Home(PathBuf::from("Documents"))));
+        assert_eq!(FsPath::parse("cache/x"), Ok(FsPath::Data(PathBuf::from("cache/x"))));
         assert_eq!(FsPath::parse("~/"), Ok(FsPath::Home(PathBuf::new())));
         for bad in [
             "",
@@ -445,10 +394,7 @@ mod tests {
         assert!(FsPath::parse(&"/a".repeat(3000)).is_err());
         assert_eq!(FsPath::parse("."), Ok(FsPath::Data(PathBuf::new())));
         assert_eq!(FsPath::parse("./"), Ok(FsPath::Data(PathBuf::new())));
-        assert_eq!(
-            FsPath::parse("./cache"),
-            Ok(FsPath::Data(PathBuf::from("cache")))
-        );
+        assert_eq!(FsPath::parse("./cache"), Ok(FsPath::Data(PathBuf::from("cache"))));
         for text in ["/srv/data", "~", "~/Documents", "cache/x", "."] {
             let p = FsPath::parse(text).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(p.to_string(), text);
@@ -462,70 +408,30 @@ mod tests {
         assert!(s.check_path(Path::new("/data/x"), None).is_ok());
         assert!(s.check_path(Path::new("/data/x/y/z.txt"), None).is_ok());
         let e = s.check_path(Path::new("/data2/x"), None).unwrap_err();
-        assert!(
-            e.contains("/data2/x") && e.contains("allowed paths: /data"),
-            "{e}"
-        );
+        assert!(e.contains("/data2/x") && e.contains("allowed paths: /data"), "{e}");
         assert!(s.check_path(Path::new("/dat"), None).is_err());
         assert!(s.check_path(Path::new("/"), None).is_err());
-        assert!(s
-            .check_path(Path::new("/data/../etc/passwd"), None)
-            .is_err());
-        assert!(
-            s.check_path(Path::new("/data/./x"), None).is_ok(),
-            "Path drops inner '.' components"
-        );
+        assert!(s.check_path(Path::new("/data/../etc/passwd"), None).is_err());
+        assert!(s.check_path(Path::new("/data/./x"), None).is_ok(), "Path drops inner '.' components");
         assert!(s.check_path(Path::new("data/x"), None).is_err());
     }
 
     #[test]
     fn home_and_data_entries() {
         let s = scope("paths = ['~/Notes', 'cache']");
-        assert!(s
-            .check_path(
-                Path::new("/home/ada/Notes/a.md"),
-                Some(Path::new("/home/ada"))
-            )
-            .is_ok());
-        assert!(s
-            .check_path(
-                Path::new("/home/ada/Notes2/a.md"),
-                Some(Path::new("/home/ada"))
-            )
-            .is_err());
+        assert!(s.check_path(Path::new("/home/ada/Notes/a.md"), Some(Path::new("/home/ada"))).is_ok());
+        assert!(s.check_path(Path::new("/home/ada/Notes2/a.md"), Some(Path::new("/home/ada"))).is_err());
+        assert!(s.check_path(Path::new("/home/ada/Notes/a.md"), None).is_err(), "no home known");
         assert!(
-            s.check_path(Path::new("/home/ada/Notes/a.md"), None)
-                .is_err(),
-            "no home known"
-        );
-        assert!(
-            s.check_path(
-                Path::new("/var/omni/ext/cache/k"),
-                Some(Path::new("/home/ada"))
-            )
-            .is_err(),
+            s.check_path(Path::new("/var/omni/ext/cache/k"), Some(Path::new("/home/ada"))).is_err(),
             "data dir not given"
         );
-        let roots = FsRoots {
-            home: Some(Path::new("/home/ada")),
-            data: Some(Path::new("/var/omni/ext")),
-        };
-        assert!(s
-            .check_path_in(Path::new("/var/omni/ext/cache/k"), &roots)
-            .is_ok());
-        assert!(s
-            .check_path_in(Path::new("/var/omni/ext/other"), &roots)
-            .is_err());
+        let roots = FsRoots { home: Some(Path::new("/home/ada")), data: Some(Path::new("/var/omni/ext")) };
+        assert!(s.check_path_in(Path::new("/var/omni/ext/cache/k"), &roots).is_ok());
+        assert!(s.check_path_in(Path::new("/var/omni/ext/other"), &roots).is_err());
         let whole_home = scope("paths = ['~']");
-        assert!(whole_home
-            .check_path(
-                Path::new("/home/ada/.ssh/id_ed25519"),
-                Some(Path::new("/home/ada"))
-            )
-            .is_ok());
-        assert!(whole_home
-            .check_path(Path::new("/home/adam/x"), Some(Path::new("/home/ada")))
-            .is_err());
+        assert!(whole_home.check_path(Path::new("/home/ada/.ssh/id_ed25519"), Some(Path::new("/home/ada"))).is_ok());
+        assert!(whole_home.check_path(Path::new("/home/adam/x"), Some(Path::new("/home/ada"))).is_err());
     }
 
     #[test]
@@ -537,25 +443,15 @@ mod tests {
         assert!(e.contains(".exe") && e.contains("md, txt"), "{e}");
         assert!(s.check_path(Path::new("/data/Makefile"), None).is_err());
         assert!(s.check_path(Path::new("/data/a.md.exe"), None).is_err());
-        assert!(s
-            .check_dir_in(Path::new("/data/sub"), &FsRoots::default())
-            .is_ok());
-        assert!(s
-            .check_dir_in(Path::new("/other"), &FsRoots::default())
-            .is_err());
+        assert!(s.check_dir_in(Path::new("/data/sub"), &FsRoots::default()).is_ok());
+        assert!(s.check_dir_in(Path::new("/other"), &FsRoots::default()).is_err());
         assert_eq!(s.max_size, Some(1024));
         assert!(s.check_size(1024).is_ok());
         let e = s.check_size(1025).unwrap_err();
         assert!(e.contains("1 KiB"), "{e}");
         assert!(scope("paths = ['/data']").check_size(u64::MAX).is_ok());
-        assert_eq!(
-            s.to_string(),
-            "paths: /data; extensions: md, txt; max_size: 1 KiB"
-        );
-        assert_eq!(
-            scope("paths = ['/data']").to_string(),
-            "paths: /data; extensions: any; max_size: no limit"
-        );
+        assert_eq!(s.to_string(), "paths: /data; extensions: md, txt; max_size: 1 KiB");
+        assert_eq!(scope("paths = ['/data']").to_string(), "paths: /data; extensions: any; max_size: no limit");
     }
 
     #[test]
@@ -567,39 +463,24 @@ mod tests {
         );
         assert_eq!(
             errors("paths = ['/ok']\nextensions = ['.md', 'TXT', 'a b', '', 'md']"),
-            [
-                "scope.extensions[0]",
-                "scope.extensions[1]",
-                "scope.extensions[2]",
-                "scope.extensions[3]"
-            ]
+            ["scope.extensions[0]", "scope.extensions[1]", "scope.extensions[2]", "scope.extensions[3]"]
         );
-        assert_eq!(
-            errors("paths = ['/ok']\nmax_size = '10 furlongs'"),
-            ["scope.max_size"]
-        );
+        assert_eq!(errors("paths = ['/ok']\nmax_size = '10 furlongs'"), ["scope.max_size"]);
         assert_eq!(errors("paths = ['/ok']\nmax_size = 0"), ["scope.max_size"]);
-        assert_eq!(
-            errors("paths = ['/ok']\nmax_size = 1.5"),
-            ["scope.max_size"]
-        );
+        assert_eq!(errors("paths = ['/ok']\nmax_size = 1.5"), ["scope.max_size"]);
     }
 
     #[test]
     fn within() {
         let wide = Scope::Filesystem(scope("paths = ['/data', '~/Notes']"));
-        let narrow = Scope::Filesystem(scope(
-            "paths = ['/data/sub', '~/Notes/work']\nextensions = ['md']\nmax_size = 100",
-        ));
+        let narrow =
+            Scope::Filesystem(scope("paths = ['/data/sub', '~/Notes/work']\nextensions = ['md']\nmax_size = 100"));
         assert!(narrow.is_within(&wide));
         assert!(!wide.is_within(&narrow));
         let sibling = Scope::Filesystem(scope("paths = ['/data2']"));
         assert!(!sibling.is_within(&wide));
         let home_vs_abs = Scope::Filesystem(scope("paths = ['/home/ada/Notes']"));
-        assert!(
-            !home_vs_abs.is_within(&wide),
-            "home is unknown when comparing"
-        );
+        assert!(!home_vs_abs.is_within(&wide), "home is unknown when comparing");
         let ext_a = Scope::Filesystem(scope("paths = ['/data']\nextensions = ['md']"));
         let ext_b = Scope::Filesystem(scope("paths = ['/data']\nextensions = ['md', 'txt']"));
         assert!(ext_a.is_within(&ext_b) && !ext_b.is_within(&ext_a));

@@ -45,10 +45,7 @@ impl RecipientPattern {
         // Phone numbers are often written with separators; compare without them.
         let compact;
         let input = if kind == MessagingKind::Sms {
-            compact = input
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-                .collect::<String>();
+            compact = input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect::<String>();
             compact.as_str()
         } else {
             input
@@ -56,18 +53,11 @@ impl RecipientPattern {
         if input.is_empty() {
             return Err("empty recipient".into());
         }
-        if input
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
-        {
-            return Err(format!(
-                "recipient {shown:?} contains spaces, control or invisible characters"
-            ));
+        if input.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c)) {
+            return Err(format!("recipient {shown:?} contains spaces, control or invisible characters"));
         }
         if input == "*" || input == "*@*" || input == "+*" {
-            return Err(format!(
-                "recipient {shown:?} would allow everyone; list recipients or a narrower pattern"
-            ));
+            return Err(format!("recipient {shown:?} would allow everyone; list recipients or a narrower pattern"));
         }
         match kind {
             MessagingKind::Email => {
@@ -76,9 +66,7 @@ impl RecipientPattern {
                         .map(RecipientPattern::EmailDomain)
                         .map_err(|e| format!("recipient {shown:?}: {e}"));
                 }
-                normalize_email(input)
-                    .map(RecipientPattern::Exact)
-                    .map_err(|e| format!("recipient {shown:?}: {e}"))
+                normalize_email(input).map(RecipientPattern::Exact).map_err(|e| format!("recipient {shown:?}: {e}"))
             }
             MessagingKind::Sms => {
                 if let Some(prefix) = input.strip_suffix('*') {
@@ -92,9 +80,7 @@ impl RecipientPattern {
                     }
                     return Ok(RecipientPattern::Prefix(prefix.to_owned()));
                 }
-                normalize_phone(input)
-                    .map(RecipientPattern::Exact)
-                    .map_err(|e| format!("recipient {shown:?}: {e}"))
+                normalize_phone(input).map(RecipientPattern::Exact).map_err(|e| format!("recipient {shown:?}: {e}"))
             }
             MessagingKind::Chat => {
                 if input.len() > 256 {
@@ -103,7 +89,9 @@ impl RecipientPattern {
                 match input.find('*') {
                     None => Ok(RecipientPattern::Exact(input.to_owned())),
                     Some(i) if i + 1 == input.len() && i > 0 => Ok(RecipientPattern::Prefix(input[..i].to_owned())),
-                    Some(_) => Err(format!("recipient {shown:?} has a '*' that is not at the end of a non-empty prefix")),
+                    Some(_) => {
+                        Err(format!("recipient {shown:?} has a '*' that is not at the end of a non-empty prefix"))
+                    }
                 }
             }
         }
@@ -116,11 +104,11 @@ impl RecipientPattern {
         let shown = truncate(input, 80);
         if input.is_empty()
             || input.len() > 512
-            || input
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
+            || input.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
         {
-            return Err(format!("recipient {shown:?} is empty, too long, or contains spaces, control or invisible characters"));
+            return Err(format!(
+                "recipient {shown:?} is empty, too long, or contains spaces, control or invisible characters"
+            ));
         }
         if let Some(domain) = input.strip_prefix("*@") {
             return email_domain(domain)
@@ -132,9 +120,7 @@ impl RecipientPattern {
             Some(i) if i + 1 == input.len() && i > 0 && input != "+*" => {
                 Ok(RecipientPattern::Prefix(input[..i].to_owned()))
             }
-            Some(_) => Err(format!(
-                "recipient {shown:?} has a '*' that is not at the end of a non-empty prefix"
-            )),
+            Some(_) => Err(format!("recipient {shown:?} has a '*' that is not at the end of a non-empty prefix")),
         }
     }
 
@@ -142,9 +128,7 @@ impl RecipientPattern {
     fn matches(&self, recipient: &str) -> bool {
         match self {
             RecipientPattern::Exact(r) => r == recipient,
-            RecipientPattern::EmailDomain(d) => {
-                recipient.rsplit_once('@').is_some_and(|(_, rd)| rd == d)
-            }
+            RecipientPattern::EmailDomain(d) => recipient.rsplit_once('@').is_some_and(|(_, rd)| rd == d),
             RecipientPattern::Prefix(p) => recipient.starts_with(p.as_str()),
         }
     }
@@ -176,30 +160,19 @@ fn email_domain(domain: &str) -> Result<String, String> {
 }
 
 fn normalize_email(input: &str) -> Result<String, String> {
-    let (local, domain) = input
-        .rsplit_once('@')
-        .ok_or("not an email address (no '@')")?;
+    let (local, domain) = input.rsplit_once('@').ok_or("not an email address (no '@')")?;
     if local.is_empty() || local.len() > 64 {
         return Err("the part before '@' must be 1 to 64 characters".into());
     }
     if local.contains(['@', '*', '<', '>', ',', ';', '"', '(', ')', '[', ']', '\\']) {
         return Err("the part before '@' contains characters not allowed here".into());
     }
-    Ok(format!(
-        "{}@{}",
-        local.to_lowercase(),
-        email_domain(domain)?
-    ))
+    Ok(format!("{}@{}", local.to_lowercase(), email_domain(domain)?))
 }
 
 fn normalize_phone(input: &str) -> Result<String, String> {
-    let compact: String = input
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        .collect();
-    let digits = compact
-        .strip_prefix('+')
-        .ok_or("a phone number must start with '+' and the country code (E.164)")?;
+    let compact: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let digits = compact.strip_prefix('+').ok_or("a phone number must start with '+' and the country code (E.164)")?;
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("a phone number is '+' followed by 1 to 15 digits".into());
     }
@@ -250,9 +223,13 @@ impl MessagingScope {
                     Ok(p) => f.push_unique(&mut good, path, p),
                     Err(message) => {
                         let fix = match kind {
-                            MessagingKind::Email => "write an address (\"ada@example.com\") or a domain wildcard (\"*@example.com\")",
+                            MessagingKind::Email => {
+                                "write an address (\"ada@example.com\") or a domain wildcard (\"*@example.com\")"
+                            }
                             MessagingKind::Sms => "write an E.164 number (\"+15551234567\") or a prefix (\"+1555*\")",
-                            MessagingKind::Chat => "write a recipient id (\"#general\") or a prefix ending in '*' (\"team-*\")",
+                            MessagingKind::Chat => {
+                                "write a recipient id (\"#general\") or a prefix ending in '*' (\"team-*\")"
+                            }
                         };
                         f.problem(path, message, fix);
                     }
@@ -261,11 +238,7 @@ impl MessagingScope {
             recipients = good;
         }
         let rate_limit = f.rate_limit("rate_limit");
-        MessagingScope {
-            kind,
-            recipients,
-            rate_limit,
-        }
+        MessagingScope { kind, recipients, rate_limit }
     }
 
     pub(super) fn write_toml(&self, t: &mut toml::Table) {
@@ -293,9 +266,7 @@ impl MessagingScope {
             MessagingKind::Sms => normalize_phone(recipient),
             MessagingKind::Chat => {
                 if recipient.is_empty()
-                    || recipient
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
+                    || recipient.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
                 {
                     Err("empty, or contains spaces, control or invisible characters".into())
                 } else {
@@ -304,36 +275,24 @@ impl MessagingScope {
             }
         };
         let shown = truncate(recipient, 80);
-        let normalized =
-            normalized.map_err(|e| format!("recipient {shown:?} is not valid: {e}"))?;
+        let normalized = normalized.map_err(|e| format!("recipient {shown:?} is not valid: {e}"))?;
         if self.recipients.iter().any(|p| p.matches(&normalized)) {
             Ok(())
         } else {
-            Err(format!(
-                "recipient {shown:?} is not in scope; allowed recipients: {}",
-                join(&self.recipients)
-            ))
+            Err(format!("recipient {shown:?} is not in scope; allowed recipients: {}", join(&self.recipients)))
         }
     }
 
     pub(super) fn is_within(&self, other: &MessagingScope) -> bool {
         self.kind == other.kind
-            && self
-                .recipients
-                .iter()
-                .all(|r| other.recipients.iter().any(|o| r.is_within(o)))
+            && self.recipients.iter().all(|r| other.recipients.iter().any(|o| r.is_within(o)))
             && super::rate_within(self.rate_limit, other.rate_limit)
     }
 }
 
 impl fmt::Display for MessagingScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "recipients: {}; rate_limit: {}",
-            join(&self.recipients),
-            opt_rate(self.rate_limit)
-        )
+        write!(f, "recipients: {}; rate_limit: {}", join(&self.recipients), opt_rate(self.rate_limit))
     }
 }
 
@@ -346,8 +305,7 @@ mod tests {
     fn parse(cap: &str, text: &str) -> Result<Scope, Vec<String>> {
         let value: toml::Value = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         let info = lookup(cap).unwrap_or_else(|| panic!("{cap}"));
-        Scope::parse(info, Some(&value), "scope")
-            .map_err(|p| p.into_iter().map(|p| p.field).collect())
+        Scope::parse(info, Some(&value), "scope").map_err(|p| p.into_iter().map(|p| p.field).collect())
     }
 
     fn scope(cap: &str, text: &str) -> MessagingScope {
@@ -359,27 +317,18 @@ mod tests {
 
     #[test]
     fn email_patterns() {
-        let m = scope("messaging.email", "recipients = ['Ada@Example.COM', '*@team.example.org', 'x@bücher.de']\nrate_limit = '5/hour'");
-        assert_eq!(
-            m.recipients[0],
-            RecipientPattern::Exact("ada@example.com".into())
+        let m = scope(
+            "messaging.email",
+            "recipients = ['Ada@Example.COM', '*@team.example.org', 'x@bücher.de']\nrate_limit = '5/hour'",
         );
-        assert_eq!(
-            m.recipients[1],
-            RecipientPattern::EmailDomain("team.example.org".into())
-        );
-        assert_eq!(
-            m.recipients[2],
-            RecipientPattern::Exact("x@xn--bcher-kva.de".into())
-        );
+        assert_eq!(m.recipients[0], RecipientPattern::Exact("ada@example.com".into()));
+        assert_eq!(m.recipients[1], RecipientPattern::EmailDomain("team.example.org".into()));
+        assert_eq!(m.recipients[2], RecipientPattern::Exact("x@xn--bcher-kva.de".into()));
         assert!(m.check_recipient("ada@example.com").is_ok());
         assert!(m.check_recipient("ADA@EXAMPLE.COM").is_ok());
         assert!(m.check_recipient("bob@team.example.org").is_ok());
         assert!(m.check_recipient("x@bücher.de").is_ok());
-        assert!(
-            m.check_recipient("bob@sub.team.example.org").is_err(),
-            "domain wildcard excludes subdomains"
-        );
+        assert!(m.check_recipient("bob@sub.team.example.org").is_err(), "domain wildcard excludes subdomains");
         assert!(m.check_recipient("bob@example.com").is_err());
         assert!(m.check_recipient("ada@example.com.evil.com").is_err());
         assert!(m.check_recipient("ada@example.com, eve@evil.com").is_err());
@@ -387,19 +336,16 @@ mod tests {
         // Cyrillic "а" in the domain is a different domain.
         assert!(m.check_recipient("ada@ex\u{0430}mple.com").is_err());
         let e = m.check_recipient("eve@evil.com").unwrap_err();
-        assert!(
-            e.contains("eve@evil.com") && e.contains("*@team.example.org"),
-            "{e}"
+        assert!(e.contains("eve@evil.com") && e.contains("*@team.example.org"), "{e}");
+        assert_eq!(
+            m.to_string(),
+            "recipients: ada@example.com, *@team.example.org, x@xn--bcher-kva.de; rate_limit: 5/hour"
         );
-        assert_eq!(m.to_string(), "recipients: ada@example.com, *@team.example.org, x@xn--bcher-kva.de; rate_limit: 5/hour");
     }
 
     #[test]
     fn email_errors() {
-        assert_eq!(
-            parse("messaging.email", "").unwrap_err(),
-            ["scope.recipients"]
-        );
+        assert_eq!(parse("messaging.email", "").unwrap_err(), ["scope.recipients"]);
         assert_eq!(
             parse("messaging.email", "recipients = ['*', 'nobody', '*@com', '*@*.example.com', 'a@b@c.com', 'a b@c.com', '@example.com', 'ok@example.com', 'OK@example.com']")
                 .unwrap_err(),
@@ -413,14 +359,22 @@ mod tests {
         assert!(m.check_recipient("+1 (555) 123-4567").is_ok());
         assert!(m.check_recipient("+493012345").is_ok());
         assert!(m.check_recipient("+4931").is_err());
-        assert!(
-            m.check_recipient("15551234567").is_err(),
-            "needs the + prefix"
-        );
+        assert!(m.check_recipient("15551234567").is_err(), "needs the + prefix");
         assert!(m.check_recipient("+1555123456a").is_err());
         assert_eq!(
-            parse("messaging.sms", "recipients = ['+*', '5551234', '+1-555*', '+12345678901234567', '+1*2', '+1555*', '+1 (555) *']").unwrap_err(),
-            ["scope.recipients[0]", "scope.recipients[1]", "scope.recipients[3]", "scope.recipients[4]", "scope.recipients[5]", "scope.recipients[6]"]
+            parse(
+                "messaging.sms",
+                "recipients = ['+*', '5551234', '+1-555*', '+12345678901234567', '+1*2', '+1555*', '+1 (555) *']"
+            )
+            .unwrap_err(),
+            [
+                "scope.recipients[0]",
+                "scope.recipients[1]",
+                "scope.recipients[3]",
+                "scope.recipients[4]",
+                "scope.recipients[5]",
+                "scope.recipients[6]"
+            ]
         );
     }
 
@@ -429,48 +383,26 @@ mod tests {
         let m = scope("messaging.chat", "recipients = ['#general', 'team-*']");
         assert!(m.check_recipient("#general").is_ok());
         assert!(m.check_recipient("team-infra").is_ok());
-        assert!(
-            m.check_recipient("#General").is_err(),
-            "chat ids are case-sensitive"
-        );
+        assert!(m.check_recipient("#General").is_err(), "chat ids are case-sensitive");
         assert!(m.check_recipient("#general ").is_err());
         assert!(m.check_recipient("#gen\u{200B}eral").is_err());
         assert_eq!(
-            parse(
-                "messaging.chat",
-                "recipients = ['*', '*-team', 'a*b', 'has space', 'ok']"
-            )
-            .unwrap_err(),
-            [
-                "scope.recipients[0]",
-                "scope.recipients[1]",
-                "scope.recipients[2]",
-                "scope.recipients[3]"
-            ]
+            parse("messaging.chat", "recipients = ['*', '*-team', 'a*b', 'has space', 'ok']").unwrap_err(),
+            ["scope.recipients[0]", "scope.recipients[1]", "scope.recipients[2]", "scope.recipients[3]"]
         );
     }
 
     #[test]
     fn within() {
-        let wide = Scope::Messaging(scope(
-            "messaging.email",
-            "recipients = ['*@example.com']\nrate_limit = '10/hour'",
-        ));
-        let narrow = Scope::Messaging(scope(
-            "messaging.email",
-            "recipients = ['ada@example.com']\nrate_limit = '5/hour'",
-        ));
+        let wide = Scope::Messaging(scope("messaging.email", "recipients = ['*@example.com']\nrate_limit = '10/hour'"));
+        let narrow =
+            Scope::Messaging(scope("messaging.email", "recipients = ['ada@example.com']\nrate_limit = '5/hour'"));
         assert!(narrow.is_within(&wide) && !wide.is_within(&narrow));
-        let faster = Scope::Messaging(scope(
-            "messaging.email",
-            "recipients = ['ada@example.com']\nrate_limit = '1/second'",
-        ));
+        let faster =
+            Scope::Messaging(scope("messaging.email", "recipients = ['ada@example.com']\nrate_limit = '1/second'"));
         assert!(!faster.is_within(&wide));
         let sms_wide = Scope::Messaging(scope("messaging.sms", "recipients = ['+1*']"));
-        let sms_narrow = Scope::Messaging(scope(
-            "messaging.sms",
-            "recipients = ['+1555*', '+15550001111']",
-        ));
+        let sms_narrow = Scope::Messaging(scope("messaging.sms", "recipients = ['+1555*', '+15550001111']"));
         assert!(sms_narrow.is_within(&sms_wide) && !sms_wide.is_within(&sms_narrow));
         let chat = Scope::Messaging(scope("messaging.chat", "recipients = ['+1*']"));
         assert!(!chat.is_within(&sms_wide), "different capability");
@@ -479,20 +411,13 @@ mod tests {
     #[test]
     fn serde_round_trip_keeps_patterns() {
         for (cap, text) in [
-            (
-                "messaging.email",
-                "recipients = ['Ada@Example.com', '*@example.org']",
-            ),
+            ("messaging.email", "recipients = ['Ada@Example.com', '*@example.org']"),
             ("messaging.sms", "recipients = ['+1 555 000 1111', '+44*']"),
-            (
-                "messaging.chat",
-                "recipients = ['Ada@Example.com', '+1*', '#x', 'p*']",
-            ),
+            ("messaging.chat", "recipients = ['Ada@Example.com', '+1*', '#x', 'p*']"),
         ] {
             let m = scope(cap, text);
             let json = serde_json::to_string(&m).unwrap_or_default();
-            let back: MessagingScope =
-                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            let back: MessagingScope = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(back, m, "{json}");
         }
         assert!(serde_json::from_str::<RecipientPattern>("\"*\"").is_err());

@@ -77,11 +77,10 @@ impl DomainPattern {
         if input.len() > 512 {
             return Err(format!("domain {shown:?} is too long"));
         }
-        if input
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
-        {
-            return Err(format!("domain {shown:?} contains spaces, control or invisible characters; write the bare host name"));
+        if input.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c)) {
+            return Err(format!(
+                "domain {shown:?} contains spaces, control or invisible characters; write the bare host name"
+            ));
         }
         let (insecure, rest) = match input.split_once("://") {
             Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
@@ -89,37 +88,27 @@ impl DomainPattern {
                 "http" | "ws" => (true, rest),
                 _ => {
                     return Err(format!(
-                        "domain {shown:?} has scheme {:?}; only http://, https://, ws:// and wss:// prefixes are allowed",
-                        truncate(scheme, 16)
-                    ))
+                    "domain {shown:?} has scheme {:?}; only http://, https://, ws:// and wss:// prefixes are allowed",
+                    truncate(scheme, 16)
+                ))
                 }
             },
             None => (false, input),
         };
         if rest.contains('@') {
-            return Err(format!(
-                "domain {shown:?} contains user info ('@'); write only the host name"
-            ));
+            return Err(format!("domain {shown:?} contains user info ('@'); write only the host name"));
         }
         if rest.contains(['/', '\\', '?', '#']) {
-            return Err(format!(
-                "domain {shown:?} contains a path, query or fragment; write only the host name"
-            ));
+            return Err(format!("domain {shown:?} contains a path, query or fragment; write only the host name"));
         }
         if rest.contains('[') || rest.contains(']') {
-            return Err(format!(
-                "domain {shown:?} is an IPv6 literal, which is not supported; use a host name"
-            ));
+            return Err(format!("domain {shown:?} is an IPv6 literal, which is not supported; use a host name"));
         }
         if rest.contains(':') {
-            return Err(format!(
-                "domain {shown:?} contains a port; list ports in the separate `ports` field"
-            ));
+            return Err(format!("domain {shown:?} contains a port; list ports in the separate `ports` field"));
         }
         if rest.contains('%') {
-            return Err(format!(
-                "domain {shown:?} contains percent-escapes; write the host name itself"
-            ));
+            return Err(format!("domain {shown:?} contains percent-escapes; write the host name itself"));
         }
         let rest = rest.strip_suffix('.').unwrap_or(rest);
         let (wildcard, base) = match rest.strip_prefix("*.") {
@@ -132,29 +121,21 @@ impl DomainPattern {
             ));
         }
         if base.is_empty() {
-            return Err(format!(
-                "domain {shown:?} names no host; write e.g. \"api.example.com\""
-            ));
+            return Err(format!("domain {shown:?} names no host; write e.g. \"api.example.com\""));
         }
         if base.split('.').any(str::is_empty) {
-            return Err(format!(
-                "domain {shown:?} has an empty label (\"..\" or a leading dot)"
-            ));
+            return Err(format!("domain {shown:?} has an empty label (\"..\" or a leading dot)"));
         }
         let host = match Host::parse(base) {
             Ok(Host::Domain(d)) => d,
             Ok(Host::Ipv4(ip)) => {
                 if wildcard {
-                    return Err(format!(
-                        "domain {shown:?} puts a wildcard in front of an IP address"
-                    ));
+                    return Err(format!("domain {shown:?} puts a wildcard in front of an IP address"));
                 }
                 ip.to_string()
             }
             Ok(Host::Ipv6(_)) => {
-                return Err(format!(
-                    "domain {shown:?} is an IPv6 address, which is not supported"
-                ));
+                return Err(format!("domain {shown:?} is an IPv6 address, which is not supported"));
             }
             Err(e) => return Err(format!("domain {shown:?} is not a valid host name ({e})")),
         };
@@ -165,24 +146,15 @@ impl DomainPattern {
         if host.len() > MAX_HOST_LEN || host.split('.').any(|l| l.len() > 63) {
             return Err(format!("domain {shown:?} is longer than DNS allows"));
         }
-        if !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        {
-            return Err(format!(
-                "domain {shown:?} contains characters not allowed in host names"
-            ));
+        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
+            return Err(format!("domain {shown:?} contains characters not allowed in host names"));
         }
         if wildcard && !host.contains('.') {
             return Err(format!(
                 "domain {shown:?} is a wildcard over a top-level domain; name the site, e.g. \"*.example.com\""
             ));
         }
-        Ok(DomainPattern {
-            host,
-            wildcard,
-            insecure,
-        })
+        Ok(DomainPattern { host, wildcard, insecure })
     }
 
     /// The ASCII host (for a wildcard, the part after `*.`).
@@ -208,9 +180,7 @@ impl DomainPattern {
         if self.wildcard {
             // Byte-wise, so a non-ASCII host from a caller can never split a character.
             let (h, p) = (host.as_bytes(), self.host.as_bytes());
-            h.len() > p.len() + 1
-                && h[h.len() - p.len() - 1] == b'.'
-                && h[h.len() - p.len()..].eq_ignore_ascii_case(p)
+            h.len() > p.len() + 1 && h[h.len() - p.len() - 1] == b'.' && h[h.len() - p.len()..].eq_ignore_ascii_case(p)
         } else {
             host.eq_ignore_ascii_case(&self.host)
         }
@@ -260,9 +230,7 @@ impl From<DomainPattern> for String {
 }
 
 /// HTTP methods `methods` may list.
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-];
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 /// What a network capability may reach.
 ///
@@ -310,15 +278,17 @@ impl NetworkScope {
                             f.problem(
                                 path,
                                 format!("scheme prefix of {:?} does not fit this capability", truncate(&s, 80)),
-                                format!("use {}:// (or no prefix) for encrypted only, {}:// to also allow unencrypted", kind.secure_scheme(), kind.insecure_scheme()),
+                                format!(
+                                    "use {}:// (or no prefix) for encrypted only, {}:// to also allow unencrypted",
+                                    kind.secure_scheme(),
+                                    kind.insecure_scheme()
+                                ),
                             );
                         }
                     }
-                    Err(message) => f.problem(
-                        path,
-                        message,
-                        "write a host such as \"api.example.com\" or \"*.example.com\"",
-                    ),
+                    Err(message) => {
+                        f.problem(path, message, "write a host such as \"api.example.com\" or \"*.example.com\"")
+                    }
                 }
             }
             domains = parsed;
@@ -337,11 +307,7 @@ impl NetworkScope {
                             } else {
                                 format!("use one of {}", METHODS.join(", "))
                             };
-                            f.problem(
-                                path,
-                                format!("{:?} is not a standard HTTP method", truncate(&m, 32)),
-                                fix,
-                            );
+                            f.problem(path, format!("{:?} is not a standard HTTP method", truncate(&m, 32)), fix);
                         }
                     }
                     methods = good;
@@ -357,11 +323,7 @@ impl NetworkScope {
         if kind != NetworkKind::Browser && f.table.contains_key("ports") {
             let path = f.path("ports");
             match f.table.get("ports").and_then(|v| v.as_array()) {
-                None => f.problem(
-                    path,
-                    "must be a list of port numbers",
-                    "write ports = [443]",
-                ),
+                None => f.problem(path, "must be a list of port numbers", "write ports = [443]"),
                 Some(items) if items.is_empty() => f.problem(
                     path,
                     "must not be empty",
@@ -369,21 +331,13 @@ impl NetworkScope {
                 ),
                 Some(items) if items.len() > super::MAX_LIST_LEN => f.problem(
                     path,
-                    format!(
-                        "has {} entries, more than the limit of {}",
-                        items.len(),
-                        super::MAX_LIST_LEN
-                    ),
+                    format!("has {} entries, more than the limit of {}", items.len(), super::MAX_LIST_LEN),
                     "list only the ports the extension uses",
                 ),
                 Some(items) => {
                     let mut good = Vec::new();
                     for (i, item) in items.iter().enumerate() {
-                        match item
-                            .as_integer()
-                            .and_then(|n| u16::try_from(n).ok())
-                            .filter(|n| *n > 0)
-                        {
+                        match item.as_integer().and_then(|n| u16::try_from(n).ok()).filter(|n| *n > 0) {
                             Some(p) => f.push_unique(&mut good, format!("{path}[{i}]"), p),
                             None => f.problem(
                                 format!("{path}[{i}]"),
@@ -396,26 +350,12 @@ impl NetworkScope {
                 }
             }
         }
-        let max_pages = if kind == NetworkKind::Browser {
-            f.u32_in("max_pages", 1, 100_000)
-        } else {
-            None
-        };
-        NetworkScope {
-            kind,
-            domains,
-            methods,
-            ports,
-            max_pages,
-        }
+        let max_pages = if kind == NetworkKind::Browser { f.u32_in("max_pages", 1, 100_000) } else { None };
+        NetworkScope { kind, domains, methods, ports, max_pages }
     }
 
     pub(super) fn write_toml(&self, t: &mut toml::Table) {
-        let domains: Vec<String> = self
-            .domains
-            .iter()
-            .map(|d| DisplayIn(d, self.kind).to_string())
-            .collect();
+        let domains: Vec<String> = self.domains.iter().map(|d| DisplayIn(d, self.kind).to_string()).collect();
         put_display(t, "domains", &domains);
         if self.kind == NetworkKind::Http {
             put_display(t, "methods", &self.methods);
@@ -423,12 +363,7 @@ impl NetworkScope {
         if let Some(ports) = &self.ports {
             t.insert(
                 "ports".into(),
-                toml::Value::Array(
-                    ports
-                        .iter()
-                        .map(|p| toml::Value::Integer(i64::from(*p)))
-                        .collect(),
-                ),
+                toml::Value::Array(ports.iter().map(|p| toml::Value::Integer(i64::from(*p))).collect()),
             );
         }
         if let Some(n) = self.max_pages {
@@ -459,18 +394,12 @@ impl NetworkScope {
     /// ```
     pub fn check(&self, url: &Url, method: Option<&str>) -> Result<(), String> {
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "URLs with user info (user:password@) are not allowed; send credentials in headers"
-                    .into(),
-            );
+            return Err("URLs with user info (user:password@) are not allowed; send credentials in headers".into());
         }
         let scheme = url.scheme();
         let secure = scheme == self.kind.secure_scheme();
         if !secure && scheme != self.kind.insecure_scheme() {
-            return Err(format!(
-                "scheme {scheme:?} is not allowed; this scope allows {}",
-                self.allowed_schemes()
-            ));
+            return Err(format!("scheme {scheme:?} is not allowed; this scope allows {}", self.allowed_schemes()));
         }
         let host = match url.host() {
             Some(Host::Domain(d)) => d.to_owned(),
@@ -483,16 +412,9 @@ impl NetworkScope {
                 ));
             }
         };
-        let matching: Vec<&DomainPattern> = self
-            .domains
-            .iter()
-            .filter(|d| d.matches_host(&host))
-            .collect();
+        let matching: Vec<&DomainPattern> = self.domains.iter().filter(|d| d.matches_host(&host)).collect();
         if matching.is_empty() {
-            return Err(format!(
-                "host {host} is not in scope; allowed domains: {}",
-                self.domains_list()
-            ));
+            return Err(format!("host {host} is not in scope; allowed domains: {}", self.domains_list()));
         }
         if !secure && !matching.iter().any(|d| d.insecure) {
             return Err(format!(
@@ -505,10 +427,7 @@ impl NetworkScope {
         };
         match &self.ports {
             Some(ports) if !ports.contains(&port) => {
-                return Err(format!(
-                    "port {port} is not in scope; allowed ports: {}",
-                    join(ports)
-                ));
+                return Err(format!("port {port} is not in scope; allowed ports: {}", join(ports)));
             }
             None => {
                 let standard = if secure { 443 } else { 80 };
@@ -535,22 +454,14 @@ impl NetworkScope {
 
     fn allowed_schemes(&self) -> String {
         if self.domains.iter().any(|d| d.insecure) {
-            format!(
-                "{} (and {} for some domains)",
-                self.kind.secure_scheme(),
-                self.kind.insecure_scheme()
-            )
+            format!("{} (and {} for some domains)", self.kind.secure_scheme(), self.kind.insecure_scheme())
         } else {
             self.kind.secure_scheme().to_owned()
         }
     }
 
     fn domains_list(&self) -> String {
-        self.domains
-            .iter()
-            .map(|d| DisplayIn(d, self.kind).to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.domains.iter().map(|d| DisplayIn(d, self.kind).to_string()).collect::<Vec<_>>().join(", ")
     }
 
     /// The ports in effect: `ports`, or 443 (plus 80 when an entry allows unencrypted).
@@ -566,10 +477,7 @@ impl NetworkScope {
         if self.kind != other.kind {
             return false;
         }
-        let domains = self
-            .domains
-            .iter()
-            .all(|d| other.domains.iter().any(|o| d.is_within(o)));
+        let domains = self.domains.iter().all(|d| other.domains.iter().any(|o| d.is_within(o)));
         let methods = super::set_within(&self.methods, &other.methods);
         let any_insecure = self.domains.iter().any(|d| d.insecure);
         let ports = match (&self.ports, &other.ports) {
@@ -656,14 +564,8 @@ mod tests {
         assert_eq!(pat("API.Example.COM").to_string(), "api.example.com");
         assert_eq!(pat("api.example.com.").to_string(), "api.example.com");
         assert_eq!(pat("*.example.com").to_string(), "*.example.com");
-        assert_eq!(
-            pat("https://api.example.com").to_string(),
-            "api.example.com"
-        );
-        assert_eq!(
-            pat("HTTP://api.example.com").to_string(),
-            "http://api.example.com"
-        );
+        assert_eq!(pat("https://api.example.com").to_string(), "api.example.com");
+        assert_eq!(pat("HTTP://api.example.com").to_string(), "http://api.example.com");
         assert!(pat("http://api.example.com").allows_insecure());
         assert!(pat("ws://api.example.com").allows_insecure());
         assert_eq!(pat("bücher.de").host(), "xn--bcher-kva.de");
@@ -747,13 +649,7 @@ mod tests {
         assert!(!pat("example.com").matches_host("example.com.evil.com"));
         assert!(!pat("example.com").matches_host("sub.example.com"));
         // Non-ASCII input never panics and never matches the ASCII pattern.
-        for host in [
-            "ä.example.com",
-            "éé.example.com",
-            "x\u{e9}example.com",
-            "€",
-            "ä",
-        ] {
+        for host in ["ä.example.com", "éé.example.com", "x\u{e9}example.com", "€", "ä"] {
             assert!(!pat("*.example.com").matches_host(host) || host.ends_with(".example.com"));
             assert!(!pat("example.com").matches_host(host));
         }
@@ -773,10 +669,7 @@ mod tests {
         assert!(s.check(&url("https://api.example.com/"), None).is_ok());
 
         let e = ok("https://cdn.example.net/", "GET").unwrap_err();
-        assert!(
-            e.contains("cdn.example.net") && e.contains("*.cdn.example.net"),
-            "{e}"
-        );
+        assert!(e.contains("cdn.example.net") && e.contains("*.cdn.example.net"), "{e}");
         let e = ok("http://api.example.com/", "GET").unwrap_err();
         assert!(e.contains("unencrypted"), "{e}");
         let e = ok("https://api.example.com:8443/", "GET").unwrap_err();
@@ -800,78 +693,34 @@ mod tests {
 
     #[test]
     fn explicit_ports() {
-        let s = scope(
-            "network.http",
-            "domains = ['api.example.com', 'http://h.example.com']\nports = [8443, 8080]",
-        );
+        let s = scope("network.http", "domains = ['api.example.com', 'http://h.example.com']\nports = [8443, 8080]");
         assert!(s.check(&url("https://api.example.com:8443/"), None).is_ok());
         assert!(s.check(&url("http://h.example.com:8080/"), None).is_ok());
         let e = s.check(&url("https://api.example.com/"), None).unwrap_err();
         assert!(e.contains("443") && e.contains("8443, 8080"), "{e}");
         assert_eq!(s.effective_ports(), [8443, 8080]);
-        assert_eq!(
-            scope("network.http", "domains = ['a.example.com']").effective_ports(),
-            [443]
-        );
-        assert_eq!(
-            scope("network.http", "domains = ['http://a.example.com']").effective_ports(),
-            [443, 80]
-        );
+        assert_eq!(scope("network.http", "domains = ['a.example.com']").effective_ports(), [443]);
+        assert_eq!(scope("network.http", "domains = ['http://a.example.com']").effective_ports(), [443, 80]);
     }
 
     #[test]
     fn websocket_and_browser() {
-        let ws = scope(
-            "network.websocket",
-            "domains = ['stream.example.com', 'ws://local.example.com']",
-        );
-        assert!(ws
-            .check(&url("wss://stream.example.com/feed"), None)
-            .is_ok());
-        assert!(
-            ws.check(&url("wss://stream.example.com/feed"), Some("POST"))
-                .is_ok(),
-            "methods do not apply"
-        );
+        let ws = scope("network.websocket", "domains = ['stream.example.com', 'ws://local.example.com']");
+        assert!(ws.check(&url("wss://stream.example.com/feed"), None).is_ok());
+        assert!(ws.check(&url("wss://stream.example.com/feed"), Some("POST")).is_ok(), "methods do not apply");
         assert!(ws.check(&url("ws://stream.example.com/"), None).is_err());
         assert!(ws.check(&url("ws://local.example.com/"), None).is_ok());
         assert!(ws.check(&url("https://stream.example.com/"), None).is_err());
-        assert_eq!(
-            ws.to_string(),
-            "domains: stream.example.com, ws://local.example.com; ports: 443, 80"
-        );
-        assert_eq!(
-            errors("network.websocket", "domains = ['http://a.example.com']"),
-            ["scope.domains[0]"]
-        );
-        assert_eq!(
-            errors("network.http", "domains = ['wss://a.example.com']"),
-            ["scope.domains[0]"]
-        );
-        assert_eq!(
-            errors(
-                "network.websocket",
-                "domains = ['a.example.com']\nmethods = ['GET']"
-            ),
-            ["scope.methods"]
-        );
+        assert_eq!(ws.to_string(), "domains: stream.example.com, ws://local.example.com; ports: 443, 80");
+        assert_eq!(errors("network.websocket", "domains = ['http://a.example.com']"), ["scope.domains[0]"]);
+        assert_eq!(errors("network.http", "domains = ['wss://a.example.com']"), ["scope.domains[0]"]);
+        assert_eq!(errors("network.websocket", "domains = ['a.example.com']\nmethods = ['GET']"), ["scope.methods"]);
 
-        let b = scope(
-            "browser.scrape",
-            "domains = ['*.wikipedia.org']\nmax_pages = 20",
-        );
-        assert!(b
-            .check(&url("https://en.wikipedia.org/wiki/Rust"), None)
-            .is_ok());
+        let b = scope("browser.scrape", "domains = ['*.wikipedia.org']\nmax_pages = 20");
+        assert!(b.check(&url("https://en.wikipedia.org/wiki/Rust"), None).is_ok());
         assert!(b.check(&url("https://wikipedia.org/"), None).is_err());
         assert_eq!(b.to_string(), "domains: *.wikipedia.org; max_pages: 20");
-        assert_eq!(
-            errors(
-                "browser.scrape",
-                "domains = ['a.example.com']\nmax_pages = 0"
-            ),
-            ["scope.max_pages"]
-        );
+        assert_eq!(errors("browser.scrape", "domains = ['a.example.com']\nmax_pages = 0"), ["scope.max_pages"]);
     }
 
     #[test]
@@ -879,18 +728,9 @@ mod tests {
         let s = scope("network.http", "domains = ['api.open-meteo.com']");
         assert_eq!(s.methods, ["GET", "HEAD"]);
         assert_eq!(s.ports, None);
-        assert_eq!(
-            s.to_string(),
-            "domains: api.open-meteo.com; methods: GET, HEAD; ports: 443"
-        );
-        let s = scope(
-            "network.http",
-            "domains = ['api.open-meteo.com']\nmethods = ['GET']",
-        );
-        assert_eq!(
-            s.to_string(),
-            "domains: api.open-meteo.com; methods: GET; ports: 443"
-        );
+        assert_eq!(s.to_string(), "domains: api.open-meteo.com; methods: GET, HEAD; ports: 443");
+        let s = scope("network.http", "domains = ['api.open-meteo.com']\nmethods = ['GET']");
+        assert_eq!(s.to_string(), "domains: api.open-meteo.com; methods: GET; ports: 443");
     }
 
     #[test]
@@ -898,60 +738,33 @@ mod tests {
         assert_eq!(errors("network.http", ""), ["scope.domains"]);
         assert_eq!(errors("network.http", "domains = []"), ["scope.domains"]);
         assert_eq!(
-            errors("network.http", "domains = ['ok.example.com', '*.com', 'evil.com@example.com', '*.', 'ok.example.com']"),
+            errors(
+                "network.http",
+                "domains = ['ok.example.com', '*.com', 'evil.com@example.com', '*.', 'ok.example.com']"
+            ),
             ["scope.domains[1]", "scope.domains[2]", "scope.domains[3]", "scope.domains[4]"]
         );
         // Duplicates after normalization are reported too.
-        assert_eq!(
-            errors(
-                "network.http",
-                "domains = ['A.example.com', 'a.example.com.']"
-            ),
-            ["scope.domains[1]"]
-        );
-        let v: toml::Value =
-            toml::from_str("domains = ['a.example.com']\nmethods = ['get', 'FETCH', 'GET', 'GET']")
-                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(errors("network.http", "domains = ['A.example.com', 'a.example.com.']"), ["scope.domains[1]"]);
+        let v: toml::Value = toml::from_str("domains = ['a.example.com']\nmethods = ['get', 'FETCH', 'GET', 'GET']")
+            .unwrap_or_else(|e| panic!("{e}"));
         let info = lookup("network.http").unwrap_or_else(|| panic!());
         let p = Scope::parse(info, Some(&v), "scope").unwrap_err();
         let f: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(
-            f,
-            ["scope.methods[0]", "scope.methods[1]", "scope.methods[3]"]
-        );
+        assert_eq!(f, ["scope.methods[0]", "scope.methods[1]", "scope.methods[3]"]);
         assert!(p[0].fix.contains("\"GET\""), "{}", p[0].fix);
+        assert_eq!(errors("network.http", "domains = ['a.example.com']\nmethods = []"), ["scope.methods"]);
         assert_eq!(
-            errors("network.http", "domains = ['a.example.com']\nmethods = []"),
-            ["scope.methods"]
-        );
-        assert_eq!(
-            errors(
-                "network.http",
-                "domains = ['a.example.com']\nports = [0, 65536, '443', 443, 443]"
-            ),
-            [
-                "scope.ports[0]",
-                "scope.ports[1]",
-                "scope.ports[2]",
-                "scope.ports[4]"
-            ]
+            errors("network.http", "domains = ['a.example.com']\nports = [0, 65536, '443', 443, 443]"),
+            ["scope.ports[0]", "scope.ports[1]", "scope.ports[2]", "scope.ports[4]"]
         );
         let many_ports = format!(
             "domains = ['a.example.com']\nports = [{}]",
-            (1..=60_000)
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            (1..=60_000).map(|p| p.to_string()).collect::<Vec<_>>().join(",")
         );
         assert_eq!(errors("network.http", &many_ports), ["scope.ports"]);
-        assert_eq!(
-            errors("network.http", "domains = ['a.example.com']\nports = []"),
-            ["scope.ports"]
-        );
-        assert_eq!(
-            errors("network.http", "domains = ['a.example.com']\nports = 443"),
-            ["scope.ports"]
-        );
+        assert_eq!(errors("network.http", "domains = ['a.example.com']\nports = []"), ["scope.ports"]);
+        assert_eq!(errors("network.http", "domains = ['a.example.com']\nports = 443"), ["scope.ports"]);
     }
 
     #[test]
@@ -974,42 +787,26 @@ mod tests {
             "network.http",
             "domains = ['*.example.com', 'other.org']\nmethods = ['GET', 'POST']",
         ));
-        let narrow = Scope::Network(scope(
-            "network.http",
-            "domains = ['api.example.com']\nmethods = ['GET']",
-        ));
+        let narrow = Scope::Network(scope("network.http", "domains = ['api.example.com']\nmethods = ['GET']"));
         assert!(narrow.is_within(&wide));
         assert!(!wide.is_within(&narrow));
-        let more_methods = Scope::Network(scope(
-            "network.http",
-            "domains = ['api.example.com']\nmethods = ['GET', 'DELETE']",
-        ));
+        let more_methods =
+            Scope::Network(scope("network.http", "domains = ['api.example.com']\nmethods = ['GET', 'DELETE']"));
         assert!(!more_methods.is_within(&wide));
-        let new_domain = Scope::Network(scope(
-            "network.http",
-            "domains = ['api.example.com', 'evil.com']\nmethods = ['GET']",
-        ));
+        let new_domain =
+            Scope::Network(scope("network.http", "domains = ['api.example.com', 'evil.com']\nmethods = ['GET']"));
         assert!(!new_domain.is_within(&wide));
-        let insecure = Scope::Network(scope(
-            "network.http",
-            "domains = ['http://api.example.com']\nmethods = ['GET']",
-        ));
+        let insecure = Scope::Network(scope("network.http", "domains = ['http://api.example.com']\nmethods = ['GET']"));
         assert!(!insecure.is_within(&wide));
 
         // Ports: standard within explicit lists that contain them, and back.
         let std = scope("network.http", "domains = ['a.example.com']");
         let p443 = scope("network.http", "domains = ['a.example.com']\nports = [443]");
-        let p8443 = scope(
-            "network.http",
-            "domains = ['a.example.com']\nports = [443, 8443]",
-        );
+        let p8443 = scope("network.http", "domains = ['a.example.com']\nports = [443, 8443]");
         assert!(std.is_within(&p443) && p443.is_within(&std));
         assert!(std.is_within(&p8443) && !p8443.is_within(&std));
         let http_std = scope("network.http", "domains = ['http://a.example.com']");
-        let http_443 = scope(
-            "network.http",
-            "domains = ['http://a.example.com']\nports = [443]",
-        );
+        let http_443 = scope("network.http", "domains = ['http://a.example.com']\nports = [443]");
         assert!(!http_std.is_within(&http_443));
         assert!(!http_443.is_within(&http_std));
 
@@ -1017,14 +814,8 @@ mod tests {
         let http = Scope::Network(scope("network.http", "domains = ['api.example.com']"));
         assert!(!ws.is_within(&http) && !http.is_within(&ws));
 
-        let b10 = scope(
-            "browser.scrape",
-            "domains = ['a.example.com']\nmax_pages = 10",
-        );
-        let b20 = scope(
-            "browser.scrape",
-            "domains = ['a.example.com']\nmax_pages = 20",
-        );
+        let b10 = scope("browser.scrape", "domains = ['a.example.com']\nmax_pages = 10");
+        let b20 = scope("browser.scrape", "domains = ['a.example.com']\nmax_pages = 20");
         let bdef = scope("browser.scrape", "domains = ['a.example.com']");
         assert!(b10.is_within(&b20) && !b20.is_within(&b10));
         assert!(b20.is_within(&bdef) && !bdef.is_within(&b20));
@@ -1036,9 +827,6 @@ mod tests {
         let mut json = serde_json::to_value(&s).unwrap_or_default();
         json["domains"] = serde_json::json!(["*.com"]);
         assert!(serde_json::from_value::<NetworkScope>(json).is_err());
-        assert!(
-            serde_json::from_str::<DomainPattern>("\"http://a.example.com\"")
-                .is_ok_and(|p| p.allows_insecure())
-        );
+        assert!(serde_json::from_str::<DomainPattern>("\"http://a.example.com\"").is_ok_and(|p| p.allows_insecure()));
     }
 }

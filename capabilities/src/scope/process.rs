@@ -36,35 +36,24 @@ impl ArgPattern {
     /// Parses one entry; a `/.../` entry must be a valid regular expression.
     pub fn parse(input: &str) -> Result<ArgPattern, String> {
         if input.len() > super::MAX_ENTRY_LEN {
-            return Err(format!(
-                "pattern is longer than {} bytes",
-                super::MAX_ENTRY_LEN
-            ));
+            return Err(format!("pattern is longer than {} bytes", super::MAX_ENTRY_LEN));
         }
         if input.len() >= 2 && input.starts_with('/') && input.ends_with('/') {
             let body = &input[1..input.len() - 1];
-            let regex = RegexBuilder::new(&format!("^(?:{body})$"))
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| {
+            let regex =
+                RegexBuilder::new(&format!("^(?:{body})$")).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| {
                     format!(
                         "{:?} is not a valid regular expression: {}",
                         truncate(input, 80),
                         first_line(&e.to_string())
                     )
                 })?;
-            Ok(ArgPattern {
-                source: input.to_owned(),
-                regex: Some(regex),
-            })
+            Ok(ArgPattern { source: input.to_owned(), regex: Some(regex) })
         } else {
             if input.contains('\0') {
                 return Err("pattern contains a NUL character".into());
             }
-            Ok(ArgPattern {
-                source: input.to_owned(),
-                regex: None,
-            })
+            Ok(ArgPattern { source: input.to_owned(), regex: None })
         }
     }
 
@@ -92,11 +81,7 @@ impl ArgPattern {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_owned()
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
 }
 
 impl PartialEq for ArgPattern {
@@ -159,36 +144,17 @@ impl ProcessScope {
                 let p = PathBuf::from(&s);
                 let fix = "write the absolute path of the program, e.g. \"/usr/bin/git\"";
                 if s.chars().any(|c| c.is_control() || super::is_invisible(c)) {
-                    f.problem(
-                        path,
-                        format!(
-                            "{:?} contains control or invisible characters",
-                            truncate(&s, 80)
-                        ),
-                        fix,
-                    );
+                    f.problem(path, format!("{:?} contains control or invisible characters", truncate(&s, 80)), fix);
                 } else if !p.is_absolute() {
                     f.problem(
                         path,
-                        format!(
-                            "{:?} is not an absolute path; programs are not looked up in PATH",
-                            truncate(&s, 80)
-                        ),
+                        format!("{:?} is not an absolute path; programs are not looked up in PATH", truncate(&s, 80)),
                         fix,
                     );
-                } else if p
-                    .components()
-                    .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+                } else if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir))
                     || s.ends_with('/')
                 {
-                    f.problem(
-                        path,
-                        format!(
-                            "{:?} is not a normalized path to a program",
-                            truncate(&s, 80)
-                        ),
-                        fix,
-                    );
+                    f.problem(path, format!("{:?} is not a normalized path to a program", truncate(&s, 80)), fix);
                 } else {
                     f.push_unique(&mut good, path, DisplayPath(p));
                 }
@@ -198,20 +164,11 @@ impl ProcessScope {
         let allowed_args = args(f, "allowed_args").filter(|v| !v.is_empty());
         let denied_args = args(f, "denied_args").unwrap_or_default();
         let max_concurrent = f.u32_in("max_concurrent", 1, 1024);
-        ProcessScope {
-            executables,
-            allowed_args,
-            denied_args,
-            max_concurrent,
-        }
+        ProcessScope { executables, allowed_args, denied_args, max_concurrent }
     }
 
     pub(super) fn write_toml(&self, t: &mut toml::Table) {
-        let exes: Vec<String> = self
-            .executables
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let exes: Vec<String> = self.executables.iter().map(|p| p.display().to_string()).collect();
         super::put_strings(t, "executables", &exes);
         if let Some(a) = &self.allowed_args {
             super::put_display(t, "allowed_args", a);
@@ -239,29 +196,18 @@ impl ProcessScope {
     /// assert!(p.check_command(Path::new("/usr/bin/git"), &["push"]).is_err());
     /// assert!(p.check_command(Path::new("/bin/sh"), &["-c", "git log"]).is_err());
     /// ```
-    pub fn check_command<S: AsRef<str>>(
-        &self,
-        executable: &Path,
-        args: &[S],
-    ) -> Result<(), String> {
+    pub fn check_command<S: AsRef<str>>(&self, executable: &Path, args: &[S]) -> Result<(), String> {
         if !self.executables.iter().any(|e| e == executable) {
             return Err(format!(
                 "program {} is not in scope; allowed programs: {}",
                 executable.display(),
-                self.executables
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.executables.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
         for (i, arg) in args.iter().enumerate() {
             let arg = arg.as_ref();
             if let Some(d) = self.denied_args.iter().find(|d| d.matches(arg)) {
-                return Err(format!(
-                    "argument {i} {:?} is denied by {d}",
-                    truncate(arg, 80)
-                ));
+                return Err(format!("argument {i} {:?} is denied by {d}", truncate(arg, 80)));
             }
             if let Some(allowed) = &self.allowed_args {
                 if !allowed.iter().any(|a| a.matches(arg)) {
@@ -284,10 +230,7 @@ impl ProcessScope {
             (Some(a), Some(b)) => a.iter().all(|p| b.iter().any(|o| p.is_within(o))),
         };
         // Self must still deny everything other denies.
-        let denied = other
-            .denied_args
-            .iter()
-            .all(|d| self.denied_args.iter().any(|s| d.is_within(s)));
+        let denied = other.denied_args.iter().all(|d| self.denied_args.iter().any(|s| d.is_within(s)));
         exes && allowed && denied && super::limit_within(self.max_concurrent, other.max_concurrent)
     }
 }
@@ -299,7 +242,11 @@ fn args(f: &mut Fields<'_>, name: &str) -> Option<Vec<ArgPattern>> {
     for (path, s) in items {
         match ArgPattern::parse(&s) {
             Ok(p) => f.push_unique(&mut good, path, p),
-            Err(message) => f.problem(path, message, "write an exact argument, or a regular expression between slashes: \"/--count=[0-9]+/\""),
+            Err(message) => f.problem(
+                path,
+                message,
+                "write an exact argument, or a regular expression between slashes: \"/--count=[0-9]+/\"",
+            ),
         }
     }
     (f.problems.len() == before).then_some(good)
@@ -317,11 +264,7 @@ impl fmt::Display for DisplayPath {
 
 impl fmt::Display for ProcessScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let exes: Vec<String> = self
-            .executables
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+        let exes: Vec<String> = self.executables.iter().map(|p| p.display().to_string()).collect();
         write!(f, "executables: {}", exes.join(", "))?;
         match &self.allowed_args {
             Some(a) => write!(f, "; allowed_args: {}", join(a))?,
@@ -343,8 +286,7 @@ mod tests {
     fn parse(text: &str) -> Result<Scope, Vec<String>> {
         let value: toml::Value = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
         let info = lookup("process.spawn").unwrap_or_else(|| panic!());
-        Scope::parse(info, Some(&value), "scope")
-            .map_err(|p| p.into_iter().map(|p| p.field).collect())
+        Scope::parse(info, Some(&value), "scope").map_err(|p| p.into_iter().map(|p| p.field).collect())
     }
 
     fn scope(text: &str) -> ProcessScope {
@@ -369,56 +311,37 @@ mod tests {
         let e = s.check_command(git, &["log"]).unwrap_err();
         assert!(e.contains("denied"), "{e}");
         assert!(s.check_command(git, &["--max-count=12345"]).is_err());
-        assert!(
-            s.check_command(git, &["--max-count=1; rm -rf /"]).is_err(),
-            "regex is anchored"
-        );
+        assert!(s.check_command(git, &["--max-count=1; rm -rf /"]).is_err(), "regex is anchored");
         assert!(s.check_command(git, &["xmain.rsx!"]).is_err());
         assert!(s.check_command(git, &["status", "--exec=sh"]).is_err());
-        let e = s
-            .check_command(Path::new("/bin/sh"), &["-c", "git status"])
-            .unwrap_err();
+        let e = s.check_command(Path::new("/bin/sh"), &["-c", "git status"]).unwrap_err();
         assert!(e.contains("/bin/sh") && e.contains("/usr/bin/git"), "{e}");
-        assert!(
-            s.check_command(Path::new("/usr/bin/../bin/git"), &["status"])
-                .is_err(),
-            "exact match only"
-        );
+        assert!(s.check_command(Path::new("/usr/bin/../bin/git"), &["status"]).is_err(), "exact match only");
         assert!(s.check_command(Path::new("git"), &["status"]).is_err());
         assert_eq!(
             s.to_string(),
             "executables: /usr/bin/git, /usr/bin/rg; allowed_args: status, log, /--max-count=[0-9]{1,4}/, /[a-z]+\\.rs/; denied_args: /.*--exec.*/, log; max_concurrent: 2"
         );
         let any_args = scope("executables = ['/usr/bin/date']");
-        assert!(any_args
-            .check_command(Path::new("/usr/bin/date"), &["+%s", "anything"])
-            .is_ok());
+        assert!(any_args.check_command(Path::new("/usr/bin/date"), &["+%s", "anything"]).is_ok());
     }
 
     #[test]
     fn errors_name_fields() {
         assert_eq!(parse("").unwrap_err(), ["scope.executables"]);
         assert_eq!(
-            parse("executables = ['git', '/usr/bin/../bin/sh', '/usr/bin/', '/usr/bin/git', '/usr/bin/git']").unwrap_err(),
+            parse("executables = ['git', '/usr/bin/../bin/sh', '/usr/bin/', '/usr/bin/git', '/usr/bin/git']")
+                .unwrap_err(),
             ["scope.executables[0]", "scope.executables[1]", "scope.executables[2]", "scope.executables[4]"]
         );
         assert_eq!(
             parse("executables = ['/bin/x']\nallowed_args = ['/(/', 'ok', 'ok']").unwrap_err(),
             ["scope.allowed_args[0]", "scope.allowed_args[2]"]
         );
-        assert_eq!(
-            parse("executables = ['/bin/x']\ndenied_args = ['/[z-a]/']").unwrap_err(),
-            ["scope.denied_args[0]"]
-        );
-        assert_eq!(
-            parse("executables = ['/bin/x']\nmax_concurrent = 0").unwrap_err(),
-            ["scope.max_concurrent"]
-        );
+        assert_eq!(parse("executables = ['/bin/x']\ndenied_args = ['/[z-a]/']").unwrap_err(), ["scope.denied_args[0]"]);
+        assert_eq!(parse("executables = ['/bin/x']\nmax_concurrent = 0").unwrap_err(), ["scope.max_concurrent"]);
         // A regex whose compiled form is huge is refused rather than built.
-        let huge = format!(
-            "executables = ['/bin/x']\nallowed_args = ['/{}/']",
-            "(a{1000}){1000}"
-        );
+        let huge = format!("executables = ['/bin/x']\nallowed_args = ['/{}/']", "(a{1000}){1000}");
         assert_eq!(parse(&huge).unwrap_err(), ["scope.allowed_args[0]"]);
     }
 
@@ -438,26 +361,27 @@ mod tests {
 
     #[test]
     fn within() {
-        let wide = Scope::Process(scope("executables = ['/usr/bin/git']\nallowed_args = ['/[a-z]+/']\ndenied_args = ['push']\nmax_concurrent = 4"));
+        let wide = Scope::Process(scope(
+            "executables = ['/usr/bin/git']\nallowed_args = ['/[a-z]+/']\ndenied_args = ['push']\nmax_concurrent = 4",
+        ));
         let narrow = Scope::Process(scope("executables = ['/usr/bin/git']\nallowed_args = ['status', 'log']\ndenied_args = ['push', 'fetch']\nmax_concurrent = 1"));
         assert!(narrow.is_within(&wide));
         assert!(!wide.is_within(&narrow));
-        let drops_denial = Scope::Process(scope(
-            "executables = ['/usr/bin/git']\nallowed_args = ['status']\nmax_concurrent = 1",
-        ));
+        let drops_denial =
+            Scope::Process(scope("executables = ['/usr/bin/git']\nallowed_args = ['status']\nmax_concurrent = 1"));
         assert!(!drops_denial.is_within(&wide));
-        let denial_by_regex = Scope::Process(scope("executables = ['/usr/bin/git']\nallowed_args = ['status']\ndenied_args = ['/p.*/']\nmax_concurrent = 1"));
+        let denial_by_regex = Scope::Process(scope(
+            "executables = ['/usr/bin/git']\nallowed_args = ['status']\ndenied_args = ['/p.*/']\nmax_concurrent = 1",
+        ));
         assert!(denial_by_regex.is_within(&wide), "/p.*/ denies 'push' too");
-        let other_regex = Scope::Process(scope("executables = ['/usr/bin/git']\nallowed_args = ['/[a-c]+/']\ndenied_args = ['push']\nmax_concurrent = 1"));
-        assert!(
-            !other_regex.is_within(&wide),
-            "different regexes are not compared"
-        );
+        let other_regex = Scope::Process(scope(
+            "executables = ['/usr/bin/git']\nallowed_args = ['/[a-c]+/']\ndenied_args = ['push']\nmax_concurrent = 1",
+        ));
+        assert!(!other_regex.is_within(&wide), "different regexes are not compared");
         let new_exe = Scope::Process(scope("executables = ['/usr/bin/git', '/bin/sh']\nallowed_args = ['status']\ndenied_args = ['push']\nmax_concurrent = 1"));
         assert!(!new_exe.is_within(&wide));
-        let any_args = Scope::Process(scope(
-            "executables = ['/usr/bin/git']\ndenied_args = ['push']\nmax_concurrent = 1",
-        ));
+        let any_args =
+            Scope::Process(scope("executables = ['/usr/bin/git']\ndenied_args = ['push']\nmax_concurrent = 1"));
         assert!(!any_args.is_within(&wide));
     }
 }

@@ -67,11 +67,16 @@ fn check(scope: &Scope, iterations: Option<u32>) -> Result<(), String> {
 
 fn check_tools(tools: &[String]) -> Result<(), CapError> {
     if tools.len() > MAX_TOOLS {
-        return Err(CapError::InvalidInput(format!("the task lists {} tools, more than {MAX_TOOLS}; list fewer", tools.len())));
+        return Err(CapError::InvalidInput(format!(
+            "the task lists {} tools, more than {MAX_TOOLS}; list fewer",
+            tools.len()
+        )));
     }
     for t in tools {
         let well_formed = match t.split_once('/') {
-            Some((ext, tool)) => !ext.is_empty() && !tool.is_empty() && !tool.contains('/') && !t.chars().any(char::is_control),
+            Some((ext, tool)) => {
+                !ext.is_empty() && !tool.is_empty() && !tool.contains('/') && !t.chars().any(char::is_control)
+            }
             None => false,
         };
         if !well_formed {
@@ -87,10 +92,14 @@ impl Host for CallState {
     async fn spawn(&mut self, t: Task) -> wasmtime::Result<Result<Outcome, CapError>> {
         try_budget!(
             self,
-            t.instructions.len() + t.tools.iter().map(String::len).sum::<usize>() + t.model.as_deref().map_or(0, str::len)
+            t.instructions.len()
+                + t.tools.iter().map(String::len).sum::<usize>()
+                + t.model.as_deref().map_or(0, str::len)
         );
         if t.instructions.trim().is_empty() {
-            return Ok(Err(CapError::InvalidInput("the task has no instructions; say what the sub-agent should do".into())));
+            return Ok(Err(CapError::InvalidInput(
+                "the task has no instructions; say what the sub-agent should do".into(),
+            )));
         }
         if t.max_iterations == Some(0) {
             return Ok(Err(CapError::InvalidInput("max-iterations is 0; allow at least one model turn".into())));
@@ -113,11 +122,17 @@ impl Host for CallState {
             _ => (None, None),
         };
         let max_iterations = requested.or(bound).unwrap_or(DEFAULT_MAX_ITERATIONS);
-        let source = if concurrent.is_some() { "max_concurrent in the grant's scope" } else { "the host's default when the scope sets no max_concurrent" };
-        let _slot = match self.take_slot(CAPABILITY, &target, Some(concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)), source).await {
-            Ok(slot) => slot,
-            Err(e) => return Ok(Err(e)),
+        let source = if concurrent.is_some() {
+            "max_concurrent in the grant's scope"
+        } else {
+            "the host's default when the scope sets no max_concurrent"
         };
+        let _slot =
+            match self.take_slot(CAPABILITY, &target, Some(concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)), source).await
+            {
+                Ok(slot) => slot,
+                Err(e) => return Ok(Err(e)),
+            };
         let request = AgentRequest {
             extension: self.ext.id.clone(),
             instructions: t.instructions,

@@ -42,7 +42,12 @@ fn check(scope: &Scope, app: &str, action: &str) -> Result<(), String> {
 }
 
 impl Host for CallState {
-    async fn run(&mut self, app: String, action: String, arguments: String) -> wasmtime::Result<Result<String, CapError>> {
+    async fn run(
+        &mut self,
+        app: String,
+        action: String,
+        arguments: String,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         try_budget!(self, app.len() + action.len() + arguments.len());
         if let Err(e) = check_name("application", &app).and(check_name("action", &action)) {
             return Ok(Err(e));
@@ -56,7 +61,15 @@ impl Host for CallState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        let _slot = match self.take_slot(CAPABILITY, &target, scope.and_then(|s| s.max_concurrent()), "max_concurrent in the grant's scope").await {
+        let _slot = match self
+            .take_slot(
+                CAPABILITY,
+                &target,
+                scope.and_then(|s| s.max_concurrent()),
+                "max_concurrent in the grant's scope",
+            )
+            .await
+        {
             Ok(slot) => slot,
             Err(e) => return Ok(Err(e)),
         };

@@ -100,9 +100,42 @@ const SKIPPED: &[&str] = &[
 
 /// Elements that start a new line.
 const BLOCKS: &[&str] = &[
-    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure",
-    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre",
-    "section", "table", "td", "th", "tr", "ul", "summary", "details",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "td",
+    "th",
+    "tr",
+    "ul",
+    "summary",
+    "details",
 ];
 
 impl ScrapeBackend for HtmlScraper {
@@ -218,7 +251,6 @@ fn tidy(s: &str, keep_blank: bool) -> String {
     out.trim_end().to_string()
 }
 
-
 impl Host for CallState {
     async fn fetch_page(&mut self, url: String, timeout_ms: Option<u32>) -> wasmtime::Result<Result<Page, CapError>> {
         try_budget!(self, url.len());
@@ -249,7 +281,9 @@ impl CallState {
             method: "GET",
             headers: vec![("accept".into(), "text/html,application/xhtml+xml,text/plain;q=0.9".into())],
             body: None,
-            timeout: Duration::from_millis(timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms))),
+            timeout: Duration::from_millis(
+                timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms)),
+            ),
             follow_redirects: true,
             max_body: config.max_response_bytes,
         };
@@ -258,7 +292,11 @@ impl CallState {
             return Err(CapError::Io(format!("HTTP status {} from {}", got.status, got.final_url)));
         }
         let document = Document {
-            content_type: got.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone()),
+            content_type: got
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.clone()),
             url: got.final_url,
             body: got.body,
         };
@@ -336,4 +374,3 @@ mod tests {
         assert_eq!(out.text, "deep");
     }
 }
-

@@ -64,10 +64,14 @@ impl CodeIntelBackend for NotConfigured {
 /// engine. `Err(Ok(reason))` is a refusal to audit, `Err(Err(error))` malformed input.
 fn check_path(policy: &PolicyEngine, ext: &str, path: &str) -> Result<PathBuf, Result<String, CapError>> {
     if path.is_empty() || path.contains('\0') {
-        return Err(Err(CapError::InvalidInput("the path is empty or contains a NUL character; pass an absolute file path".into())));
+        return Err(Err(CapError::InvalidInput(
+            "the path is empty or contains a NUL character; pass an absolute file path".into(),
+        )));
     }
     if !(path.starts_with('/') || path.starts_with("~/") || Path::new(path).is_absolute()) {
-        return Err(Err(CapError::InvalidInput(format!("{path:?} is not an absolute path; pass the file's full path (or one starting with ~/)"))));
+        return Err(Err(CapError::InvalidInput(format!(
+            "{path:?} is not an absolute path; pass the file's full path (or one starting with ~/)"
+        ))));
     }
     let lexical = resolve_path(path);
     match policy.check_path(ext, CAPABILITY, &lexical) {
@@ -121,7 +125,12 @@ impl Host for CallState {
         Ok(self.backend_result(CAPABILITY, &target, result).await)
     }
 
-    async fn references(&mut self, path: String, at: Position, include_declaration: bool) -> wasmtime::Result<Result<Vec<Span>, CapError>> {
+    async fn references(
+        &mut self,
+        path: String,
+        at: Position,
+        include_declaration: bool,
+    ) -> wasmtime::Result<Result<Vec<Span>, CapError>> {
         try_budget!(self, path.len());
         let (path, target) = match self.code_intel_allow("references", &path).await {
             Ok(p) => p,
@@ -185,7 +194,10 @@ mod tests {
         let sneaky = format!("{}/other/../secret/key.rs", root.display());
         assert!(matches!(check_path(&config, "ext", &sneaky), Err(Ok(_))), "`..` into a blocked dir");
         #[cfg(unix)]
-        assert!(matches!(check_path(&config, "ext", &root.join("link.rs").display().to_string()), Err(Ok(_))), "a symlink into a blocked dir");
+        assert!(
+            matches!(check_path(&config, "ext", &root.join("link.rs").display().to_string()), Err(Ok(_))),
+            "a symlink into a blocked dir"
+        );
         assert!(matches!(check_path(&config, "ext", "/etc/hostname"), Err(Ok(_))), "outside allowed_paths");
         assert!(matches!(check_path(&config, "ext", "relative.rs"), Err(Err(CapError::InvalidInput(_)))));
         assert!(matches!(check_path(&config, "ext", ""), Err(Err(CapError::InvalidInput(_)))));

@@ -126,16 +126,24 @@ impl HostSession for CallState {
             + config.adapter.as_deref().map_or(0, str::len);
         try_budget!(self, moved);
         if config.program.is_empty() || config.program.contains('\0') {
-            return Ok(Err(CapError::InvalidInput("the program is empty or contains a NUL character; pass the program's path".into())));
+            return Ok(Err(CapError::InvalidInput(
+                "the program is empty or contains a NUL character; pass the program's path".into(),
+            )));
         }
         if config.args.len() > MAX_ARGS {
-            return Ok(Err(CapError::InvalidInput(format!("{} arguments, more than {MAX_ARGS}; pass fewer", config.args.len()))));
+            return Ok(Err(CapError::InvalidInput(format!(
+                "{} arguments, more than {MAX_ARGS}; pass fewer",
+                config.args.len()
+            ))));
         }
         let target = format!("launch {}", config.program);
         if let Err(e) = self.authorize(CAPABILITY, &target, &any_program).await {
             return Ok(Err(e));
         }
-        let slot = match self.take_slot(CAPABILITY, &target, Some(MAX_SESSIONS), "the host's bound on open debug sessions per extension").await {
+        let slot = match self
+            .take_slot(CAPABILITY, &target, Some(MAX_SESSIONS), "the host's bound on open debug sessions per extension")
+            .await
+        {
             Ok(slot) => slot,
             Err(e) => return Ok(Err(e)),
         };
@@ -155,7 +163,13 @@ impl HostSession for CallState {
         }
     }
 
-    async fn set_breakpoint(&mut self, handle: Resource<Session>, path: String, line: u32, condition: Option<String>) -> wasmtime::Result<Result<Breakpoint, CapError>> {
+    async fn set_breakpoint(
+        &mut self,
+        handle: Resource<Session>,
+        path: String,
+        line: u32,
+        condition: Option<String>,
+    ) -> wasmtime::Result<Result<Breakpoint, CapError>> {
         try_budget!(self, path.len() + condition.as_deref().map_or(0, str::len));
         if line == 0 {
             return Ok(Err(CapError::InvalidInput("line 0 does not exist; lines count from 1".into())));
@@ -163,16 +177,28 @@ impl HostSession for CallState {
         with_session!(self, handle, "set-breakpoint", |s| s.set_breakpoint(path, line, condition))
     }
 
-    async fn remove_breakpoint(&mut self, handle: Resource<Session>, id: u32) -> wasmtime::Result<Result<(), CapError>> {
+    async fn remove_breakpoint(
+        &mut self,
+        handle: Resource<Session>,
+        id: u32,
+    ) -> wasmtime::Result<Result<(), CapError>> {
         with_session!(self, handle, "remove-breakpoint", |s| s.remove_breakpoint(id))
     }
 
-    async fn resume(&mut self, handle: Resource<Session>, timeout_ms: Option<u32>) -> wasmtime::Result<Result<StopReason, CapError>> {
+    async fn resume(
+        &mut self,
+        handle: Resource<Session>,
+        timeout_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<StopReason, CapError>> {
         let wait = timeout_ms.unwrap_or(MAX_RESUME_WAIT_MS).min(MAX_RESUME_WAIT_MS);
         with_session!(self, handle, "resume", |s| s.resume(wait))
     }
 
-    async fn step(&mut self, handle: Resource<Session>, kind: StepKind) -> wasmtime::Result<Result<StopReason, CapError>> {
+    async fn step(
+        &mut self,
+        handle: Resource<Session>,
+        kind: StepKind,
+    ) -> wasmtime::Result<Result<StopReason, CapError>> {
         with_session!(self, handle, "step", |s| s.step(kind))
     }
 
@@ -180,11 +206,20 @@ impl HostSession for CallState {
         with_session!(self, handle, "stack-trace", |s| s.stack_trace())
     }
 
-    async fn variables(&mut self, handle: Resource<Session>, frame_id: u32) -> wasmtime::Result<Result<Vec<Variable>, CapError>> {
+    async fn variables(
+        &mut self,
+        handle: Resource<Session>,
+        frame_id: u32,
+    ) -> wasmtime::Result<Result<Vec<Variable>, CapError>> {
         with_session!(self, handle, "variables", |s| s.variables(frame_id))
     }
 
-    async fn evaluate(&mut self, handle: Resource<Session>, expression: String, frame_id: Option<u32>) -> wasmtime::Result<Result<String, CapError>> {
+    async fn evaluate(
+        &mut self,
+        handle: Resource<Session>,
+        expression: String,
+        frame_id: Option<u32>,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         try_budget!(self, expression.len());
         with_session!(self, handle, "evaluate", |s| s.evaluate(expression, frame_id))
     }

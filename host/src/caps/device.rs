@@ -36,7 +36,12 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 pub trait CameraBackend: Send + Sync {
     /// Takes one picture with `device` (a name from [`devices`](Self::devices), or the
     /// default camera), scaled down to fit `max_width` by `max_height` when given.
-    fn capture(&self, device: Option<String>, max_width: Option<u32>, max_height: Option<u32>) -> BackendFuture<'_, Image>;
+    fn capture(
+        &self,
+        device: Option<String>,
+        max_width: Option<u32>,
+        max_height: Option<u32>,
+    ) -> BackendFuture<'_, Image>;
     /// The names of the cameras.
     fn devices(&self) -> BackendFuture<'_, Vec<String>>;
 }
@@ -94,7 +99,9 @@ fn check_device(device: &Option<String>) -> Result<(), CapError> {
 
 fn check_side(what: &str, side: Option<u32>) -> Result<(), CapError> {
     match side {
-        Some(0) => Err(CapError::InvalidInput(format!("{what} is 0; pass at least 1 pixel, or none for the camera's size"))),
+        Some(0) => {
+            Err(CapError::InvalidInput(format!("{what} is 0; pass at least 1 pixel, or none for the camera's size")))
+        }
         Some(s) if s > MAX_IMAGE_SIDE => Err(CapError::InvalidInput(format!(
             "{what} is {s} pixels, more than the host allows ({MAX_IMAGE_SIDE}); ask for a smaller picture"
         ))),
@@ -110,7 +117,9 @@ impl camera::Host for CallState {
         max_height: Option<u32>,
     ) -> wasmtime::Result<Result<Image, CapError>> {
         try_budget!(self, device.as_deref().map_or(0, str::len));
-        if let Err(e) = check_device(&device).and(check_side("max-width", max_width)).and(check_side("max-height", max_height)) {
+        if let Err(e) =
+            check_device(&device).and(check_side("max-width", max_width)).and(check_side("max-height", max_height))
+        {
             return Ok(Err(e));
         }
         let target = format!("capture {}", device.as_deref().unwrap_or("default camera"));
@@ -133,7 +142,11 @@ impl camera::Host for CallState {
 }
 
 impl microphone::Host for CallState {
-    async fn record_audio(&mut self, duration_ms: u32, device: Option<String>) -> wasmtime::Result<Result<Audio, CapError>> {
+    async fn record_audio(
+        &mut self,
+        duration_ms: u32,
+        device: Option<String>,
+    ) -> wasmtime::Result<Result<Audio, CapError>> {
         try_budget!(self, device.as_deref().map_or(0, str::len));
         if let Err(e) = check_device(&device) {
             return Ok(Err(e));
@@ -185,7 +198,9 @@ mod tests {
         let loc = NotConfigured.current(10).await.unwrap_err();
         for (e, method) in [(cam, "with_camera"), (mic, "with_microphone"), (loc, "with_location")] {
             match e {
-                IntegrationError::Unavailable(m) => assert!(m.contains(method) && m.contains("OmniBuilder::integrations"), "{m}"),
+                IntegrationError::Unavailable(m) => {
+                    assert!(m.contains(method) && m.contains("OmniBuilder::integrations"), "{m}")
+                }
                 other => panic!("expected unavailable, got {other:?}"),
             }
         }

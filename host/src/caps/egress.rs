@@ -86,7 +86,9 @@ impl Resolver for StaticResolver {
     fn lookup<'a>(&'a self, host: &'a str) -> ResolveFuture<'a> {
         let found = self.entries.get(&normalize_host(host)).cloned();
         Box::pin(async move {
-            found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} is not in the resolver's table")))
+            found.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{host} is not in the resolver's table"))
+            })
         })
     }
 }
@@ -125,7 +127,9 @@ impl EgressError {
         match self {
             EgressError::Refused(m) => CapError::OutOfScope(m),
             EgressError::Config(m) => CapError::Unavailable(m),
-            e @ (EgressError::TooLarge { .. } | EgressError::Timeout(_) | EgressError::Io(_)) => CapError::Io(e.to_string()),
+            e @ (EgressError::TooLarge { .. } | EgressError::Timeout(_) | EgressError::Io(_)) => {
+                CapError::Io(e.to_string())
+            }
         }
     }
 }
@@ -275,11 +279,8 @@ impl Egress {
                 _ => Ok(vec![ip]),
             };
         }
-        let ips = self
-            .resolver
-            .lookup(&name)
-            .await
-            .map_err(|e| EgressError::Io(format!("cannot resolve {name}: {e}")))?;
+        let ips =
+            self.resolver.lookup(&name).await.map_err(|e| EgressError::Io(format!("cannot resolve {name}: {e}")))?;
         if ips.is_empty() {
             return Err(EgressError::Io(format!("{name} resolves to no address")));
         }
@@ -404,7 +405,12 @@ fn shorten(s: &str) -> String {
 }
 
 /// Checks one URL (and method, for `network.http`) against a granted network scope.
-pub(crate) fn check_network_scope(capability: &str, scope: &Scope, url: &Url, method: Option<&str>) -> Result<(), String> {
+pub(crate) fn check_network_scope(
+    capability: &str,
+    scope: &Scope,
+    url: &Url,
+    method: Option<&str>,
+) -> Result<(), String> {
     match scope.as_network() {
         Some(network) => network.check(url, method),
         None => Err(format!("{capability} was granted without a network scope")),
@@ -466,7 +472,11 @@ impl CallState {
 
     /// One HTTP exchange under the egress policy, following redirects itself (each hop
     /// re-authorized and re-resolved). Used by `network.http` and `browser.scrape`.
-    pub(crate) async fn egress_fetch(&mut self, capability: &'static str, req: FetchRequest) -> Result<Fetched, CapError> {
+    pub(crate) async fn egress_fetch(
+        &mut self,
+        capability: &'static str,
+        req: FetchRequest,
+    ) -> Result<Fetched, CapError> {
         self.egress_fetch_with(capability, req, &|_| Ok(())).await
     }
 
@@ -498,11 +508,8 @@ impl CallState {
                 }
                 Err(e) => return Err(e.into_cap_error()),
             };
-            let location = resp
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-                .map(|(_, v)| v.clone());
+            let location =
+                resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.clone());
             let redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
             match location {
                 Some(location) if redirect && follow_redirects => {
@@ -514,7 +521,10 @@ impl CallState {
                         )));
                     }
                     url = url.join(&location).map_err(|e| {
-                        CapError::Io(format!("the server redirected to `{}`, which is not a valid URL ({e})", shorten(&location)))
+                        CapError::Io(format!(
+                            "the server redirected to `{}`, which is not a valid URL ({e})",
+                            shorten(&location)
+                        ))
                     })?;
                     // Browsers turn a redirected POST into a GET for 301/302/303 and
                     // drop the body; 307/308 keep both.
@@ -523,7 +533,9 @@ impl CallState {
                         body = None;
                     }
                 }
-                _ => return Ok(Fetched { status: resp.status, headers: resp.headers, body: resp.body, final_url: url }),
+                _ => {
+                    return Ok(Fetched { status: resp.status, headers: resp.headers, body: resp.body, final_url: url })
+                }
             }
         }
     }
@@ -546,10 +558,30 @@ mod tests {
     #[test]
     fn refuses_non_public_addresses_in_every_form() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "0.1.2.3", "224.0.0.1", "255.255.255.255", "240.0.0.1", "198.18.0.1", "::1", "::",
-            "fe80::1", "fd00::1", "fec0::1", "::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:169.254.169.254",
-            "64:ff9b::a00:1", "::127.0.0.1", "::ffff:10.0.0.1", "ff02::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "fec0::1",
+            "::ffff:127.0.0.1",
+            "::ffff:7f00:1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "ff02::1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(!is_public(ip), "{ip} must be refused");
@@ -562,13 +594,17 @@ mod tests {
 
     #[test]
     fn url_parsing_normalizes_every_ipv4_spelling_to_the_same_host() {
-        for input in ["http://2130706433/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://127.1/", "http://0x7f000001/"] {
+        for input in
+            ["http://2130706433/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://127.1/", "http://0x7f000001/"]
+        {
             let url = parse_url(input, &["http", "https"]).unwrap();
             assert_eq!(url.host(), Some(url::Host::Ipv4(Ipv4Addr::LOCALHOST)), "{input}");
             let err = egress(StaticResolver::new()).destination(&url).unwrap_err();
             assert!(matches!(err, EgressError::Refused(ref m) if m.contains("loopback")), "{input}: {err}");
         }
-        for input in ["http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://169.254.169.254/"] {
+        for input in
+            ["http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://169.254.169.254/"]
+        {
             let url = parse_url(input, &["http"]).unwrap();
             let err = egress(StaticResolver::new()).destination(&url).unwrap_err();
             assert!(matches!(err, EgressError::Refused(_)), "{input}: {err}");
@@ -617,7 +653,11 @@ mod tests {
 
     #[test]
     fn parse_url_names_the_problem() {
-        assert!(matches!(parse_url("example.com/x", &["https"]), Err(CapError::InvalidInput(m)) if m.contains("absolute")));
-        assert!(matches!(parse_url("ftp://example.com/", &["https", "http"]), Err(CapError::InvalidInput(m)) if m.contains("ftp")));
+        assert!(
+            matches!(parse_url("example.com/x", &["https"]), Err(CapError::InvalidInput(m)) if m.contains("absolute"))
+        );
+        assert!(
+            matches!(parse_url("ftp://example.com/", &["https", "http"]), Err(CapError::InvalidInput(m)) if m.contains("ftp"))
+        );
     }
 }

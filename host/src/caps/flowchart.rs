@@ -53,7 +53,11 @@ impl FlowchartRegistry {
 
     /// Adds (or replaces) flowchart `name`. It runs on the host's async executor, so it
     /// must not block for long.
-    pub fn register(mut self, name: impl Into<String>, flow: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static) -> Self {
+    pub fn register(
+        mut self,
+        name: impl Into<String>,
+        flow: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
         self.flows.insert(name.into(), Arc::new(flow));
         self
     }
@@ -99,7 +103,11 @@ impl Host for CallState {
         }
         let input: Value = match serde_json::from_str(&input) {
             Ok(v) => v,
-            Err(e) => return Ok(Err(CapError::InvalidInput(format!("the flowchart input is not valid JSON ({e}); pass a JSON value")))),
+            Err(e) => {
+                return Ok(Err(CapError::InvalidInput(format!(
+                    "the flowchart input is not valid JSON ({e}); pass a JSON value"
+                ))))
+            }
         };
         if let Err(e) = self.authorize(CAPABILITY, &name, &|s: &Scope| check(s, &name)).await {
             return Ok(Err(e));
@@ -117,11 +125,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_registry_runs_registered_flowcharts_only() {
-        let flows = FlowchartRegistry::new().register("double", |v| Ok(Value::from(v.as_i64().ok_or("not a number")? * 2)));
+        let flows =
+            FlowchartRegistry::new().register("double", |v| Ok(Value::from(v.as_i64().ok_or("not a number")? * 2)));
         assert_eq!(flows.invoke("double".into(), Value::from(21)).await, Ok(Value::from(42)));
         assert!(matches!(flows.invoke("double".into(), Value::from("x")).await, Err(IntegrationError::Io(_))));
         match flows.invoke("other".into(), Value::Null).await {
-            Err(IntegrationError::Unavailable(m)) => assert!(m.contains("double") && m.contains("FlowchartRegistry::register"), "{m}"),
+            Err(IntegrationError::Unavailable(m)) => {
+                assert!(m.contains("double") && m.contains("FlowchartRegistry::register"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -484,7 +484,9 @@ impl FsBackend for CapStdFs {
             root_dir.open_dir(parent).map_err(|e| io_err("cannot open the folder of", &shown, e))?
         };
         let existing = match dir.symlink_metadata(name) {
-            Ok(m) if m.is_dir() => return Err(FsError::Invalid(format!("{} is a folder, not a file", shown.display()))),
+            Ok(m) if m.is_dir() => {
+                return Err(FsError::Invalid(format!("{} is a folder, not a file", shown.display())))
+            }
             Ok(m) if !m.is_file() => {
                 return Err(FsError::NotRegular(format!(
                     "{} is not a regular file; the filesystem capabilities only replace regular files",
@@ -664,7 +666,9 @@ pub fn parse_guest_path(input: &str, home: Option<&Path>, data: Option<&Path>) -
     }
     let absolute = if input == "~" || input.starts_with("~/") {
         let Some(home) = home else {
-            return Err(PathProblem::Invalid("the path starts with ~ but this host has no home folder ($HOME); write an absolute path".into()));
+            return Err(PathProblem::Invalid(
+                "the path starts with ~ but this host has no home folder ($HOME); write an absolute path".into(),
+            ));
         };
         join_rel(home, Path::new(input.trim_start_matches('~').trim_start_matches('/')))
     } else if input.starts_with('~') {
@@ -683,7 +687,6 @@ pub fn parse_guest_path(input: &str, home: Option<&Path>, data: Option<&Path>) -
     };
     Ok(normalize_lexically(&absolute))
 }
-
 
 /// What a path-taking operation needs once the path is resolved.
 struct Located {
@@ -814,7 +817,11 @@ impl CallState {
             let check = scope_check(anchors.clone(), lexical.clone(), Check::Location);
             self.authorize(capability, &target, &check).await?;
             return Err(self
-                .refuse(capability, &target, format!("{} is outside every folder granted to this extension", lexical.display()))
+                .refuse(
+                    capability,
+                    &target,
+                    format!("{} is outside every folder granted to this extension", lexical.display()),
+                )
                 .await);
         };
         if let Some(data) = &anchors.data {
@@ -826,7 +833,11 @@ impl CallState {
         let root = FsRoot::for_entry(&entry);
         let rel = match lexical.strip_prefix(&root.dir) {
             Ok(r) => r.to_path_buf(),
-            Err(_) => return Err(self.refuse(capability, &target, format!("{} is outside {}", lexical.display(), root.dir.display())).await),
+            Err(_) => {
+                return Err(self
+                    .refuse(capability, &target, format!("{} is outside {}", lexical.display(), root.dir.display()))
+                    .await)
+            }
         };
         let r = root.clone();
         let resolved = match self.fs_blocking(move |b| b.resolve(&r, &rel, follow_last)).await {
@@ -838,7 +849,12 @@ impl CallState {
         };
         let real = join_rel(&root.dir, &resolved.rel);
         if !real.starts_with(root.entry()) {
-            let reason = format!("{} resolves to {}, outside the granted {}", lexical.display(), real.display(), root.entry().display());
+            let reason = format!(
+                "{} resolves to {}, outside the granted {}",
+                lexical.display(),
+                real.display(),
+                root.entry().display()
+            );
             return Err(self.refuse(capability, &target, reason).await);
         }
         Ok((Located { root, resolved, real }, anchors))
@@ -869,7 +885,12 @@ impl CallState {
 
     /// Refuses an operation on a folder that holds a blocked path (removing or moving it
     /// would reach the blocked path without naming it).
-    async fn fs_refuse_blocked_inside(&mut self, capability: &'static str, op: &str, real: &Path) -> Result<(), CapError> {
+    async fn fs_refuse_blocked_inside(
+        &mut self,
+        capability: &'static str,
+        op: &str,
+        real: &Path,
+    ) -> Result<(), CapError> {
         let host = self.host.clone();
         let blocked = host.policy.blocked_paths();
         if let Some(b) = blocked.iter().find(|b| b.starts_with(real) && b.as_path() != real) {
@@ -888,7 +909,9 @@ impl CallState {
         let target = format!("{op} {}", loc.real.display());
         match loc.resolved.kind {
             Some(FileKind::File) => {}
-            Some(FileKind::Dir) => return Err(CapError::InvalidInput(format!("{} is a folder; use list-dir", loc.real.display()))),
+            Some(FileKind::Dir) => {
+                return Err(CapError::InvalidInput(format!("{} is a folder; use list-dir", loc.real.display())))
+            }
             Some(_) => {
                 let reason = format!(
                     "{} is a device, pipe or socket; the filesystem capabilities only read regular files",
@@ -952,7 +975,12 @@ impl fs_read::Host for CallState {
         }))
     }
 
-    async fn read_range(&mut self, path: String, offset: u64, length: u32) -> wasmtime::Result<Result<Vec<u8>, CapError>> {
+    async fn read_range(
+        &mut self,
+        path: String,
+        offset: u64,
+        length: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, CapError>> {
         try_budget!(self, path.len());
         Ok(self.fs_read_bytes("read", path, Some((offset, length))).await)
     }
@@ -982,7 +1010,12 @@ impl CallState {
         let loc = self.fs_authorized(READ, "list", &path, true, Check::Location).await?;
         match loc.resolved.kind {
             Some(FileKind::Dir) => {}
-            Some(_) => return Err(CapError::InvalidInput(format!("{} is not a folder; use read or metadata", loc.real.display()))),
+            Some(_) => {
+                return Err(CapError::InvalidInput(format!(
+                    "{} is not a folder; use read or metadata",
+                    loc.real.display()
+                )))
+            }
             None => return Err(CapError::Io(format!("{} does not exist", loc.real.display()))),
         }
         let limit = self.host.config.filesystem.max_list_entries;
@@ -1008,7 +1041,12 @@ impl CallState {
         }
         let (root, rel) = (loc.root.clone(), loc.resolved.rel.clone());
         let m = self.fs_blocking(move |b| b.metadata(&root, &rel)).await.map_err(fs_error)?;
-        Ok(fs_read::FileMetadata { kind: wit_kind(m.kind), size: m.size, modified_ms: m.modified_ms, readonly: m.readonly })
+        Ok(fs_read::FileMetadata {
+            kind: wit_kind(m.kind),
+            size: m.size,
+            modified_ms: m.modified_ms,
+            readonly: m.readonly,
+        })
     }
 
     async fn fs_write_data(&mut self, path: String, data: Vec<u8>, append: bool) -> Result<(), CapError> {
@@ -1019,7 +1057,9 @@ impl CallState {
             None => data.len() as u64,
             Some(FileKind::File) if append => loc.resolved.size.saturating_add(data.len() as u64),
             Some(FileKind::File) => data.len() as u64,
-            Some(FileKind::Dir) => return Err(CapError::InvalidInput(format!("{} is a folder, not a file", loc.real.display()))),
+            Some(FileKind::Dir) => {
+                return Err(CapError::InvalidInput(format!("{} is a folder, not a file", loc.real.display())))
+            }
             Some(_) => {
                 let reason = format!(
                     "{} is a device, pipe or socket; the filesystem capabilities only write regular files",
@@ -1085,7 +1125,10 @@ impl CallState {
         let (to, _) = self.fs_locate(WRITE, "rename-to", &destination, false).await?;
         let check = match (from.resolved.kind, to.resolved.kind) {
             (_, Some(FileKind::Dir)) => {
-                return Err(CapError::InvalidInput(format!("{} is a folder; name the new path itself", to.real.display())))
+                return Err(CapError::InvalidInput(format!(
+                    "{} is a folder; name the new path itself",
+                    to.real.display()
+                )))
             }
             (Some(FileKind::File), _) => Check::File(Some(from.resolved.size)),
             _ => Check::Location,
@@ -1100,12 +1143,18 @@ impl CallState {
     /// authorizes it under the extension's `filesystem.read` (or else
     /// `filesystem.write`) grant: a program may only start inside a folder the extension
     /// could read or write anyway.
-    pub(crate) async fn fs_working_dir(&mut self, spawn_capability: &'static str, path: &str) -> Result<PathBuf, CapError> {
+    pub(crate) async fn fs_working_dir(
+        &mut self,
+        spawn_capability: &'static str,
+        path: &str,
+    ) -> Result<PathBuf, CapError> {
         let anchors = self.fs_anchors();
         let lexical = parse_guest_path(path, anchors.home.as_deref(), anchors.data.as_deref());
         let (by_read, by_write) = {
             let covers = |cap: &str| match (&lexical, self.fs_scope(cap)) {
-                (Ok(l), Some(s)) => s.paths.iter().filter_map(|p| p.resolve(&anchors.roots())).any(|e| l.starts_with(e)),
+                (Ok(l), Some(s)) => {
+                    s.paths.iter().filter_map(|p| p.resolve(&anchors.roots())).any(|e| l.starts_with(e))
+                }
                 _ => false,
             };
             (covers(READ), covers(WRITE))
@@ -1124,7 +1173,10 @@ impl CallState {
         let loc = self.fs_authorized(capability, "cwd", path, true, Check::Location).await?;
         match loc.resolved.kind {
             Some(FileKind::Dir) => Ok(loc.real),
-            _ => Err(CapError::InvalidInput(format!("the working folder {} is not an existing folder", loc.real.display()))),
+            _ => Err(CapError::InvalidInput(format!(
+                "the working folder {} is not an existing folder",
+                loc.real.display()
+            ))),
         }
     }
 }
@@ -1177,7 +1229,8 @@ mod tests {
         for bad in ["", "a\0b", "a\nb", "~root/x", "relative"] {
             assert!(matches!(parse_guest_path(bad, home, None), Err(PathProblem::Invalid(_))), "{bad:?}");
         }
-        for sneaky in ["/srv/%2e%2e/etc", "/srv/..%2Fetc", "/srv/..\\..\\etc", "/srv/%252e%252e/", "/srv/%c0%ae%c0%ae/"] {
+        for sneaky in ["/srv/%2e%2e/etc", "/srv/..%2Fetc", "/srv/..\\..\\etc", "/srv/%252e%252e/", "/srv/%c0%ae%c0%ae/"]
+        {
             assert!(matches!(parse_guest_path(sneaky, home, None), Err(PathProblem::Suspicious(_))), "{sneaky:?}");
         }
         assert!(parse_guest_path(&"/a".repeat(3000), home, None).is_err());
@@ -1265,10 +1318,16 @@ mod tests {
             std::fs::write(dir.path().join(n), n).unwrap();
         }
         std::fs::create_dir(dir.path().join("d")).unwrap();
-        let names: Vec<_> = CapStdFs.list(&r, Path::new(""), 10).unwrap().into_iter().map(|e| (e.name, e.kind)).collect();
+        let names: Vec<_> =
+            CapStdFs.list(&r, Path::new(""), 10).unwrap().into_iter().map(|e| (e.name, e.kind)).collect();
         assert_eq!(
             names,
-            [("a".into(), FileKind::File), ("b".into(), FileKind::File), ("c".into(), FileKind::File), ("d".into(), FileKind::Dir)]
+            [
+                ("a".into(), FileKind::File),
+                ("b".into(), FileKind::File),
+                ("c".into(), FileKind::File),
+                ("d".into(), FileKind::Dir)
+            ]
         );
         assert!(matches!(CapStdFs.list(&r, Path::new(""), 3), Err(FsError::Invalid(_))));
     }
@@ -1281,4 +1340,3 @@ mod tests {
         assert!(matches!(CapStdFs.read(&r, Path::new("zero"), 0, 10), Err(FsError::NotRegular(_))));
     }
 }
-

@@ -92,7 +92,8 @@ impl ReqwestBackend {
 impl HttpBackend for ReqwestBackend {
     fn send(&self, req: OutboundRequest) -> SendFuture<'_> {
         Box::pin(async move {
-            let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| HttpError::Io(e.to_string()))?;
+            let method =
+                reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| HttpError::Io(e.to_string()))?;
             let mut builder = self.client.request(method, req.url.clone()).timeout(req.timeout);
             for (k, v) in &req.headers {
                 builder = builder.header(k, v);
@@ -181,13 +182,19 @@ impl CallState {
     async fn http_send(&mut self, req: Request) -> Result<Response, CapError> {
         let config = self.host.egress.config();
         if req.headers.len() > MAX_HEADERS {
-            return Err(CapError::InvalidInput(format!("{} headers, more than the {MAX_HEADERS} allowed", req.headers.len())));
+            return Err(CapError::InvalidInput(format!(
+                "{} headers, more than the {MAX_HEADERS} allowed",
+                req.headers.len()
+            )));
         }
         if let Some((name, _)) = req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            return Err(CapError::InvalidInput(format!("the `{name}` header is set by the host from the URL; remove it")));
+            return Err(CapError::InvalidInput(format!(
+                "the `{name}` header is set by the host from the URL; remove it"
+            )));
         }
         let url = super::egress::parse_url(&req.url, &["https", "http"])?;
-        let timeout = Duration::from_millis(req.timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms)));
+        let timeout =
+            Duration::from_millis(req.timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms)));
         let fetch = FetchRequest {
             url,
             method: method_name(req.method),

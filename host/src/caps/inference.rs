@@ -337,12 +337,14 @@ impl InferenceBackend for OpenAiCompatible {
 /// The `error.message` of an OpenAI-style error body, else the body's start.
 fn provider_message(body: &str) -> String {
     let from_json = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| {
-        v.get("error")
-            .and_then(|e| e.get("message").or(Some(e)))
-            .and_then(|m| m.as_str().map(str::to_owned))
+        v.get("error").and_then(|e| e.get("message").or(Some(e))).and_then(|m| m.as_str().map(str::to_owned))
     });
     let message = from_json.unwrap_or_else(|| body.chars().take(300).collect());
-    if message.is_empty() { "(no message)".into() } else { message }
+    if message.is_empty() {
+        "(no message)".into()
+    } else {
+        message
+    }
 }
 
 #[derive(Deserialize)]
@@ -379,11 +381,8 @@ struct WireUsage {
 
 fn parse_response(body: &str, requested_model: &str) -> Result<CompletionResponse, InferenceError> {
     let wire: WireResponse = serde_json::from_str(body).map_err(|e| InferenceError::BadResponse(e.to_string()))?;
-    let choice = wire
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| InferenceError::BadResponse("it has no choices".into()))?;
+    let choice =
+        wire.choices.into_iter().next().ok_or_else(|| InferenceError::BadResponse("it has no choices".into()))?;
     let finish_reason = match choice.finish_reason.as_deref() {
         Some("stop") | None => FinishReason::Stop,
         Some("length") => FinishReason::Length,
@@ -455,7 +454,9 @@ fn now_ms() -> u64 {
 fn to_cap_error(e: InferenceError) -> CapError {
     match e {
         InferenceError::NotConfigured => CapError::Unavailable(e.to_string()),
-        InferenceError::Provider { status, .. } if status == 429 || status >= 500 => CapError::Unavailable(e.to_string()),
+        InferenceError::Provider { status, .. } if status == 429 || status >= 500 => {
+            CapError::Unavailable(e.to_string())
+        }
         _ => CapError::Io(e.to_string()),
     }
 }
@@ -484,14 +485,19 @@ fn check_request(req: &wit::ChatRequest) -> Result<(), CapError> {
         }
     }
     if req.stop.len() > MAX_STOP {
-        return Err(CapError::InvalidInput(format!("{} stop strings given; at most {MAX_STOP} are allowed", req.stop.len())));
+        return Err(CapError::InvalidInput(format!(
+            "{} stop strings given; at most {MAX_STOP} are allowed",
+            req.stop.len()
+        )));
     }
     if req.max_tokens == Some(0) {
         return Err(CapError::InvalidInput("max-tokens is 0; ask for at least 1 token or leave it unset".into()));
     }
     if let Some(m) = &req.model {
         if m.is_empty() || m.len() > 256 || m.chars().any(char::is_control) {
-            return Err(CapError::InvalidInput("the model name is empty, longer than 256 bytes or has control characters".into()));
+            return Err(CapError::InvalidInput(
+                "the model name is empty, longer than 256 bytes or has control characters".into(),
+            ));
         }
     }
     Ok(())
@@ -501,7 +507,13 @@ impl CallState {
     /// Scans `text` with the Guardian at `point`; a malicious verdict is refused and
     /// audited (both as a Guardian verdict and as a deny decision), anything not clean is
     /// audited.
-    async fn inference_screen(&mut self, text: &str, point: omni_guardian::ScanPoint, what: &str, target: &str) -> Result<(), CapError> {
+    async fn inference_screen(
+        &mut self,
+        text: &str,
+        point: omni_guardian::ScanPoint,
+        what: &str,
+        target: &str,
+    ) -> Result<(), CapError> {
         let verdict = self.host.guardian.scan(text, point);
         if verdict.kind == omni_guardian::VerdictKind::Clean {
             return Ok(());
@@ -519,7 +531,16 @@ impl CallState {
         // recorded through the same log and reported in the call's denials.
         let _ = self.host.policy.audit().append_async(event).await;
         if verdict.is_blocked() {
-            return Err(self.refuse(CAPABILITY, target, format!("{judgement}; it was not {}", if point == omni_guardian::ScanPoint::Prompt { "sent to the model" } else { "returned" })).await);
+            return Err(self
+                .refuse(
+                    CAPABILITY,
+                    target,
+                    format!(
+                        "{judgement}; it was not {}",
+                        if point == omni_guardian::ScanPoint::Prompt { "sent to the model" } else { "returned" }
+                    ),
+                )
+                .await);
         }
         Ok(())
     }
@@ -624,14 +645,20 @@ impl wit::Host for CallState {
         if req.messages.len() > 1 {
             // An attack split across messages only shows in the assembled conversation.
             let whole = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
-            if let Err(e) = self.inference_screen(&whole, omni_guardian::ScanPoint::Prompt, "the assembled prompt", &target).await {
+            if let Err(e) =
+                self.inference_screen(&whole, omni_guardian::ScanPoint::Prompt, "the assembled prompt", &target).await
+            {
                 return Ok(Err(e));
             }
         }
 
         let request = CompletionRequest {
             model,
-            messages: req.messages.iter().map(|m| ChatMessage { role: role(m.role), content: m.content.clone() }).collect(),
+            messages: req
+                .messages
+                .iter()
+                .map(|m| ChatMessage { role: role(m.role), content: m.content.clone() })
+                .collect(),
             max_tokens,
             temperature: req.temperature,
             stop: req.stop.clone(),
@@ -652,7 +679,10 @@ impl wit::Host for CallState {
         if let Err(e) = self.ledger_blocking(move |l, ext| l.add(ext, day, spent)).await {
             return Ok(Err(e));
         }
-        if let Err(e) = self.inference_screen(&answer.content, omni_guardian::ScanPoint::ModelOutput, "the model's answer", &target).await {
+        if let Err(e) = self
+            .inference_screen(&answer.content, omni_guardian::ScanPoint::ModelOutput, "the model's answer", &target)
+            .await
+        {
             return Ok(Err(e));
         }
         Ok(Ok(wit::ChatResponse {
@@ -681,9 +711,15 @@ mod tests {
     fn parses_openai_answers_and_errors() {
         let body = r#"{"model":"m-1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let r = parse_response(body, "asked").unwrap();
-        assert_eq!((r.content.as_str(), r.finish_reason, r.total_tokens, r.model.as_str()), ("hi", FinishReason::Length, 5, "m-1"));
+        assert_eq!(
+            (r.content.as_str(), r.finish_reason, r.total_tokens, r.model.as_str()),
+            ("hi", FinishReason::Length, 5, "m-1")
+        );
         let r = parse_response(r#"{"choices":[{"message":{"content":null}}]}"#, "asked").unwrap();
-        assert_eq!((r.content.as_str(), r.finish_reason, r.total_tokens, r.model.as_str()), ("", FinishReason::Stop, 0, "asked"));
+        assert_eq!(
+            (r.content.as_str(), r.finish_reason, r.total_tokens, r.model.as_str()),
+            ("", FinishReason::Stop, 0, "asked")
+        );
         assert!(matches!(parse_response(r#"{"choices":[]}"#, "m"), Err(InferenceError::BadResponse(_))));
         assert!(matches!(parse_response("<html>", "m"), Err(InferenceError::BadResponse(_))));
         assert_eq!(provider_message(r#"{"error":{"message":"bad key","type":"auth"}}"#), "bad key");

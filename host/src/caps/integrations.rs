@@ -275,7 +275,13 @@ impl CallState {
     /// Takes one of `max` concurrent slots of `capability` for this extension, or refuses
     /// (audited) with `rate-limited` when they are all taken. `source` names where the
     /// bound comes from, for the person reading the refusal.
-    pub(crate) async fn take_slot(&mut self, capability: &'static str, target: &str, max: Option<u32>, source: &str) -> Result<Option<Slot>, CapError> {
+    pub(crate) async fn take_slot(
+        &mut self,
+        capability: &'static str,
+        target: &str,
+        max: Option<u32>,
+        source: &str,
+    ) -> Result<Option<Slot>, CapError> {
         let Some(max) = max else { return Ok(None) };
         match self.host.integrations.running.try_take(&self.ext.id, capability, max) {
             Some(slot) => Ok(Some(slot)),
@@ -292,7 +298,12 @@ impl CallState {
     }
 
     /// Maps a backend's answer onto the guest's error, auditing a backend refusal.
-    pub(crate) async fn backend_result<T>(&mut self, capability: &'static str, target: &str, result: Result<T, IntegrationError>) -> Result<T, CapError> {
+    pub(crate) async fn backend_result<T>(
+        &mut self,
+        capability: &'static str,
+        target: &str,
+        result: Result<T, IntegrationError>,
+    ) -> Result<T, CapError> {
         match result {
             Ok(v) => Ok(v),
             Err(IntegrationError::Unavailable(m)) => Err(CapError::Unavailable(m)),
@@ -339,10 +350,15 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), CapError> {
         return Err(CapError::InvalidInput(format!("the {what} is empty; pass one of the names in the grant's scope")));
     }
     if name.len() > 256 {
-        return Err(CapError::InvalidInput(format!("the {what} is {} bytes long, more than 256; pass a name from the grant's scope", name.len())));
+        return Err(CapError::InvalidInput(format!(
+            "the {what} is {} bytes long, more than 256; pass a name from the grant's scope",
+            name.len()
+        )));
     }
     if name.chars().any(char::is_control) {
-        return Err(CapError::InvalidInput(format!("the {what} {name:?} contains control characters; pass a name from the grant's scope")));
+        return Err(CapError::InvalidInput(format!(
+            "the {what} {name:?} contains control characters; pass a name from the grant's scope"
+        )));
     }
     Ok(())
 }

@@ -99,11 +99,8 @@ impl KvBackend for RedbKv {
             let mut data = tx.open_table(DATA).map_err(storage)?;
             let mut usage = tx.open_table(USAGE).map_err(storage)?;
             let used = usage.get(namespace).map_err(storage)?.map(|v| v.value()).unwrap_or(0);
-            let old = data
-                .get((namespace, key))
-                .map_err(storage)?
-                .map(|v| (key.len() + v.value().len()) as u64)
-                .unwrap_or(0);
+            let old =
+                data.get((namespace, key)).map_err(storage)?.map(|v| (key.len() + v.value().len()) as u64).unwrap_or(0);
             let wanted = (key.len() + value.len()) as u64;
             let would_be = used.saturating_sub(old).saturating_add(wanted);
             if would_be > quota {

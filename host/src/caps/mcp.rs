@@ -107,7 +107,12 @@ impl Host for CallState {
         Ok(result.map(|all| all.into_iter().filter(|t| tool_allowed(scope.as_ref(), &t.name)).collect()))
     }
 
-    async fn call_tool(&mut self, server: String, tool: String, arguments: String) -> wasmtime::Result<Result<CallResult, CapError>> {
+    async fn call_tool(
+        &mut self,
+        server: String,
+        tool: String,
+        arguments: String,
+    ) -> wasmtime::Result<Result<CallResult, CapError>> {
         try_budget!(self, server.len() + tool.len() + arguments.len());
         if let Err(e) = check_name("server", &server).and(check_name("tool", &tool)) {
             return Ok(Err(e));
@@ -141,7 +146,14 @@ mod tests {
     fn servers_and_tools_match_exactly() {
         let s = scope(Some(&["read_file"]));
         assert!(check_call(&s, "files", "read_file").is_ok());
-        for (server, tool) in [("files", "write_file"), ("files", "read_file "), ("files", "READ_FILE"), ("Files", "read_file"), ("files2", "read_file"), ("", "read_file")] {
+        for (server, tool) in [
+            ("files", "write_file"),
+            ("files", "read_file "),
+            ("files", "READ_FILE"),
+            ("Files", "read_file"),
+            ("files2", "read_file"),
+            ("", "read_file"),
+        ] {
             assert!(check_call(&s, server, tool).is_err(), "{server}/{tool}");
         }
         assert!(check_server(&s, "files").is_ok());

@@ -252,7 +252,9 @@ impl WebhookBackend {
             .as_deref()
             .ok_or_else(|| MessagingError::Unavailable("no webhook_url is set in [messaging] of omni.toml".into()))?;
         let url = url::Url::parse(raw).map_err(|e| {
-            MessagingError::Unavailable(format!("[messaging] webhook_url {raw:?} is not a URL ({e}); write it as https://host/path"))
+            MessagingError::Unavailable(format!(
+                "[messaging] webhook_url {raw:?} is not a URL ({e}); write it as https://host/path"
+            ))
         })?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -269,8 +271,15 @@ impl MessagingBackend for WebhookBackend {
             let body = serde_json::to_vec(&delivery).map_err(|e| MessagingError::Io(e.to_string()))?;
             let send = self.client.post(self.url.clone()).header("content-type", "application/json").body(body).send();
             let response = match tokio::time::timeout(self.timeout, send).await {
-                Err(_) => return Err(MessagingError::Io(format!("the messaging webhook did not answer within {:?}", self.timeout))),
-                Ok(Err(e)) => return Err(MessagingError::Io(format!("the messaging webhook could not be reached: {e}"))),
+                Err(_) => {
+                    return Err(MessagingError::Io(format!(
+                        "the messaging webhook did not answer within {:?}",
+                        self.timeout
+                    )))
+                }
+                Ok(Err(e)) => {
+                    return Err(MessagingError::Io(format!("the messaging webhook could not be reached: {e}")))
+                }
                 Ok(Ok(r)) => r,
             };
             let status = response.status();
@@ -358,7 +367,9 @@ impl CallState {
         let list = recipients.to_vec();
         let check = move |scope: &Scope| match scope.as_messaging() {
             Some(m) => list.iter().try_for_each(|r| m.check_recipient(r)),
-            None => Err(format!("the grant of {capability} has no recipients scope; reinstall the extension to grant recipients")),
+            None => Err(format!(
+                "the grant of {capability} has no recipients scope; reinstall the extension to grant recipients"
+            )),
         };
         self.authorize(capability, &target, &check).await
     }
@@ -424,7 +435,11 @@ impl email::Host for CallState {
             .and_then(|_| single_line("the subject", &msg.subject))
             .and_then(|_| addresses.iter().try_for_each(|a| single_line("a recipient address", a)))
             .and_then(|_| msg.reply_to.as_deref().map_or(Ok(()), |r| single_line("reply-to", r)))
-            .and_then(|_| msg.attachments.iter().try_for_each(|a| single_line("an attachment's name or type", &format!("{}{}", a.filename, a.mime))));
+            .and_then(|_| {
+                msg.attachments
+                    .iter()
+                    .try_for_each(|a| single_line("an attachment's name or type", &format!("{}{}", a.filename, a.mime)))
+            });
         if let Err(e) = shape {
             return Ok(Err(e));
         }
@@ -506,7 +521,11 @@ mod tests {
                 body_text: "b".into(),
                 body_html: None,
                 reply_to: None,
-                attachments: vec![EmailAttachment { filename: "f".into(), mime: "text/plain".into(), data: b"hi".to_vec() }],
+                attachments: vec![EmailAttachment {
+                    filename: "f".into(),
+                    mime: "text/plain".into(),
+                    data: b"hi".to_vec(),
+                }],
             },
             ..delivery("")
         };

@@ -37,8 +37,8 @@ use std::time::Duration;
 use omni_capabilities::Scope;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::{CapError, RateLimitedInfo};
 use crate::audit::NewRecord;
+use crate::bindings::{CapError, RateLimitedInfo};
 use crate::policy::{AccessRequest, Decision, Denial};
 use crate::sandbox::CallState;
 
@@ -89,13 +89,8 @@ impl CallState {
         target: &str,
         check: &(dyn Fn(&Scope) -> Result<(), String> + Send + Sync),
     ) -> Result<(), CapError> {
-        let request = AccessRequest {
-            session: &self.session,
-            extension: &self.ext.id,
-            capability,
-            target,
-            check_scope: check,
-        };
+        let request =
+            AccessRequest { session: &self.session, extension: &self.ext.id, capability, target, check_scope: check };
         match self.host.policy.authorize_async(&request).await {
             Ok(_) => Ok(()),
             Err(denial) => {
@@ -117,7 +112,8 @@ impl CallState {
     /// call's denials, and returned as `out-of-scope` for the guest. Use it for every
     /// refusal that is about *where* an extension tried to go, so the audit shows it.
     pub(crate) async fn refuse(&mut self, capability: &'static str, target: &str, reason: String) -> CapError {
-        let record = NewRecord::decision(&self.session, &self.ext.id, capability, target, Decision::Deny, None, reason.clone());
+        let record =
+            NewRecord::decision(&self.session, &self.ext.id, capability, target, Decision::Deny, None, reason.clone());
         // The refusal stands even when the audit cannot record it; the caller still
         // sees it in the call's denials.
         let _ = self.host.policy.audit().append_async(record).await;
@@ -138,10 +134,9 @@ pub(crate) fn denial_to_error(denial: Denial) -> CapError {
     match denial {
         Denial::PermissionDenied(m) => CapError::PermissionDenied(m),
         Denial::OutOfScope(m) => CapError::OutOfScope(m),
-        Denial::RateLimited { retry_after, reason } => CapError::RateLimited(RateLimitedInfo {
-            retry_after_ms: duration_ms(retry_after),
-            reason,
-        }),
+        Denial::RateLimited { retry_after, reason } => {
+            CapError::RateLimited(RateLimitedInfo { retry_after_ms: duration_ms(retry_after), reason })
+        }
         Denial::Unavailable(m) => CapError::Unavailable(m),
     }
 }

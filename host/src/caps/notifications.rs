@@ -115,7 +115,9 @@ fn check_text(title: &str, body: &str) -> Result<(), CapError> {
         )));
     }
     if title.chars().any(char::is_control) || body.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(CapError::InvalidInput("the notification has control characters (only line breaks in the body are allowed)".into()));
+        return Err(CapError::InvalidInput(
+            "the notification has control characters (only line breaks in the body are allowed)".into(),
+        ));
     }
     Ok(())
 }
@@ -154,7 +156,13 @@ mod tests {
     use super::*;
 
     fn n(title: &str) -> Notification {
-        Notification { extension: "e".into(), title: title.into(), body: String::new(), level: Level::Normal, sent_at: String::new() }
+        Notification {
+            extension: "e".into(),
+            title: title.into(),
+            body: String::new(),
+            level: Level::Normal,
+            sent_at: String::new(),
+        }
     }
 
     #[test]

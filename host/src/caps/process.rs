@@ -214,9 +214,8 @@ impl ProcessBackend for SystemProcess {
                 use std::os::unix::process::CommandExt;
                 cmd.process_group(0);
             }
-            let mut child = cmd
-                .spawn()
-                .map_err(|e| ProcessError::Start(format!("cannot start {}: {e}", req.program.display())))?;
+            let mut child =
+                cmd.spawn().map_err(|e| ProcessError::Start(format!("cannot start {}: {e}", req.program.display())))?;
             let group = KillGroup { pid: Some(child.id()) };
             if let (Some(mut pipe), Some(data)) = (child.stdin.take(), req.stdin) {
                 // A child that never reads its input must not block the host.
@@ -346,17 +345,13 @@ pub fn locate_program(program: &str, search_path: &[PathBuf]) -> Result<(PathBuf
         }
         p.to_path_buf()
     } else {
-        search_path
-            .iter()
-            .map(|d| d.join(program))
-            .find(|c| c.is_file())
-            .ok_or_else(|| {
-                let dirs: Vec<String> = search_path.iter().map(|d| d.display().to_string()).collect();
-                ProgramProblem::NotFound(format!(
-                    "no program {shown:?} in the host's search path ({}); name it by absolute path",
-                    dirs.join(", ")
-                ))
-            })?
+        search_path.iter().map(|d| d.join(program)).find(|c| c.is_file()).ok_or_else(|| {
+            let dirs: Vec<String> = search_path.iter().map(|d| d.display().to_string()).collect();
+            ProgramProblem::NotFound(format!(
+                "no program {shown:?} in the host's search path ({}); name it by absolute path",
+                dirs.join(", ")
+            ))
+        })?
     };
     let real = std::fs::canonicalize(&named)
         .map_err(|e| ProgramProblem::NotFound(format!("cannot find the program {}: {e}", named.display())))?;
@@ -369,7 +364,9 @@ pub fn locate_program(program: &str, search_path: &[PathBuf]) -> Result<(PathBuf
 fn valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_uppercase() || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit()))
+        && name.bytes().enumerate().all(|(i, b)| {
+            b == b'_' || b.is_ascii_uppercase() || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit())
+        })
 }
 
 /// Whether a guest may set environment variable `name` for a child.
@@ -465,7 +462,9 @@ impl CallState {
                 return Err(self.refuse(CAPABILITY, &target, reason).await);
             }
             if v.contains('\0') || v.len() > 4096 {
-                return Err(CapError::InvalidInput(format!("the value of {k} holds a NUL byte or is longer than 4096 bytes")));
+                return Err(CapError::InvalidInput(format!(
+                    "the value of {k} holds a NUL byte or is longer than 4096 bytes"
+                )));
             }
             env.push((k, v));
         }
@@ -474,7 +473,9 @@ impl CallState {
         let Some(_slot) = self.host.running.enter(&self.ext.id, max) else {
             return Err(CapError::RateLimited(RateLimitedInfo {
                 retry_after_ms: 100,
-                reason: format!("{max} programs of this extension are already running (max_concurrent); wait for one to finish"),
+                reason: format!(
+                    "{max} programs of this extension are already running (max_concurrent); wait for one to finish"
+                ),
             }));
         };
         let (working_dir, _scratch) = match &cmd.working_dir {
@@ -554,7 +555,9 @@ mod tests {
         for ok in ["LANG", "LC_ALL", "LC_MESSAGES", "TZ", "NO_COLOR"] {
             assert!(env_allowed(ok), "{ok}");
         }
-        for bad in ["PATH", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "GIT_SSH_COMMAND", "HOME", "LC_A=B", "BASH_ENV", "lang"] {
+        for bad in
+            ["PATH", "LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "GIT_SSH_COMMAND", "HOME", "LC_A=B", "BASH_ENV", "lang"]
+        {
             assert!(!env_allowed(bad), "{bad}");
         }
     }
@@ -566,7 +569,9 @@ mod tests {
         let out = rt().block_on(SystemProcess.run(request("/usr/bin/env", &[]))).expect("env runs");
         assert_eq!(out.exit_code, Some(0));
         assert!(out.stdout.is_empty(), "the environment must be empty: {:?}", String::from_utf8_lossy(&out.stdout));
-        let Ok((_, printf)) = locate_program("printf", &[PathBuf::from("/usr/bin"), PathBuf::from("/bin")]) else { return };
+        let Ok((_, printf)) = locate_program("printf", &[PathBuf::from("/usr/bin"), PathBuf::from("/bin")]) else {
+            return;
+        };
         let mut all = vec!["%s\\0"];
         all.extend(args);
         let out = rt().block_on(SystemProcess.run(request(&printf.display().to_string(), &all))).expect("printf runs");
@@ -590,7 +595,10 @@ mod tests {
         let mut r = request("/bin/cat", &[]);
         r.stdin = Some(b"fed through stdin".to_vec());
         assert_eq!(rt().block_on(SystemProcess.run(r)).expect("cat runs").stdout, b"fed through stdin");
-        assert!(matches!(rt().block_on(SystemProcess.run(request("/nonexistent/x", &[]))), Err(ProcessError::Start(_))));
+        assert!(matches!(
+            rt().block_on(SystemProcess.run(request("/nonexistent/x", &[]))),
+            Err(ProcessError::Start(_))
+        ));
     }
 
     #[test]

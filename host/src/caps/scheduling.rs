@@ -239,7 +239,8 @@ impl ScheduleStore for RedbSchedules {
     }
 
     fn due(&self, now_ms: u64) -> Result<Vec<Job>, ScheduleError> {
-        let mut due: Vec<Job> = self.all()?.into_iter().filter(|j| j.next_run_ms.is_some_and(|t| t <= now_ms)).collect();
+        let mut due: Vec<Job> =
+            self.all()?.into_iter().filter(|j| j.next_run_ms.is_some_and(|t| t <= now_ms)).collect();
         due.sort_by_key(|j| j.next_run_ms);
         Ok(due)
     }
@@ -320,7 +321,9 @@ fn cron_field(text: &str, name: &str, min: u8, max: u8) -> Result<u64, String> {
             None => (part, 1),
         };
         let number = |s: &str| -> Result<u8, String> {
-            let n: u8 = s.parse().map_err(|_| format!("the {name} field has {s:?}, which is not a number from {min} to {max}"))?;
+            let n: u8 = s
+                .parse()
+                .map_err(|_| format!("the {name} field has {s:?}, which is not a number from {min} to {max}"))?;
             if n < min || n > max {
                 return Err(format!("the {name} field has {n}, outside {min}-{max}"));
             }
@@ -398,7 +401,11 @@ impl Cron {
         while t.year() <= last_year {
             let date = t.date();
             if !bit(self.months, date.month() as u8) {
-                let (y, m) = if date.month() == Month::December { (date.year() + 1, Month::January) } else { (date.year(), date.month().next()) };
+                let (y, m) = if date.month() == Month::December {
+                    (date.year() + 1, Month::January)
+                } else {
+                    (date.year(), date.month().next())
+                };
                 t = PrimitiveDateTime::new(Date::from_calendar_date(y, m, 1).ok()?, Time::MIDNIGHT).assume_utc();
                 continue;
             }
@@ -473,8 +480,9 @@ impl CallState {
             }
             Trigger::Cron(expr) => {
                 let cron = Cron::parse(expr).map_err(CapError::InvalidInput)?;
-                cron.next_after(now)
-                    .ok_or_else(|| CapError::InvalidInput(format!("the cron expression {expr:?} never fires in the next five years")))
+                cron.next_after(now).ok_or_else(|| {
+                    CapError::InvalidInput(format!("the cron expression {expr:?} never fires in the next five years"))
+                })
             }
         }
     }
@@ -495,7 +503,12 @@ impl CallState {
 }
 
 impl wit::Host for CallState {
-    async fn schedule(&mut self, tool: String, arguments: String, when: wit::Trigger) -> wasmtime::Result<Result<String, CapError>> {
+    async fn schedule(
+        &mut self,
+        tool: String,
+        arguments: String,
+        when: wit::Trigger,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         let trigger = from_wit(&when);
         let cron_len = match &trigger {
             Trigger::Cron(c) => c.len(),
@@ -517,7 +530,9 @@ impl wit::Host for CallState {
             ))));
         }
         if !matches!(serde_json::from_str::<serde_json::Value>(&arguments), Ok(serde_json::Value::Object(_))) {
-            return Ok(Err(CapError::InvalidInput("the arguments must be a JSON object, e.g. {} or {\"city\":\"Paris\"}".into())));
+            return Ok(Err(CapError::InvalidInput(
+                "the arguments must be a JSON object, e.g. {} or {\"city\":\"Paris\"}".into(),
+            )));
         }
         let now = now_ms();
         let next = match self.first_run(&trigger, now) {
@@ -528,7 +543,14 @@ impl wit::Host for CallState {
             return Ok(Err(e));
         }
         let max = self.host.config.scheduling.max_jobs_per_extension;
-        let job = Job { id: String::new(), extension: self.ext.id.clone(), tool, arguments, trigger, next_run_ms: Some(next) };
+        let job = Job {
+            id: String::new(),
+            extension: self.ext.id.clone(),
+            tool,
+            arguments,
+            trigger,
+            next_run_ms: Some(next),
+        };
         Ok(self.schedule_blocking(move |s, _| s.add(job, max)).await.map(|j| j.id))
     }
 
@@ -627,7 +649,13 @@ impl Omni {
                     RunOutcome::Refused(reason)
                 }
             };
-            runs.push(ScheduledRun { job: job.id, extension: job.extension, tool: job.tool, outcome, next_run_ms: next });
+            runs.push(ScheduledRun {
+                job: job.id,
+                extension: job.extension,
+                tool: job.tool,
+                outcome,
+                next_run_ms: next,
+            });
         }
         Ok(runs)
     }
@@ -691,7 +719,11 @@ mod tests {
         // 2026-11-21 is a Saturday: the next run is Monday 07:00.
         assert_eq!(weekdays_at_7.next_after(at("2026-11-21T10:00:00Z")), Some(at("2026-11-23T07:00:00Z")));
         assert_eq!(weekdays_at_7.next_after(at("2026-11-23T06:59:59Z")), Some(at("2026-11-23T07:00:00Z")));
-        assert_eq!(weekdays_at_7.next_after(at("2026-11-23T07:00:00Z")), Some(at("2026-11-24T07:00:00Z")), "strictly after");
+        assert_eq!(
+            weekdays_at_7.next_after(at("2026-11-23T07:00:00Z")),
+            Some(at("2026-11-24T07:00:00Z")),
+            "strictly after"
+        );
         let every_15 = Cron::parse("*/15 * * * *").unwrap();
         assert_eq!(every_15.next_after(at("2026-11-21T10:14:30Z")), Some(at("2026-11-21T10:15:00Z")));
         let new_year = Cron::parse("0 0 1 1 *").unwrap();
@@ -736,7 +768,14 @@ mod tests {
     }
 
     fn job(ext: &str, next: u64) -> Job {
-        Job { id: String::new(), extension: ext.into(), tool: "t".into(), arguments: "{}".into(), trigger: Trigger::Every(60_000), next_run_ms: Some(next) }
+        Job {
+            id: String::new(),
+            extension: ext.into(),
+            tool: "t".into(),
+            arguments: "{}".into(),
+            trigger: Trigger::Every(60_000),
+            next_run_ms: Some(next),
+        }
     }
 
     #[test]

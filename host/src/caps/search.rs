@@ -222,7 +222,9 @@ impl SearchProvider for HttpSearchProvider {
                 };
             }
             // `without_url`: the message must not echo the query URL into logs.
-            let fail = |e: reqwest::Error| SearchError::Failed(format!("search provider {} failed: {}", self.name, e.without_url()));
+            let fail = |e: reqwest::Error| {
+                SearchError::Failed(format!("search provider {} failed: {}", self.name, e.without_url()))
+            };
             let mut resp = builder.send().await.map_err(fail)?;
             let status = resp.status();
             if !status.is_success() {
@@ -231,12 +233,16 @@ impl SearchProvider for HttpSearchProvider {
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(fail)? {
                 if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err(SearchError::Failed(format!("search provider {} answered more than {MAX_ANSWER_BYTES} bytes", self.name)));
+                    return Err(SearchError::Failed(format!(
+                        "search provider {} answered more than {MAX_ANSWER_BYTES} bytes",
+                        self.name
+                    )));
                 }
                 body.extend_from_slice(&chunk);
             }
-            parse_answer(self.kind, &body)
-                .map_err(|e| SearchError::Failed(format!("search provider {} answered something unreadable: {e}", self.name)))
+            parse_answer(self.kind, &body).map_err(|e| {
+                SearchError::Failed(format!("search provider {} answered something unreadable: {e}", self.name))
+            })
         })
     }
 }
@@ -250,11 +256,16 @@ fn parse_answer(kind: ProviderKind, body: &[u8]) -> Result<Vec<SearchHit>, Strin
     };
     let Some(list) = list else { return Ok(Vec::new()) };
     let items = list.as_array().ok_or("the results are not a list")?;
-    let field = |item: &serde_json::Value, k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let field =
+        |item: &serde_json::Value, k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     Ok(items
         .iter()
         .filter(|item| item.get("url").and_then(|u| u.as_str()).is_some())
-        .map(|item| SearchHit { title: field(item, "title"), url: field(item, "url"), snippet: field(item, snippet_key) })
+        .map(|item| SearchHit {
+            title: field(item, "title"),
+            url: field(item, "url"),
+            snippet: field(item, snippet_key),
+        })
         .collect())
 }
 
@@ -272,7 +283,9 @@ impl SearchProviders {
         let mut providers: BTreeMap<String, Arc<dyn SearchProvider>> = BTreeMap::new();
         for p in &config.providers {
             if p.name.trim().is_empty() {
-                return Err(SearchError::Unavailable("a [[search.providers]] entry has an empty name; give it one, e.g. name = \"brave\"".into()));
+                return Err(SearchError::Unavailable(
+                    "a [[search.providers]] entry has an empty name; give it one, e.g. name = \"brave\"".into(),
+                ));
             }
             if providers.contains_key(&p.name) {
                 return Err(SearchError::Unavailable(format!("[[search.providers]] names {} twice; keep one", p.name)));
@@ -282,7 +295,9 @@ impl SearchProviders {
         let default = config.default.clone().or_else(|| config.providers.first().map(|p| p.name.clone()));
         if let Some(d) = &default {
             if !providers.contains_key(d) && !config.providers.is_empty() {
-                return Err(SearchError::Unavailable(format!("[search] default = {d:?} names no [[search.providers]] entry")));
+                return Err(SearchError::Unavailable(format!(
+                    "[search] default = {d:?} names no [[search.providers]] entry"
+                )));
             }
         }
         Ok(SearchProviders {
@@ -308,14 +323,12 @@ impl SearchProviders {
     }
 }
 
-
 fn check_provider(scope: &Scope, provider: &str) -> Result<(), String> {
     match scope {
         Scope::Search(s) => match &s.providers {
-            Some(list) if !list.iter().any(|p| p == provider) => Err(format!(
-                "search provider {provider} is not in scope; allowed providers: {}",
-                list.join(", ")
-            )),
+            Some(list) if !list.iter().any(|p| p == provider) => {
+                Err(format!("search provider {provider} is not in scope; allowed providers: {}", list.join(", ")))
+            }
             _ => Ok(()),
         },
         _ => Err(format!("{CAPABILITY} was granted without a search scope")),
@@ -324,7 +337,10 @@ fn check_provider(scope: &Scope, provider: &str) -> Result<(), String> {
 
 impl Host for CallState {
     async fn search(&mut self, q: Query) -> wasmtime::Result<Result<Vec<SearchResult>, CapError>> {
-        try_budget!(self, q.text.len() + q.provider.as_ref().map_or(0, String::len) + q.language.as_ref().map_or(0, String::len));
+        try_budget!(
+            self,
+            q.text.len() + q.provider.as_ref().map_or(0, String::len) + q.language.as_ref().map_or(0, String::len)
+        );
         Ok(self.web_search(q).await)
     }
 }
@@ -335,11 +351,16 @@ impl CallState {
             return Err(CapError::InvalidInput("the query text is empty; say what to search for".into()));
         }
         if q.text.len() > MAX_QUERY_BYTES {
-            return Err(CapError::InvalidInput(format!("the query is {} bytes, more than {MAX_QUERY_BYTES}; shorten it", q.text.len())));
+            return Err(CapError::InvalidInput(format!(
+                "the query is {} bytes, more than {MAX_QUERY_BYTES}; shorten it",
+                q.text.len()
+            )));
         }
         if let Some(lang) = &q.language {
             if lang.is_empty() || lang.len() > 35 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(CapError::InvalidInput(format!("language {lang:?} is not a BCP 47 tag such as \"en\" or \"pt-BR\"")));
+                return Err(CapError::InvalidInput(format!(
+                    "language {lang:?} is not a BCP 47 tag such as \"en\" or \"pt-BR\""
+                )));
             }
         }
         let providers = self.host.search.clone();
@@ -361,9 +382,15 @@ impl CallState {
             )));
         };
         let max = q.max_results.unwrap_or(DEFAULT_RESULTS).clamp(1, providers.max_results);
-        let request = SearchRequest { text: q.text, max_results: max, language: q.language, timeout: providers.timeout };
+        let request =
+            SearchRequest { text: q.text, max_results: max, language: q.language, timeout: providers.timeout };
         let hits = match tokio::time::timeout(providers.timeout, provider.search(request)).await {
-            Err(_) => return Err(CapError::Io(format!("search provider {name} did not answer within {:?}", providers.timeout))),
+            Err(_) => {
+                return Err(CapError::Io(format!(
+                    "search provider {name} did not answer within {:?}",
+                    providers.timeout
+                )))
+            }
             Ok(Err(SearchError::Unavailable(m))) => return Err(CapError::Unavailable(m)),
             Ok(Err(SearchError::Failed(m))) => return Err(CapError::Io(m)),
             Ok(Ok(hits)) => hits,

@@ -120,7 +120,8 @@ impl CallState {
     /// Budget, argument checks and authorization shared by every operation.
     async fn vcs_allow(&mut self, repo: &str, operation: &'static str, extra: &str) -> Result<String, CapError> {
         check_repo(repo)?;
-        let target = if extra.is_empty() { format!("{operation} {repo}") } else { format!("{operation} {repo} {extra}") };
+        let target =
+            if extra.is_empty() { format!("{operation} {repo}") } else { format!("{operation} {repo} {extra}") };
         self.authorize(CAPABILITY, &target, &|s: &Scope| check(s, repo, operation)).await?;
         Ok(target)
     }
@@ -128,7 +129,10 @@ impl CallState {
     /// Refuses (audited) paths that leave the repository.
     async fn vcs_paths(&mut self, target: &str, paths: &[String]) -> Result<(), CapError> {
         if paths.len() > MAX_PATHS {
-            return Err(CapError::InvalidInput(format!("{} paths in one call, more than {MAX_PATHS}; split the call", paths.len())));
+            return Err(CapError::InvalidInput(format!(
+                "{} paths in one call, more than {MAX_PATHS}; split the call",
+                paths.len()
+            )));
         }
         for p in paths {
             if let Some(why) = path_problem(p) {
@@ -166,7 +170,12 @@ impl Host for CallState {
         Ok(self.backend_result(CAPABILITY, &target, result).await)
     }
 
-    async fn diff(&mut self, repo: String, staged: bool, paths: Vec<String>) -> wasmtime::Result<Result<String, CapError>> {
+    async fn diff(
+        &mut self,
+        repo: String,
+        staged: bool,
+        paths: Vec<String>,
+    ) -> wasmtime::Result<Result<String, CapError>> {
         try_budget!(self, repo.len() + paths_len(&paths));
         let target = match self.vcs_allow(&repo, "diff", if staged { "(staged)" } else { "" }).await {
             Ok(t) => t,
@@ -187,7 +196,9 @@ impl Host for CallState {
             Err(e) => return Ok(Err(e)),
         };
         if paths.is_empty() {
-            return Ok(Err(CapError::InvalidInput("no paths to add; name at least one path relative to the repository".into())));
+            return Ok(Err(CapError::InvalidInput(
+                "no paths to add; name at least one path relative to the repository".into(),
+            )));
         }
         if let Err(e) = self.vcs_paths(&target, &paths).await {
             return Ok(Err(e));
@@ -246,7 +257,10 @@ mod tests {
 
     #[test]
     fn repositories_and_operations_match_exactly() {
-        let s = Scope::Vcs(VcsScope { allowed_repos: vec!["/src/app".into()], allowed_operations: Some(vec!["status".into(), "diff".into()]) });
+        let s = Scope::Vcs(VcsScope {
+            allowed_repos: vec!["/src/app".into()],
+            allowed_operations: Some(vec!["status".into(), "diff".into()]),
+        });
         assert!(check(&s, "/src/app", "status").is_ok());
         for repo in ["/src/app/", "/src/app/../app", "/src/app/.", "/src/ap", "/src/app2", "/SRC/app", "/src/app/sub"] {
             assert!(check(&s, repo, "status").is_err(), "{repo}");
@@ -262,7 +276,8 @@ mod tests {
         for ok in ["src/main.rs", "README.md", "a/b/c", "dir/", "weird..name", ".hidden"] {
             assert_eq!(path_problem(ok), None, "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../outside", "a/../../b", "a/..", "\\\\server\\share", "C:\\x", "a\0b", "..\\x"] {
+        for bad in ["", "/etc/passwd", "../outside", "a/../../b", "a/..", "\\\\server\\share", "C:\\x", "a\0b", "..\\x"]
+        {
             assert!(path_problem(bad).is_some(), "{bad:?}");
         }
     }

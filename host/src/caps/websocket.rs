@@ -127,7 +127,8 @@ impl WebSocketBackend for TungsteniteBackend {
             let WsConnectRequest { url, headers, timeout, max_message } = request;
             let work = async {
                 let host = url.host_str().ok_or_else(|| EgressError::Refused(format!("{url} has no host")))?;
-                let port = url.port_or_known_default().ok_or_else(|| EgressError::Refused(format!("{url} has no port")))?;
+                let port =
+                    url.port_or_known_default().ok_or_else(|| EgressError::Refused(format!("{url} has no port")))?;
                 let addrs = self.resolver.resolve(host, port).await?;
                 let tcp = tokio::net::TcpStream::connect(&addrs[..])
                     .await
@@ -140,9 +141,11 @@ impl WebSocketBackend for TungsteniteBackend {
                         .map_err(|e| EgressError::Io(format!("bad value for header {k}: {e}")))?;
                     handshake.headers_mut().append(name, value);
                 }
-                let config = WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
-                let (stream, _) =
-                    tokio_tungstenite::client_async_tls_with_config(handshake, tcp, Some(config), None).await.map_err(ws_io)?;
+                let config =
+                    WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
+                let (stream, _) = tokio_tungstenite::client_async_tls_with_config(handshake, tcp, Some(config), None)
+                    .await
+                    .map_err(ws_io)?;
                 Ok::<_, EgressError>(stream)
             };
             let stream = tokio::time::timeout(timeout, work).await.map_err(|_| EgressError::Timeout(timeout))??;
@@ -174,7 +177,8 @@ impl WsSocket for TungsteniteSocket {
                     Some(Ok(WsMessage::Text(t))) => return Ok(Some(WsFrame::Text(t.as_str().to_string()))),
                     Some(Ok(WsMessage::Binary(b))) => return Ok(Some(WsFrame::Binary(b.to_vec()))),
                     Some(Ok(WsMessage::Close(frame))) => {
-                        let (code, reason) = frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_string()));
+                        let (code, reason) =
+                            frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_string()));
                         return Ok(Some(WsFrame::Closed(code, reason)));
                     }
                     // Pings are answered by tungstenite while reading; pongs and raw
@@ -213,13 +217,25 @@ fn entry(handle: &Resource<Connection>) -> Resource<WsHandle> {
 }
 
 impl CallState {
-    async fn ws_open(&mut self, url: &str, headers: Vec<(String, String)>, timeout_ms: Option<u32>) -> Result<Resource<Connection>, CapError> {
+    async fn ws_open(
+        &mut self,
+        url: &str,
+        headers: Vec<(String, String)>,
+        timeout_ms: Option<u32>,
+    ) -> Result<Resource<Connection>, CapError> {
         let url = parse_url(url, &["wss", "ws"])?;
         if headers.len() > MAX_HEADERS {
-            return Err(CapError::InvalidInput(format!("{} headers, more than the {MAX_HEADERS} allowed", headers.len())));
+            return Err(CapError::InvalidInput(format!(
+                "{} headers, more than the {MAX_HEADERS} allowed",
+                headers.len()
+            )));
         }
-        if let Some((name, _)) = headers.iter().find(|(k, _)| RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str())) {
-            return Err(CapError::InvalidInput(format!("the `{name}` header is set by the host for the handshake; remove it")));
+        if let Some((name, _)) =
+            headers.iter().find(|(k, _)| RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+        {
+            return Err(CapError::InvalidInput(format!(
+                "the `{name}` header is set by the host for the handshake; remove it"
+            )));
         }
         let dest = self.egress_check(CAPABILITY, &url, None, &|_| Ok(())).await?;
         let mut connect_url = dest.url;
@@ -234,12 +250,15 @@ impl CallState {
             }
         }
         let config = self.host.egress.config();
-        let timeout = Duration::from_millis(timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms)));
+        let timeout =
+            Duration::from_millis(timeout_ms.map_or(config.timeout_ms, |t| u64::from(t).min(config.timeout_ms)));
         let request = WsConnectRequest { url: connect_url, headers, timeout, max_message: MAX_MESSAGE_BYTES };
         let backend = self.host.websocket.clone();
         let socket = match backend.connect(request).await {
             Ok(s) => s,
-            Err(EgressError::Refused(reason)) => return Err(self.refuse(CAPABILITY, &audit_target("", &url), reason).await),
+            Err(EgressError::Refused(reason)) => {
+                return Err(self.refuse(CAPABILITY, &audit_target("", &url), reason).await)
+            }
             Err(e) => return Err(e.into_cap_error()),
         };
         use wasmtime_wasi::WasiView;
@@ -308,7 +327,11 @@ impl HostConnection for CallState {
         Ok(self.ws_with(&this, |h| Box::pin(send(h, WsFrame::Text(text)))).await)
     }
 
-    async fn send_binary(&mut self, this: Resource<Connection>, data: Vec<u8>) -> wasmtime::Result<Result<(), CapError>> {
+    async fn send_binary(
+        &mut self,
+        this: Resource<Connection>,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), CapError>> {
         try_budget!(self, data.len());
         if data.len() > MAX_MESSAGE_BYTES {
             return Ok(Err(too_big(data.len())));
@@ -341,7 +364,10 @@ impl HostConnection for CallState {
                         }
                         None => {
                             h.closed = true;
-                            Message::Closed(CloseFrame { code: 1006, reason: "the connection ended without a close frame".into() })
+                            Message::Closed(CloseFrame {
+                                code: 1006,
+                                reason: "the connection ended without a close frame".into(),
+                            })
                         }
                     }))
                 })
@@ -349,7 +375,12 @@ impl HostConnection for CallState {
             .await)
     }
 
-    async fn close(&mut self, this: Resource<Connection>, code: u16, reason: String) -> wasmtime::Result<Result<(), CapError>> {
+    async fn close(
+        &mut self,
+        this: Resource<Connection>,
+        code: u16,
+        reason: String,
+    ) -> wasmtime::Result<Result<(), CapError>> {
         try_budget!(self, reason.len());
         if reason.len() > 123 {
             return Ok(Err(CapError::InvalidInput(format!(
@@ -394,7 +425,9 @@ async fn send(h: &mut WsHandle, frame: WsFrame) -> Result<(), CapError> {
 }
 
 fn too_big(len: usize) -> CapError {
-    CapError::InvalidInput(format!("a {len}-byte message is larger than the {MAX_MESSAGE_BYTES} bytes a WebSocket message may carry"))
+    CapError::InvalidInput(format!(
+        "a {len}-byte message is larger than the {MAX_MESSAGE_BYTES} bytes a WebSocket message may carry"
+    ))
 }
 
 #[cfg(test)]

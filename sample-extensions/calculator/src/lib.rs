@@ -18,8 +18,7 @@ struct EvaluateArgs {
 
 /// Evaluate the expression; integral results come back as JSON integers.
 fn evaluate(args: EvaluateArgs) -> Result<serde_json::Value, ToolError> {
-    let value =
-        parser::evaluate(&args.expression).map_err(|e| ToolError::invalid(e.to_string()))?;
+    let value = parser::evaluate(&args.expression).map_err(|e| ToolError::invalid(e.to_string()))?;
     Ok(to_json_number(value))
 }
 
@@ -44,10 +43,7 @@ mod tests {
 
     #[test]
     fn integral_results_are_json_integers() {
-        let out = evaluate(EvaluateArgs {
-            expression: "2*(3+4)".into(),
-        })
-        .unwrap();
+        let out = evaluate(EvaluateArgs { expression: "2*(3+4)".into() }).unwrap();
         assert_eq!(out.to_string(), "14");
         assert_eq!(to_json_number(0.5).to_string(), "0.5");
         assert_eq!(to_json_number(-0.0).to_string(), "0");
@@ -56,10 +52,7 @@ mod tests {
 
     #[test]
     fn errors_are_invalid_arguments_with_position() {
-        let err = evaluate(EvaluateArgs {
-            expression: "(1+2))".into(),
-        })
-        .unwrap_err();
+        let err = evaluate(EvaluateArgs { expression: "(1+2))".into() }).unwrap_err();
         assert_eq!(err, ToolError::invalid("unexpected ')' at 5"));
     }
 }

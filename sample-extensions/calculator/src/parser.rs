@@ -41,12 +41,7 @@ pub enum CalcError {
     /// A name that is neither a constant nor a function.
     UnknownName(String, usize),
     /// A function called with the wrong number of arguments.
-    Arity {
-        name: String,
-        expected: &'static str,
-        got: usize,
-        at: usize,
-    },
+    Arity { name: String, expected: &'static str, got: usize, at: usize },
     /// Division or remainder by zero.
     DivisionByZero(usize),
     /// A value outside a function's domain, e.g. `sqrt(-1)`.
@@ -62,10 +57,7 @@ impl fmt::Display for CalcError {
         match self {
             CalcError::Empty => write!(f, "the expression is empty"),
             CalcError::TooLong(n) => {
-                write!(
-                    f,
-                    "the expression has {n} characters; at most {MAX_LEN} are accepted"
-                )
+                write!(f, "the expression has {n} characters; at most {MAX_LEN} are accepted")
             }
             CalcError::UnexpectedChar(c, at) => write!(f, "unexpected character {c:?} at {at}"),
             CalcError::Unexpected(tok, at) => write!(f, "unexpected '{tok}' at {at}"),
@@ -73,27 +65,16 @@ impl fmt::Display for CalcError {
                 write!(f, "unexpected end of the expression: expected {wanted}")
             }
             CalcError::BadNumber(text, at) => write!(f, "malformed number '{text}' at {at}"),
-            CalcError::UnknownName(name, at) => write!(
-                f,
-                "unknown name '{name}' at {at}; known: pi, e, {}",
-                FUNCTIONS.join(", ")
-            ),
-            CalcError::Arity {
-                name,
-                expected,
-                got,
-                at,
-            } => write!(
-                f,
-                "{name}() at {at} takes {expected} argument(s), got {got}"
-            ),
+            CalcError::UnknownName(name, at) => {
+                write!(f, "unknown name '{name}' at {at}; known: pi, e, {}", FUNCTIONS.join(", "))
+            }
+            CalcError::Arity { name, expected, got, at } => {
+                write!(f, "{name}() at {at} takes {expected} argument(s), got {got}")
+            }
             CalcError::DivisionByZero(at) => write!(f, "division by zero at {at}"),
             CalcError::Domain(msg, at) => write!(f, "{msg} at {at}"),
             CalcError::TooDeep(at) => {
-                write!(
-                    f,
-                    "the expression nests deeper than {MAX_DEPTH} levels at {at}"
-                )
+                write!(f, "the expression nests deeper than {MAX_DEPTH} levels at {at}")
             }
             CalcError::NotFinite => write!(f, "the result is too large to represent"),
         }
@@ -103,10 +84,8 @@ impl fmt::Display for CalcError {
 impl std::error::Error for CalcError {}
 
 /// The functions [`call`] knows.
-const FUNCTIONS: [&str; 13] = [
-    "sqrt", "abs", "min", "max", "round", "floor", "ceil", "ln", "log10", "exp", "sin", "cos",
-    "tan",
-];
+const FUNCTIONS: [&str; 13] =
+    ["sqrt", "abs", "min", "max", "round", "floor", "ceil", "ln", "log10", "exp", "sin", "cos", "tan"];
 
 /// Evaluate `input`.
 ///
@@ -122,11 +101,7 @@ pub fn evaluate(input: &str) -> Result<f64, CalcError> {
     if tokens.is_empty() {
         return Err(CalcError::Empty);
     }
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        depth: 0,
-    };
+    let mut parser = Parser { tokens, pos: 0, depth: 0 };
     let value = parser.expr()?;
     if let Some(tok) = parser.peek() {
         return Err(CalcError::Unexpected(tok.kind.to_string(), tok.at));
@@ -183,10 +158,7 @@ fn tokenize(input: &str) -> Result<Vec<Token>, CalcError> {
             '0'..='9' | '.' => {
                 let (value, end) = number(&chars, i)?;
                 i = end;
-                tokens.push(Token {
-                    kind: Kind::Number(value),
-                    at,
-                });
+                tokens.push(Token { kind: Kind::Number(value), at });
                 continue;
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
@@ -196,10 +168,7 @@ fn tokenize(input: &str) -> Result<Vec<Token>, CalcError> {
                     .map_or(chars.len(), |n| i + n);
                 let name: String = chars[i..end].iter().collect();
                 i = end;
-                tokens.push(Token {
-                    kind: Kind::Name(name.to_ascii_lowercase()),
-                    at,
-                });
+                tokens.push(Token { kind: Kind::Name(name.to_ascii_lowercase()), at });
                 continue;
             }
             '+' | '-' | '*' | '/' | '%' | '^' => Kind::Op(c),
@@ -219,12 +188,7 @@ fn tokenize(input: &str) -> Result<Vec<Token>, CalcError> {
 /// Scan the number starting at `start`; returns its value and the offset after it.
 fn number(chars: &[char], start: usize) -> Result<(f64, usize), CalcError> {
     let mut end = start;
-    let digits = |from: usize| {
-        chars[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(chars.len(), |n| from + n)
-    };
+    let digits = |from: usize| chars[from..].iter().position(|c| !c.is_ascii_digit()).map_or(chars.len(), |n| from + n);
     end = digits(end);
     if chars.get(end) == Some(&'.') {
         end = digits(end + 1);
@@ -278,10 +242,7 @@ impl Parser {
     /// The operator of the next token, if it is one of `ops`.
     fn peek_op(&self, ops: &[char]) -> Option<(char, usize)> {
         match self.peek() {
-            Some(Token {
-                kind: Kind::Op(c),
-                at,
-            }) if ops.contains(c) => Some((*c, *at)),
+            Some(Token { kind: Kind::Op(c), at }) if ops.contains(c) => Some((*c, *at)),
             _ => None,
         }
     }
@@ -353,10 +314,7 @@ impl Parser {
             }
             let value = base.powf(exp);
             if value.is_nan() {
-                return Err(CalcError::Domain(
-                    format!("{base}^{exp} is not a real number"),
-                    at,
-                ));
+                return Err(CalcError::Domain(format!("{base}^{exp} is not a real number"), at));
             }
             return Ok(value);
         }
@@ -375,13 +333,7 @@ impl Parser {
                 Ok(value)
             }
             Kind::Name(name) => {
-                if matches!(
-                    self.peek(),
-                    Some(Token {
-                        kind: Kind::Open,
-                        ..
-                    })
-                ) {
+                if matches!(self.peek(), Some(Token { kind: Kind::Open, .. })) {
                     self.pos += 1;
                     let args = self.arguments()?;
                     call(&name, &args, tok.at)
@@ -400,25 +352,15 @@ impl Parser {
     /// The comma-separated arguments after a function's '(' up to and including its ')'.
     fn arguments(&mut self) -> Result<Vec<f64>, CalcError> {
         let mut args = Vec::new();
-        if matches!(
-            self.peek(),
-            Some(Token {
-                kind: Kind::Close,
-                ..
-            })
-        ) {
+        if matches!(self.peek(), Some(Token { kind: Kind::Close, .. })) {
             self.pos += 1;
             return Ok(args);
         }
         loop {
             args.push(self.expr()?);
             match self.next() {
-                Some(Token {
-                    kind: Kind::Comma, ..
-                }) => continue,
-                Some(Token {
-                    kind: Kind::Close, ..
-                }) => return Ok(args),
+                Some(Token { kind: Kind::Comma, .. }) => continue,
+                Some(Token { kind: Kind::Close, .. }) => return Ok(args),
                 Some(tok) => return Err(CalcError::Unexpected(tok.kind.to_string(), tok.at)),
                 None => return Err(CalcError::UnexpectedEnd("',' or ')'")),
             }
@@ -427,9 +369,7 @@ impl Parser {
 
     fn expect_close(&mut self) -> Result<(), CalcError> {
         match self.next() {
-            Some(Token {
-                kind: Kind::Close, ..
-            }) => Ok(()),
+            Some(Token { kind: Kind::Close, .. }) => Ok(()),
             Some(tok) => Err(CalcError::Unexpected(tok.kind.to_string(), tok.at)),
             None => Err(CalcError::UnexpectedEnd("')'")),
         }
@@ -438,12 +378,7 @@ impl Parser {
 
 /// Apply function `name` (called at offset `at`) to `args`.
 fn call(name: &str, args: &[f64], at: usize) -> Result<f64, CalcError> {
-    let arity = |expected: &'static str| CalcError::Arity {
-        name: name.to_string(),
-        expected,
-        got: args.len(),
-        at,
-    };
+    let arity = |expected: &'static str| CalcError::Arity { name: name.to_string(), expected, got: args.len(), at };
     let one = || match args {
         [x] => Ok(*x),
         _ => Err(arity("1")),
@@ -453,13 +388,7 @@ fn call(name: &str, args: &[f64], at: usize) -> Result<f64, CalcError> {
             let Some((first, rest)) = args.split_first() else {
                 return Err(arity("at least 1"));
             };
-            Ok(rest.iter().fold(*first, |acc, x| {
-                if name == "min" {
-                    acc.min(*x)
-                } else {
-                    acc.max(*x)
-                }
-            }))
+            Ok(rest.iter().fold(*first, |acc, x| if name == "min" { acc.min(*x) } else { acc.max(*x) }))
         }
         "sqrt" => {
             let x = one()?;
@@ -549,10 +478,7 @@ mod tests {
         assert_eq!(eval("min(3, 1, 2)"), 1.0);
         assert_eq!(eval("max(3, 1+9, 2)"), 10.0);
         assert_eq!(eval("MAX(1)"), 1.0);
-        assert_eq!(
-            eval("round(2.5) + floor(-1.5) + ceil(1.2)"),
-            3.0 - 2.0 + 2.0
-        );
+        assert_eq!(eval("round(2.5) + floor(-1.5) + ceil(1.2)"), 3.0 - 2.0 + 2.0);
         assert_eq!(eval("ln(e)"), 1.0);
         assert_eq!(eval("log10(1000)"), 3.0);
         assert!((eval("sin(pi/2)") - 1.0).abs() < 1e-12);
@@ -568,18 +494,9 @@ mod tests {
         assert_eq!(err("*3"), "unexpected '*' at 0");
         assert_eq!(err("2 $ 3"), "unexpected character '$' at 2");
         assert_eq!(err("max(1 2)"), "unexpected '2' at 6");
-        assert_eq!(
-            err("(1+2"),
-            "unexpected end of the expression: expected ')'"
-        );
-        assert_eq!(
-            err("3+"),
-            "unexpected end of the expression: expected a number, a name or '('"
-        );
-        assert_eq!(
-            err("min(1,"),
-            "unexpected end of the expression: expected a number, a name or '('"
-        );
+        assert_eq!(err("(1+2"), "unexpected end of the expression: expected ')'");
+        assert_eq!(err("3+"), "unexpected end of the expression: expected a number, a name or '('");
+        assert_eq!(err("min(1,"), "unexpected end of the expression: expected a number, a name or '('");
         assert_eq!(err("1.2.3"), "malformed number '1.2.3' at 0");
         assert_eq!(err("2e+"), "malformed number '2e+' at 0");
         assert_eq!(err(" . "), "malformed number '.' at 1");
@@ -599,33 +516,19 @@ mod tests {
         assert_eq!(err("0^-1"), "division by zero at 1");
         assert_eq!(err("sqrt(-4)"), "sqrt of negative -4 at 0");
         assert_eq!(err("ln(0)"), "ln of non-positive 0 at 0");
-        assert_eq!(
-            err("(-8)^(1/3)"),
-            "-8^0.3333333333333333 is not a real number at 4"
-        );
+        assert_eq!(err("(-8)^(1/3)"), "-8^0.3333333333333333 is not a real number at 4");
         assert_eq!(err("10^400"), "the result is too large to represent");
         assert_eq!(err("sqrt(1, 2)"), "sqrt() at 0 takes 1 argument(s), got 2");
-        assert_eq!(
-            err("max()"),
-            "max() at 0 takes at least 1 argument(s), got 0"
-        );
+        assert_eq!(err("max()"), "max() at 0 takes at least 1 argument(s), got 0");
         assert!(err("foo(1)").starts_with("unknown name 'foo' at 0; known: pi, e, sqrt"));
         assert!(err("2*x").starts_with("unknown name 'x' at 2"));
     }
 
     #[test]
     fn nesting_is_bounded() {
-        let ok = format!(
-            "{}1{}",
-            "(".repeat(MAX_DEPTH - 1),
-            ")".repeat(MAX_DEPTH - 1)
-        );
+        let ok = format!("{}1{}", "(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
         assert_eq!(eval(&ok), 1.0);
-        let deep = format!(
-            "{}1{}",
-            "(".repeat(10_000 / 2 - 1),
-            ")".repeat(10_000 / 2 - 1)
-        );
+        let deep = format!("{}1{}", "(".repeat(10_000 / 2 - 1), ")".repeat(10_000 / 2 - 1));
         assert!(err(&deep).contains("nests deeper than 64 levels"));
         let signs = format!("{}1", "-".repeat(5_000));
         assert!(err(&signs).contains("nests deeper"));
@@ -640,10 +543,7 @@ mod tests {
         let long = "1+".repeat(MAX_LEN) + "1";
         assert_eq!(
             err(&long),
-            format!(
-                "the expression has {} characters; at most {MAX_LEN} are accepted",
-                2 * MAX_LEN + 1
-            )
+            format!("the expression has {} characters; at most {MAX_LEN} are accepted", 2 * MAX_LEN + 1)
         );
     }
 

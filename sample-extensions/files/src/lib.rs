@@ -66,30 +66,20 @@ pub fn kind_name(kind: EntryKind) -> &'static str {
 fn read(args: PathArgs) -> Result<FileText, ToolError> {
     check_path(&args.path)?;
     let content = fs::read_to_string(&args.path)?;
-    Ok(FileText {
-        path: args.path,
-        content,
-    })
+    Ok(FileText { path: args.path, content })
 }
 
 fn write(args: WriteArgs) -> Result<Written, ToolError> {
     check_path(&args.path)?;
     fs::write(&args.path, args.content.as_bytes())?;
-    Ok(Written {
-        bytes: args.content.len(),
-        path: args.path,
-    })
+    Ok(Written { bytes: args.content.len(), path: args.path })
 }
 
 fn list(args: PathArgs) -> Result<Vec<Entry>, ToolError> {
     check_path(&args.path)?;
     Ok(fs::list(&args.path)?
         .into_iter()
-        .map(|e| Entry {
-            name: e.name,
-            kind: kind_name(e.kind),
-            size: e.size,
-        })
+        .map(|e| Entry { name: e.name, kind: kind_name(e.kind), size: e.size })
         .collect())
 }
 
@@ -102,10 +92,7 @@ mod tests {
     #[test]
     fn empty_paths_are_refused_before_any_host_call() {
         assert!(read(PathArgs { path: " ".into() }).is_err());
-        assert!(list(PathArgs {
-            path: String::new()
-        })
-        .is_err());
+        assert!(list(PathArgs { path: String::new() }).is_err());
         assert_eq!(kind_name(EntryKind::Directory), "directory");
     }
 }

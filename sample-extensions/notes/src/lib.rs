@@ -112,8 +112,7 @@ fn load<S: Store>(store: &S, key: &str) -> Result<Option<Note>, ToolError> {
 }
 
 fn save<S: Store>(store: &mut S, note: &Note) -> Result<(), ToolError> {
-    let json = serde_json::to_vec(note)
-        .map_err(|e| ToolError::failed(format!("cannot encode the note: {e}")))?;
+    let json = serde_json::to_vec(note).map_err(|e| ToolError::failed(format!("cannot encode the note: {e}")))?;
     store.set(&note_key(note.id), &json)
 }
 
@@ -134,38 +133,22 @@ fn validate(args: &AddArgs) -> Result<(), ToolError> {
         return Err(ToolError::invalid("`title` must not be empty"));
     }
     if title.chars().count() > MAX_TITLE {
-        return Err(ToolError::invalid(format!(
-            "`title` is longer than {MAX_TITLE} characters; shorten it"
-        )));
+        return Err(ToolError::invalid(format!("`title` is longer than {MAX_TITLE} characters; shorten it")));
     }
     if args.body.chars().count() > MAX_BODY {
-        return Err(ToolError::invalid(format!(
-            "`body` is longer than {MAX_BODY} characters; split the note"
-        )));
+        return Err(ToolError::invalid(format!("`body` is longer than {MAX_BODY} characters; split the note")));
     }
     if args.tags.len() > MAX_TAGS {
-        return Err(ToolError::invalid(format!(
-            "at most {MAX_TAGS} `tags` are allowed"
-        )));
+        return Err(ToolError::invalid(format!("at most {MAX_TAGS} `tags` are allowed")));
     }
-    if let Some(tag) = args
-        .tags
-        .iter()
-        .find(|t| t.trim().is_empty() || t.chars().count() > MAX_TAG_LEN)
-    {
-        return Err(ToolError::invalid(format!(
-            "tag {tag:?} must be 1 to {MAX_TAG_LEN} characters"
-        )));
+    if let Some(tag) = args.tags.iter().find(|t| t.trim().is_empty() || t.chars().count() > MAX_TAG_LEN) {
+        return Err(ToolError::invalid(format!("tag {tag:?} must be 1 to {MAX_TAG_LEN} characters")));
     }
     Ok(())
 }
 
 /// Add a note created at `created`.
-pub fn add_note<S: Store>(
-    store: &mut S,
-    args: AddArgs,
-    created: String,
-) -> Result<Note, ToolError> {
+pub fn add_note<S: Store>(store: &mut S, args: AddArgs, created: String) -> Result<Note, ToolError> {
     validate(&args)?;
     let mut id = match store.get(NEXT_ID_KEY)? {
         None => 1,
@@ -175,37 +158,20 @@ pub fn add_note<S: Store>(
     // Another call may have taken the id between our read and write: skip taken ids
     // rather than overwrite a note.
     while store.get(&note_key(id))?.is_some() {
-        id = id
-            .checked_add(1)
-            .ok_or_else(|| ToolError::failed("note ids are exhausted"))?;
+        id = id.checked_add(1).ok_or_else(|| ToolError::failed("note ids are exhausted"))?;
     }
-    let next = id
-        .checked_add(1)
-        .ok_or_else(|| ToolError::failed("note ids are exhausted"))?;
+    let next = id.checked_add(1).ok_or_else(|| ToolError::failed("note ids are exhausted"))?;
     store.set(NEXT_ID_KEY, next.to_string().as_bytes())?;
     let mut tags: Vec<String> = args.tags.iter().map(|t| t.trim().to_string()).collect();
     tags.dedup();
-    let note = Note {
-        id,
-        title: args.title.trim().to_string(),
-        body: args.body,
-        tags,
-        created,
-    };
+    let note = Note { id, title: args.title.trim().to_string(), body: args.body, tags, created };
     save(store, &note)?;
     Ok(note)
 }
 
 /// Every note's id, title and creation time, oldest first.
 pub fn list_notes<S: Store>(store: &S) -> Result<Vec<Summary>, ToolError> {
-    Ok(all_notes(store)?
-        .into_iter()
-        .map(|n| Summary {
-            id: n.id,
-            title: n.title,
-            created: n.created,
-        })
-        .collect())
+    Ok(all_notes(store)?.into_iter().map(|n| Summary { id: n.id, title: n.title, created: n.created }).collect())
 }
 
 /// Notes whose title, body or a tag contains `query`, ignoring case.
@@ -226,9 +192,7 @@ pub fn search_notes<S: Store>(store: &S, query: &str) -> Result<Vec<Note>, ToolE
 
 /// Delete note `id`; whether it existed.
 pub fn delete_note<S: Store>(store: &mut S, id: u64) -> Result<Deleted, ToolError> {
-    Ok(Deleted {
-        deleted: store.delete(&note_key(id))?,
-    })
+    Ok(Deleted { deleted: store.delete(&note_key(id))? })
 }
 
 /// `secs` since the Unix epoch as RFC 3339 UTC, e.g. `2026-11-22T00:07:05Z`.
@@ -245,19 +209,12 @@ pub fn rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
 }
 
 fn now() -> String {
     // The host provides the wall clock through WASI; before 1970 cannot happen there.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     rfc3339(secs)
 }
 
@@ -299,38 +256,18 @@ mod tests {
             Ok(self.0.remove(key).is_some())
         }
         fn keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, ToolError> {
-            Ok(self
-                .0
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .take(limit as usize)
-                .cloned()
-                .collect())
+            Ok(self.0.keys().filter(|k| k.starts_with(prefix)).take(limit as usize).cloned().collect())
         }
     }
 
     fn args(title: &str, body: &str, tags: &[&str]) -> AddArgs {
-        AddArgs {
-            title: title.into(),
-            body: body.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        }
+        AddArgs { title: title.into(), body: body.into(), tags: tags.iter().map(|t| t.to_string()).collect() }
     }
 
     fn sample() -> MemStore {
         let mut s = MemStore::default();
-        add_note(
-            &mut s,
-            args("Groceries", "Milk, eggs, BREAD", &["home"]),
-            "t1".into(),
-        )
-        .unwrap();
-        add_note(
-            &mut s,
-            args("Rust talk", "Lifetimes and traits", &["Work", "rust"]),
-            "t2".into(),
-        )
-        .unwrap();
+        add_note(&mut s, args("Groceries", "Milk, eggs, BREAD", &["home"]), "t1".into()).unwrap();
+        add_note(&mut s, args("Rust talk", "Lifetimes and traits", &["Work", "rust"]), "t2".into()).unwrap();
         add_note(&mut s, args("Call Ana", "about the trip", &[]), "t3".into()).unwrap();
         s
     }
@@ -339,10 +276,7 @@ mod tests {
     fn add_assigns_increasing_ids_and_stores_json() {
         let mut s = sample();
         let n = add_note(&mut s, args("  Spaced  ", "", &[" a "]), "t4".into()).unwrap();
-        assert_eq!(
-            (n.id, n.title.as_str(), n.tags.clone()),
-            (4, "Spaced", vec!["a".to_string()])
-        );
+        assert_eq!((n.id, n.title.as_str(), n.tags.clone()), (4, "Spaced", vec!["a".to_string()]));
         let stored: Note = serde_json::from_slice(&s.0[&note_key(4)]).unwrap();
         assert_eq!(stored, n);
         assert_eq!(s.0[NEXT_ID_KEY], b"5");
@@ -352,30 +286,17 @@ mod tests {
     fn ids_are_not_reused_after_delete_or_counter_loss() {
         let mut s = sample();
         assert_eq!(delete_note(&mut s, 3).unwrap(), Deleted { deleted: true });
-        assert_eq!(
-            add_note(&mut s, args("x", "", &[]), "t".into()).unwrap().id,
-            4
-        );
+        assert_eq!(add_note(&mut s, args("x", "", &[]), "t".into()).unwrap().id, 4);
         // A stale counter must not overwrite existing notes.
         s.0.insert(NEXT_ID_KEY.into(), b"1".to_vec());
-        assert_eq!(
-            add_note(&mut s, args("y", "", &[]), "t".into()).unwrap().id,
-            3
-        );
-        assert_eq!(
-            add_note(&mut s, args("z", "", &[]), "t".into()).unwrap().id,
-            5
-        );
+        assert_eq!(add_note(&mut s, args("y", "", &[]), "t".into()).unwrap().id, 3);
+        assert_eq!(add_note(&mut s, args("z", "", &[]), "t".into()).unwrap().id, 5);
     }
 
     #[test]
     fn list_is_in_creation_order() {
         let s = sample();
-        let titles: Vec<_> = list_notes(&s)
-            .unwrap()
-            .into_iter()
-            .map(|n| (n.id, n.title, n.created))
-            .collect();
+        let titles: Vec<_> = list_notes(&s).unwrap().into_iter().map(|n| (n.id, n.title, n.created)).collect();
         assert_eq!(
             titles,
             [
@@ -389,8 +310,7 @@ mod tests {
     #[test]
     fn search_ignores_case_across_title_body_and_tags() {
         let s = sample();
-        let ids =
-            |q: &str| -> Vec<u64> { search_notes(&s, q).unwrap().iter().map(|n| n.id).collect() };
+        let ids = |q: &str| -> Vec<u64> { search_notes(&s, q).unwrap().iter().map(|n| n.id).collect() };
         assert_eq!(ids("bread"), [1]);
         assert_eq!(ids("RUST"), [2]);
         assert_eq!(ids("work"), [2]);
@@ -440,15 +360,10 @@ mod tests {
 
     #[test]
     fn tool_arguments_parse_through_the_sdk() {
-        let out = omni_guest_sdk::invoke(
-            |a: AddArgs| Ok::<_, ToolError>(a.tags.len()),
-            r#"{"title": "t", "body": "b"}"#,
-        )
-        .unwrap();
+        let out =
+            omni_guest_sdk::invoke(|a: AddArgs| Ok::<_, ToolError>(a.tags.len()), r#"{"title": "t", "body": "b"}"#)
+                .unwrap();
         assert_eq!(out, "0");
-        assert!(
-            omni_guest_sdk::invoke(|a: DeleteArgs| Ok::<_, ToolError>(a.id), r#"{"id": -1}"#)
-                .is_err()
-        );
+        assert!(omni_guest_sdk::invoke(|a: DeleteArgs| Ok::<_, ToolError>(a.id), r#"{"id": -1}"#).is_err());
     }
 }

@@ -68,14 +68,10 @@ pub struct Forecast {
 fn check_place(latitude: f64, longitude: f64) -> Result<(), ToolError> {
     // `contains` is false for NaN, so non-numbers are refused too.
     if !(-90.0..=90.0).contains(&latitude) {
-        return Err(ToolError::invalid(format!(
-            "`latitude` must be between -90 and 90, got {latitude}"
-        )));
+        return Err(ToolError::invalid(format!("`latitude` must be between -90 and 90, got {latitude}")));
     }
     if !(-180.0..=180.0).contains(&longitude) {
-        return Err(ToolError::invalid(format!(
-            "`longitude` must be between -180 and 180, got {longitude}"
-        )));
+        return Err(ToolError::invalid(format!("`longitude` must be between -180 and 180, got {longitude}")));
     }
     Ok(())
 }
@@ -93,9 +89,7 @@ pub fn current_url(latitude: f64, longitude: f64) -> Result<String, ToolError> {
 pub fn forecast_url(latitude: f64, longitude: f64, days: u32) -> Result<String, ToolError> {
     check_place(latitude, longitude)?;
     if !(1..=MAX_DAYS).contains(&days) {
-        return Err(ToolError::invalid(format!(
-            "`days` must be between 1 and {MAX_DAYS}, got {days}"
-        )));
+        return Err(ToolError::invalid(format!("`days` must be between 1 and {MAX_DAYS}, got {days}")));
     }
     Ok(format!(
         "{FORECAST_URL}?latitude={latitude}&longitude={longitude}\
@@ -165,12 +159,9 @@ fn parse<T: serde::de::DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, 
         let reason = serde_json::from_slice::<ApiError>(body)
             .map(|e| e.reason)
             .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
-        return Err(ToolError::failed(format!(
-            "Open-Meteo answered HTTP {status}: {reason}"
-        )));
+        return Err(ToolError::failed(format!("Open-Meteo answered HTTP {status}: {reason}")));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ToolError::failed(format!("unexpected answer from Open-Meteo: {e}")))
+    serde_json::from_slice(body).map_err(|e| ToolError::failed(format!("unexpected answer from Open-Meteo: {e}")))
 }
 
 /// Turn an Open-Meteo `current` answer into [`Current`].
@@ -184,11 +175,7 @@ pub fn parse_current(status: u16, body: &[u8]) -> Result<Current, ToolError> {
         wind_speed: r.current.wind_speed_10m,
         wind_speed_unit: r.current_units.wind_speed_10m,
         weather_code: r.current.weather_code,
-        description: r
-            .current
-            .weather_code
-            .map_or("unknown", describe)
-            .to_string(),
+        description: r.current.weather_code.map_or("unknown", describe).to_string(),
     })
 }
 
@@ -197,13 +184,8 @@ pub fn parse_forecast(status: u16, body: &[u8]) -> Result<Forecast, ToolError> {
     let r: DailyResponse = parse(status, body)?;
     let d = r.daily;
     let n = d.time.len();
-    if d.temperature_2m_max.len() != n
-        || d.temperature_2m_min.len() != n
-        || d.precipitation_sum.len() != n
-    {
-        return Err(ToolError::failed(
-            "unexpected answer from Open-Meteo: daily series of different lengths",
-        ));
+    if d.temperature_2m_max.len() != n || d.temperature_2m_min.len() != n || d.precipitation_sum.len() != n {
+        return Err(ToolError::failed("unexpected answer from Open-Meteo: daily series of different lengths"));
     }
     let days = d
         .time
@@ -262,10 +244,7 @@ pub fn describe(code: u8) -> &'static str {
 }
 
 fn fetch(url: String) -> Result<http::Response, ToolError> {
-    Ok(http::Request::get(url)
-        .header("accept", "application/json")
-        .timeout_ms(TIMEOUT_MS)
-        .send()?)
+    Ok(http::Request::get(url).header("accept", "application/json").timeout_ms(TIMEOUT_MS).send()?)
 }
 
 fn get_weather(args: PlaceArgs) -> Result<Current, ToolError> {
@@ -317,13 +296,7 @@ mod tests {
 
     #[test]
     fn ranges_are_checked() {
-        for (lat, lon) in [
-            (90.1, 0.0),
-            (-91.0, 0.0),
-            (0.0, 180.5),
-            (0.0, -181.0),
-            (f64::NAN, 0.0),
-        ] {
+        for (lat, lon) in [(90.1, 0.0), (-91.0, 0.0), (0.0, 180.5), (0.0, -181.0), (f64::NAN, 0.0)] {
             assert!(current_url(lat, lon).is_err(), "{lat}, {lon}");
         }
         assert!(current_url(90.0, -180.0).is_ok());
@@ -373,10 +346,7 @@ mod tests {
     fn api_errors_carry_the_reason() {
         let body = br#"{"error":true,"reason":"Latitude must be in range of -90 to 90\u00b0."}"#;
         let e = parse_current(400, body).unwrap_err();
-        assert_eq!(
-            e.message(),
-            "Open-Meteo answered HTTP 400: Latitude must be in range of -90 to 90°."
-        );
+        assert_eq!(e.message(), "Open-Meteo answered HTTP 400: Latitude must be in range of -90 to 90°.");
         let e = parse_forecast(502, b"<html>bad gateway</html>").unwrap_err();
         assert!(e.message().contains("502: <html>bad gateway"), "{e}");
     }
@@ -385,10 +355,7 @@ mod tests {
     fn malformed_answers_are_failures() {
         assert!(parse_current(200, b"{}").is_err());
         let uneven = DAILY.replace("[0.0,4.2]", "[0.0]");
-        assert!(parse_forecast(200, uneven.as_bytes())
-            .unwrap_err()
-            .message()
-            .contains("different lengths"));
+        assert!(parse_forecast(200, uneven.as_bytes()).unwrap_err().message().contains("different lengths"));
     }
 
     #[test]

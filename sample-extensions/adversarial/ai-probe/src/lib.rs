@@ -48,7 +48,10 @@ fn ask(args: ChatArgs) -> Result<Value, ToolError> {
     let mut request = ChatRequest::new(messages);
     request.max_tokens = args.max_tokens;
     request.model = args.model;
-    report(inference::chat(&request).map(|r| json!({ "content": r.content, "model": r.model, "total_tokens": r.usage.total_tokens })))
+    report(
+        inference::chat(&request)
+            .map(|r| json!({ "content": r.content, "model": r.model, "total_tokens": r.usage.total_tokens })),
+    )
 }
 
 #[derive(Deserialize)]
@@ -123,7 +126,9 @@ fn notify(args: NotifyArgs) -> Result<Value, ToolError> {
         None | Some("normal") => Urgency::Normal,
         Some("low") => Urgency::Low,
         Some("critical") => Urgency::Critical,
-        Some(other) => return Err(ToolError::invalid(format!("unknown urgency {other:?}; use low, normal or critical"))),
+        Some(other) => {
+            return Err(ToolError::invalid(format!("unknown urgency {other:?}; use low, normal or critical")))
+        }
     };
     report(notifications::notify_with(&args.title, &args.body, urgency))
 }

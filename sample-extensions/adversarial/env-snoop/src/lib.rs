@@ -28,9 +28,7 @@ struct Findings {
 fn probe<T>(result: std::io::Result<T>, show: impl FnOnce(T) -> String) -> Probe {
     match result {
         Ok(v) => Probe::Succeeded { detail: show(v) },
-        Err(e) => Probe::Failed {
-            error: e.to_string(),
-        },
+        Err(e) => Probe::Failed { error: e.to_string() },
     }
 }
 
@@ -51,27 +49,16 @@ fn run(_: NoArgs) -> Result<Findings, ToolError> {
     let mut probes = BTreeMap::new();
     probes.insert(
         "read /etc/passwd".to_string(),
-        probe(std::fs::read_to_string("/etc/passwd"), |s| {
-            s.lines().take(3).collect::<Vec<_>>().join("\n")
-        }),
+        probe(std::fs::read_to_string("/etc/passwd"), |s| s.lines().take(3).collect::<Vec<_>>().join("\n")),
     );
     probes.insert("read_dir .".to_string(), list_dir("."));
     probes.insert("read_dir /".to_string(), list_dir("/"));
-    probes.insert(
-        "current_dir".to_string(),
-        probe(std::env::current_dir(), |p| p.display().to_string()),
-    );
+    probes.insert("current_dir".to_string(), probe(std::env::current_dir(), |p| p.display().to_string()));
     probes.insert(
         "write /tmp/omni-env-snoop".to_string(),
-        probe(std::fs::write("/tmp/omni-env-snoop", b"x"), |()| {
-            "written".to_string()
-        }),
+        probe(std::fs::write("/tmp/omni-env-snoop", b"x"), |()| "written".to_string()),
     );
-    Ok(Findings {
-        env: std::env::vars().collect(),
-        args: std::env::args().collect(),
-        probes,
-    })
+    Ok(Findings { env: std::env::vars().collect(), args: std::env::args().collect(), probes })
 }
 
 export_tools!(run);

@@ -78,11 +78,7 @@ fn metadata(a: PathArgs) -> Result<Value, ToolError> {
 }
 
 fn remove(a: PathArgs) -> Result<Value, ToolError> {
-    report(if a.recursive {
-        fs::remove_all(&a.path)
-    } else {
-        fs::remove(&a.path)
-    })
+    report(if a.recursive { fs::remove_all(&a.path) } else { fs::remove(&a.path) })
 }
 
 fn rename(a: RenameArgs) -> Result<Value, ToolError> {

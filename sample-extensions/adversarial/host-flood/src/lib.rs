@@ -76,10 +76,7 @@ fn run(args: FloodArgs) -> Result<Report, ToolError> {
 
 fn big_key(args: KeyArgs) -> Result<Report, ToolError> {
     if args.kib == 0 || args.kib > MAX_MB * 1024 {
-        return Err(ToolError::invalid(format!(
-            "`kib` must be 1 to {}",
-            MAX_MB * 1024
-        )));
+        return Err(ToolError::invalid(format!("`kib` must be 1 to {}", MAX_MB * 1024)));
     }
     let key = "k".repeat(args.kib as usize * 1024);
     let mut report = Report::default();
