@@ -39,6 +39,7 @@ mod catalog;
 mod error;
 mod manifest;
 mod scope;
+pub mod text;
 
 pub use catalog::{capability_for_import, catalog, lookup, CapabilityInfo, Severity, UnknownSeverity};
 pub use error::{ManifestError, Problem};

@@ -493,8 +493,8 @@ fn check_text(s: &str, field: &str, kind: Text, max: usize, p: &mut Problems) ->
         return false;
     }
     let bad = s.chars().find(|&c| match kind {
-        Text::Line => c.is_control() || is_invisible(c),
-        Text::Paragraphs => (c.is_control() && c != '\n' && c != '\t') || is_invisible(c),
+        Text::Line => crate::text::is_unsafe(c),
+        Text::Paragraphs => crate::text::is_unsafe(c) && c != '\n' && c != '\t',
     });
     if let Some(c) = bad {
         let what = if is_invisible(c) { "an invisible or text-direction character" } else { "a control character" };

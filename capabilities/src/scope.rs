@@ -1017,14 +1017,7 @@ impl Fields<'_> {
     }
 }
 
-/// Characters that render as nothing or reorder text: they let a name look like another.
-pub(crate) fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
-}
+pub(crate) use crate::text::is_invisible;
 
 /// `a` allows nothing beyond `b`, where `None` means "any".
 pub(crate) fn opt_list_within(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> bool {
