@@ -158,6 +158,11 @@ impl FromStr for EventKind {
     }
 }
 
+/// Longest target kept in a record, in bytes; a longer one is cut with `…`.
+pub const MAX_TARGET_BYTES: usize = 1024;
+/// Longest reason kept in a record, in bytes; a longer one is cut with `…`.
+pub const MAX_REASON_BYTES: usize = 4096;
+
 /// A record to append. The log assigns the sequence number, the time and the hashes.
 ///
 /// `target` and `reason` are redacted with [`redact`] before they are stored.
@@ -536,9 +541,11 @@ impl AuditLog {
 
     fn enqueue(&self, record: NewRecord, reply: Reply) -> Result<(), AuditError> {
         let mut record = record;
-        // Redact on the caller's thread so the single writer only hashes and stores.
-        record.target = record.target.map(|t| redact(&t));
-        record.reason = redact(&record.reason);
+        // Bounded first: a target or reason may repeat what an extension sent, and every
+        // record is kept forever. Then redacted, on the caller's thread, so the single
+        // writer only hashes and stores.
+        record.target = record.target.map(|t| redact(&omni_capabilities::text::truncate(&t, MAX_TARGET_BYTES)));
+        record.reason = redact(&omni_capabilities::text::truncate(&record.reason, MAX_REASON_BYTES));
         let queue = self.inner.queue.as_ref().ok_or(AuditError::WriterStopped)?;
         queue.send(Pending { record, reply }).map_err(|_| AuditError::WriterStopped)
     }
@@ -857,11 +864,23 @@ fn commit_batch(db: &Database, batch: &[Pending]) -> Result<u64, AuditError> {
 // ---------------------------------------------------------------------------------------
 
 /// Writes `records` as a pretty JSON array.
-pub fn write_json(records: &[AuditRecord], out: impl Write) -> Result<(), AuditError> {
-    serde_json::to_writer_pretty(out, records).map_err(|e| AuditError::Export(e.to_string()))
+///
+/// The export is exact: every JSON reader gets the stored values back. Characters that
+/// JSON writers leave raw but terminals act on (C1 controls, bidi overrides) are
+/// written as `\uXXXX` escapes ([`omni_capabilities::text::escape_json`]), so the file
+/// is also safe to print.
+pub fn write_json(records: &[AuditRecord], mut out: impl Write) -> Result<(), AuditError> {
+    let text = serde_json::to_string_pretty(records).map_err(|e| AuditError::Export(e.to_string()))?;
+    out.write_all(omni_capabilities::text::escape_json(&text).as_bytes()).map_err(|e| AuditError::Export(e.to_string()))
 }
 
 /// Writes `records` as CSV with a header row; times are RFC 3339, empty cells mean "none".
+///
+/// CSV is for people and spreadsheets, so cells an extension or a caller can choose
+/// (session, extension, capability, target, reason) go through
+/// [`omni_capabilities::text::csv_cell`]: control and bidi characters are escaped, and a
+/// cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`) starts with `'`.
+/// [`write_json`] is the exact export.
 pub fn write_csv(records: &[AuditRecord], out: impl Write) -> Result<(), AuditError> {
     let err = |e: csv::Error| AuditError::Export(e.to_string());
     let mut w = csv::Writer::from_writer(out);
@@ -885,16 +904,17 @@ pub fn write_csv(records: &[AuditRecord], out: impl Write) -> Result<(), AuditEr
         let ts = format_time(r.timestamp);
         let decision = r.decision.map(|d| d.to_string()).unwrap_or_default();
         let duration = r.duration.map(|d| d.to_string()).unwrap_or_default();
+        use omni_capabilities::text::csv_cell;
         w.write_record([
             seq.as_str(),
             ts.as_str(),
-            r.session.as_str(),
-            r.extension.as_str(),
-            r.capability.as_deref().unwrap_or(""),
-            r.target.as_deref().unwrap_or(""),
+            &*csv_cell(&r.session),
+            &*csv_cell(&r.extension),
+            &*csv_cell(r.capability.as_deref().unwrap_or("")),
+            &*csv_cell(r.target.as_deref().unwrap_or("")),
             decision.as_str(),
             duration.as_str(),
-            r.reason.as_str(),
+            &*csv_cell(&r.reason),
             r.kind.as_str(),
             r.prev_hash.as_str(),
             r.hash.as_str(),

@@ -87,6 +87,9 @@ pub struct HostLimits {
     pub max_memory_mb: u32,
     /// Milliseconds the engine waits between epoch ticks (the granularity of time limits).
     pub epoch_tick_ms: u64,
+    /// Permission refusals one call may meet before it is stopped. A guest looping on a
+    /// refused host call is either broken or probing; either way it stops here.
+    pub max_refusals_per_call: u64,
 }
 
 impl Default for HostLimits {
@@ -99,6 +102,7 @@ impl Default for HostLimits {
             max_tool_output_bytes: 4 * 1024 * 1024,
             max_memory_mb: 1024,
             epoch_tick_ms: 2,
+            max_refusals_per_call: 1000,
         }
     }
 }

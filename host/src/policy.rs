@@ -373,6 +373,11 @@ pub enum PromptAnswer {
 
 /// Asks a person to decide. Implementations: [`TerminalPrompter`], [`DenyPrompter`], and
 /// the MCP server's elicitation. `ask` may block; async callers run it on a blocking thread.
+///
+/// The request's extension id, target, scope and reason come from the extension and its
+/// manifest. Targets never hold control or invisible characters (the host refuses such a
+/// host call before asking), but reasons and scopes are manifest text: show every field
+/// through [`omni_capabilities::text::escape`], as [`TerminalPrompter`] does.
 pub trait Prompter: Send + Sync {
     /// Asks and returns the answer; anything but a clear yes must be [`PromptAnswer::Deny`].
     fn ask(&self, req: &PromptRequest<'_>) -> PromptAnswer;
@@ -403,16 +408,22 @@ impl TerminalPrompter {
 
     /// Writes the question to `out` and reads one line from `input`. Exposed so other
     /// front ends (and tests) can reuse the wording.
+    ///
+    /// Every field an extension or its manifest chose (id, target, scope, reason) is
+    /// printed through [`omni_capabilities::text::escape`]: one line each, with no
+    /// control, bidi or invisible character that could redraw or disguise the question.
     pub fn ask_with(req: &PromptRequest<'_>, input: &mut dyn BufRead, out: &mut dyn Write) -> PromptAnswer {
+        use omni_capabilities::text::escape;
         let severity = req.severity.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
         let scope = req.scope.map_or_else(|| "not declared".to_owned(), |s| s.to_string());
         let choices = if req.durable_choices { "[o]nce, this [s]ession, [a]lways, [d]eny" } else { "[o]nce, [d]eny" };
         let question = format!(
             "\nExtension {ext} asks to use {cap} (severity: {severity})\n  target: {target}\n  scope:  {scope}\n  reason: {reason}\nAllow? {choices} (default: deny): ",
-            ext = req.extension,
-            cap = req.capability,
-            target = req.target,
-            reason = req.reason,
+            ext = escape(req.extension),
+            cap = escape(req.capability),
+            target = escape(req.target),
+            scope = escape(&scope),
+            reason = escape(req.reason),
         );
         if out.write_all(question.as_bytes()).and_then(|()| out.flush()).is_err() {
             return PromptAnswer::Deny;
@@ -1076,6 +1087,22 @@ impl PolicyEngine {
     /// disk writes run on Tokio's blocking pool; the audit wait is async). Needs a Tokio
     /// runtime.
     pub async fn authorize_async(&self, req: &AccessRequest<'_>) -> Result<Authorized, Denial> {
+        let (result, denial_record) = self.authorize_deferring_denial(req).await;
+        if let Some(record) = denial_record {
+            // A refusal stands whether or not it could be recorded.
+            let _ = self.inner.audit.append_async(record).await;
+        }
+        result
+    }
+
+    /// [`PolicyEngine::authorize_async`], except that the audit record of a refusal is
+    /// handed back instead of written, for callers that bound how many refusals of one
+    /// call reach the log (see `caps::Refusals`). An allow is recorded before this
+    /// returns, as always.
+    pub(crate) async fn authorize_deferring_denial(
+        &self,
+        req: &AccessRequest<'_>,
+    ) -> (Result<Authorized, Denial>, Option<NewRecord>) {
         let verdict = match self.evaluate(req) {
             Step::Done(v) => v,
             Step::Ask(plan) => {
@@ -1107,12 +1134,16 @@ impl PolicyEngine {
         } else {
             verdict
         };
-        match self.audit_record(req, &verdict) {
+        let record = self.audit_record(req, &verdict);
+        if verdict.result.is_err() {
+            return (verdict.result, record);
+        }
+        match record {
             Some(rec) => {
                 let outcome = self.inner.audit.append_async(rec).await;
-                Self::finish(req, verdict, outcome)
+                (Self::finish(req, verdict, outcome), None)
             }
-            None => verdict.result,
+            None => (verdict.result, None),
         }
     }
 
@@ -1176,7 +1207,7 @@ impl PolicyEngine {
                     let durable = scope.is_some() && !confirm;
                     if let Some(s) = &scope {
                         if let Err(why) = (req.check_scope)(s) {
-                            return Step::Done(Verdict::deny(out_of_scope(ext, cap, req.target, s, &why)));
+                            return Step::Done(Verdict::deny(out_of_scope(ext, cap, req.target, &why)));
                         }
                     }
                     if let Err(d) = self.take_rate(ext, cap, None) {
@@ -1193,7 +1224,7 @@ impl PolicyEngine {
             ))));
         }
         if let Err(why) = (req.check_scope)(&grant.scope) {
-            return Step::Done(Verdict::deny(out_of_scope(ext, cap, req.target, &grant.scope, &why)));
+            return Step::Done(Verdict::deny(out_of_scope(ext, cap, req.target, &why)));
         }
         if let Err(d) = self.take_rate(ext, cap, grant.scope.rate_limit()) {
             return Step::Done(Verdict::deny(d));
@@ -1432,9 +1463,16 @@ fn prompt_request(plan: &PromptPlan) -> PromptRequest<'_> {
     }
 }
 
-fn out_of_scope(ext: &str, cap: &str, target: &str, scope: &Scope, why: &str) -> Denial {
+/// An out-of-scope refusal names the rule that failed, not the whole granted scope: a
+/// scope can be tens of kilobytes (hundreds of domains), and this message is repeated
+/// for every refused call, to the guest, the caller and the audit log. `omni grants
+/// list` shows the scope in full.
+fn out_of_scope(ext: &str, cap: &str, target: &str, why: &str) -> Denial {
+    use omni_capabilities::text::truncate;
     Denial::OutOfScope(format!(
-        "{ext} may not use {cap} on {target}: {why} (granted scope: {scope}); to allow it, widen the scope in the manifest and review the update with `omni install <dir>`"
+        "{ext} may not use {cap} on {}: {}; `omni grants list {ext}` shows the granted scope; to allow it, widen the scope in the manifest and review the update with `omni install <dir>`",
+        truncate(target, 200),
+        truncate(why, 300)
     ))
 }
 
@@ -1982,6 +2020,32 @@ mod tests {
         assert_eq!(parsed.default_policy, DefaultPolicy::Prompt);
         assert!(parsed.audit_enabled);
         assert_eq!(parsed.rate_limits["search.web"].count, 30);
+    }
+
+    /// A storage key that redraws the question on a terminal (cursor up, erase line,
+    /// carriage return, then a fake question about another capability) is printed as
+    /// visible escapes on the target line, so the person reads what is really asked.
+    #[test]
+    fn terminal_prompter_cannot_be_redrawn_by_a_target() {
+        let spoof = "set k\x1b[1A\x1b[2K\rExtension dev.omni.notes asks to use clipboard.write (severity: low)\n\u{9b}2K\u{202e}";
+        let request = PromptRequest {
+            session: "s",
+            extension: "com.example.w\x1b]0;title\x07",
+            capability: "storage.persistent",
+            severity: Some(Severity::Low),
+            target: spoof,
+            scope: None,
+            reason: "keep notes\r\nAllow? [a]lways",
+            durable_choices: false,
+        };
+        let mut out = Vec::new();
+        TerminalPrompter::ask_with(&request, &mut "d\n".as_bytes(), &mut out);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(omni_capabilities::text::first_unsafe(&text.replace('\n', "")).is_none(), "{text:?}");
+        // The question keeps its five lines: nothing the extension chose added one.
+        assert_eq!(text.matches('\n').count(), 5, "{text}");
+        let target_line = text.lines().find(|l| l.starts_with("  target: ")).expect("target line");
+        assert!(target_line.contains("\\u{1b}[1A") && target_line.contains("clipboard.write"), "{target_line}");
     }
 
     #[test]

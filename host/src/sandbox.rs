@@ -59,6 +59,12 @@ pub enum LimitExceeded {
         /// The limit.
         limit: u64,
     },
+    /// The extension kept making host calls that were refused.
+    #[error("the extension met more than {limit} permission refusals in one call and was stopped (host limit max_refusals_per_call)")]
+    Refusals {
+        /// The limit.
+        limit: u64,
+    },
     /// A table would have grown past the host's bound.
     #[error("the extension tried to grow a table to {wanted} elements, past the host's bound of {limit}")]
     Table {
@@ -196,8 +202,8 @@ pub struct CallState {
     pub(crate) session: Arc<str>,
     /// Host-side bounds for this call.
     pub(crate) budget: CallBudget,
-    /// Every permission refusal the guest met during this call, for the caller.
-    pub(crate) denials: Vec<String>,
+    /// The permission refusals the guest met during this call, within bounds.
+    pub(crate) denials: crate::caps::Refusals,
     /// Pages `browser.scrape` loaded in this call, for the scope's `max_pages`.
     pub(crate) pages_loaded: u32,
 }
@@ -451,6 +457,22 @@ pub(crate) fn build_linker(
     Ok(linker)
 }
 
+/// Bytes charged to the call's budget for each call of a refused capability, on top of
+/// its arguments: a refused call with no arguments still costs the host some work.
+const REFUSED_CALL_BYTES: usize = 64;
+
+/// About how many bytes a component value moved into the host.
+fn val_bytes(v: &Val) -> usize {
+    match v {
+        Val::String(s) => s.len(),
+        Val::List(items) | Val::Tuple(items) => items.iter().map(val_bytes).sum::<usize>() + 8,
+        Val::Record(fields) => fields.iter().map(|(name, v)| name.len() + val_bytes(v)).sum(),
+        Val::Variant(_, Some(v)) | Val::Option(Some(v)) | Val::Result(Ok(Some(v)) | Err(Some(v))) => 8 + val_bytes(v),
+        Val::Flags(names) => names.iter().map(String::len).sum(),
+        _ => 8,
+    }
+}
+
 /// Defines every function of an imported capability instance as one that returns the
 /// `error` case `case` with `message`, and every resource as an opaque type no call can
 /// ever create. The real backend is never reachable through it.
@@ -481,17 +503,25 @@ fn link_refusal(
                 // `omni:caps/kv@0.1.0` + `get` -> `kv.get`, the target the audit shows.
                 let interface = import_name.rsplit('/').next().unwrap_or(import_name);
                 let target: Arc<str> = format!("{}.{name}", interface.split('@').next().unwrap_or(interface)).into();
-                inst.func_new_async(name, move |mut store, ty, _params, results| {
+                inst.func_new_async(name, move |mut store, ty, params, results| {
                     let message = message.clone();
                     let fname = fname.clone();
                     let target = target.clone();
+                    // What the guest passed is counted like any host call's arguments, so
+                    // a loop on a refused call spends the call's budget too.
+                    let passed = REFUSED_CALL_BYTES + params.iter().map(val_bytes).sum::<usize>();
                     Box::new(async move {
+                        let state = store.data_mut();
+                        let _ = state.budget.take_in(passed)?;
                         if case == "permission-denied" {
-                            let state = store.data_mut();
-                            state.denials.push(message.to_string());
+                            let limit = state.host.config.limits.max_refusals_per_call;
+                            if state.denials.total() >= limit {
+                                return Err(LimitExceeded::Refusals { limit }.into());
+                            }
+                            let audit = state.denials.note(capability, &target, Some(&message));
                             // A refused call is a decision like any other: it goes to the
                             // audit log so a person sees what the extension tried.
-                            if state.host.config.security.audit_enabled {
+                            if audit && state.host.config.security.audit_enabled {
                                 let record = NewRecord::decision(
                                     &state.session,
                                     &state.ext.id,
@@ -689,7 +719,7 @@ impl Sandbox {
             ext: self.identity.clone(),
             session,
             budget: CallBudget::new(limits),
-            denials: Vec::new(),
+            denials: crate::caps::Refusals::default(),
             pages_loaded: 0,
         };
         let mut store = Store::new(self.engine.engine(), state);
@@ -697,9 +727,14 @@ impl Sandbox {
         let limit_ms = runtime.max_cpu_ms_per_call;
         let deadline = Instant::now() + Duration::from_millis(limit_ms);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        let max_refusals = limits.max_refusals_per_call;
+        store.epoch_deadline_callback(move |store| {
             if Instant::now() >= deadline {
                 Err(LimitExceeded::Time { limit_ms }.into())
+            } else if store.data().denials.total() > max_refusals {
+                // Refusals through the permission engine come back to the guest as
+                // errors; the guest's next loop iteration ends the call here.
+                Err(LimitExceeded::Refusals { limit: max_refusals }.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }
@@ -746,20 +781,32 @@ impl Sandbox {
         // The epoch callback stops guest code; the timeout also stops a call that is
         // parked in a host function (a slow server, a stuck backend): dropping the future
         // cancels the host call and discards the instance.
-        let outcome = match tokio::time::timeout(Duration::from_millis(limit_ms) + self.engine.tick() * 2, run).await {
+        let outcome = tokio::time::timeout(Duration::from_millis(limit_ms) + self.engine.tick() * 2, run).await;
+        // However the call ended, the refusals that were not audited one by one are.
+        let state = store.data_mut();
+        let summaries = state.denials.coalesced_records(&state.session, &state.ext.id);
+        if state.host.config.security.audit_enabled {
+            for record in summaries {
+                let _ = host.policy.audit().append_async(record).await;
+            }
+        }
+        let outcome = match outcome {
             Ok(r) => r,
             Err(_) => return Err(CallError::Limit(LimitExceeded::Time { limit_ms })),
         };
         let result = outcome.map_err(|e| classify_trap(&e, &stderr))?;
+        let max_output = host.config.limits.max_tool_output_bytes;
         let output = match result {
             Ok(out) => out,
-            Err(ToolError::UnknownTool(t)) => return Err(CallError::UnknownTool(t)),
-            Err(ToolError::InvalidArguments(m)) => return Err(CallError::InvalidArguments(m)),
+            Err(ToolError::UnknownTool(t)) => return Err(CallError::UnknownTool(capped(t, max_output))),
+            Err(ToolError::InvalidArguments(m)) => return Err(CallError::InvalidArguments(capped(m, max_output))),
             Err(ToolError::Failed(message)) => {
-                return Err(CallError::Tool { message, denials: std::mem::take(&mut store.data_mut().denials) })
+                return Err(CallError::Tool {
+                    message: capped(message, max_output),
+                    denials: store.data_mut().denials.take_messages(),
+                })
             }
         };
-        let max_output = host.config.limits.max_tool_output_bytes;
         if output.len() > max_output {
             return Err(CallError::OutputTooLarge { len: output.len(), limit: max_output });
         }
@@ -768,10 +815,21 @@ impl Sandbox {
             stdout: stdout.contents(),
             stderr: stderr.contents(),
             elapsed: started.elapsed(),
-            denials: std::mem::take(&mut store.data_mut().denials),
+            denials: store.data_mut().denials.take_messages(),
             verdict: None,
         })
     }
+}
+
+/// A message from the guest cut to the tool-output cap: an error message is output too.
+fn capped(message: String, max: usize) -> String {
+    if message.len() <= max {
+        return message;
+    }
+    let total = message.len();
+    let mut message = crate::caps::cap(message, max);
+    message.push_str(&format!(" … (cut: the message was {total} bytes, more than max_tool_output_bytes)"));
+    message
 }
 
 /// A limit that ended the call, or else the trap with what the guest printed.

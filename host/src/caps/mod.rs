@@ -83,28 +83,42 @@ impl CallState {
     ///
     /// Runs on every host call, so a revocation or the kill switch refuses a call that is
     /// already running at its next host call. `check` receives the granted scope.
+    ///
+    /// A target holding a control or invisible character is refused before the engine
+    /// sees it: targets are what a person reads in a permission prompt and in the audit
+    /// log, and an escape sequence there could redraw the question being asked.
     pub(crate) async fn authorize(
         &mut self,
         capability: &'static str,
         target: &str,
         check: &(dyn Fn(&Scope) -> Result<(), String> + Send + Sync),
     ) -> Result<(), CapError> {
+        if let Err(why) = omni_capabilities::text::refuse_unsafe_name("name", target) {
+            let shown = omni_capabilities::text::escape(target).into_owned();
+            self.refuse(capability, &shown, why.clone()).await;
+            return Err(CapError::InvalidInput(why));
+        }
         let request =
             AccessRequest { session: &self.session, extension: &self.ext.id, capability, target, check_scope: check };
-        match self.host.policy.authorize_async(&request).await {
+        let (result, record) = self.host.policy.authorize_deferring_denial(&request).await;
+        match result {
             Ok(_) => Ok(()),
             Err(denial) => {
                 let error = denial_to_error(denial);
-                if let CapError::PermissionDenied(m) | CapError::OutOfScope(m) = &error {
-                    self.denials.push(format!("{capability} {target}: {m}"));
+                let message = match &error {
+                    CapError::PermissionDenied(m) | CapError::OutOfScope(m) => Some(m.as_str()),
+                    _ => None,
+                };
+                let audit = self.denials.note(capability, target, message);
+                if let (Some(record), true) = (record, audit) {
+                    // The refusal stands even when the audit cannot record it.
+                    let _ = self.host.policy.audit().append_async(record).await;
                 }
                 Err(error)
             }
         }
     }
-}
 
-impl CallState {
     /// Refuses an access the permission engine allowed but the backend's own policy does
     /// not (a name resolving to a private address, a symlink leaving the granted root...).
     ///
@@ -112,13 +126,133 @@ impl CallState {
     /// call's denials, and returned as `out-of-scope` for the guest. Use it for every
     /// refusal that is about *where* an extension tried to go, so the audit shows it.
     pub(crate) async fn refuse(&mut self, capability: &'static str, target: &str, reason: String) -> CapError {
-        let record =
-            NewRecord::decision(&self.session, &self.ext.id, capability, target, Decision::Deny, None, reason.clone());
-        // The refusal stands even when the audit cannot record it; the caller still
-        // sees it in the call's denials.
-        let _ = self.host.policy.audit().append_async(record).await;
-        self.denials.push(format!("{capability} {target}: {reason}"));
+        if self.denials.note(capability, target, Some(&reason)) {
+            let record = NewRecord::decision(
+                &self.session,
+                &self.ext.id,
+                capability,
+                target,
+                Decision::Deny,
+                None,
+                reason.clone(),
+            );
+            // The refusal stands even when the audit cannot record it; the caller still
+            // sees it in the call's denials.
+            let _ = self.host.policy.audit().append_async(record).await;
+        }
         CapError::OutOfScope(reason)
+    }
+}
+
+/// The refusals one call met, kept within bounds.
+///
+/// A guest can loop on a refused host call as fast as the host answers it (tens of
+/// thousands of times a second). Without bounds every refusal would be kept in memory
+/// for the caller and written to the audit log in full. So:
+///
+/// - the caller gets at most [`Refusals::KEPT`] distinct messages of at most
+///   [`Refusals::MESSAGE_BYTES`] each, identical ones counted, and a last line saying
+///   how many more there were;
+/// - the audit log gets the first [`Refusals::AUDITED_PER_CAPABILITY`] refusals of each
+///   capability one by one, and then one record per capability, when the call ends,
+///   saying how many more there were and the last target (the chain stays complete:
+///   nothing is refused without a record saying so);
+/// - past `max_refusals_per_call` refusals the call is stopped
+///   ([`crate::LimitExceeded::Refusals`]).
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    kept: Vec<(String, u64)>,
+    not_kept: u64,
+    total: u64,
+    audited: Vec<(&'static str, u32)>,
+    coalesced: Vec<(&'static str, u64, String)>,
+}
+
+impl Refusals {
+    /// Distinct messages kept for the caller.
+    pub(crate) const KEPT: usize = 32;
+    /// Longest message kept; a longer one is cut with `…`.
+    pub(crate) const MESSAGE_BYTES: usize = 512;
+    /// Refusals of one capability written to the audit log one by one in a call.
+    pub(crate) const AUDITED_PER_CAPABILITY: u32 = 16;
+
+    /// Counts a refusal of `capability` on `target`; `message`, when given, is kept for
+    /// the caller. Returns whether this refusal should be written to the audit log now
+    /// (the others are summed up by [`Refusals::coalesced_records`]).
+    pub(crate) fn note(&mut self, capability: &'static str, target: &str, message: Option<&str>) -> bool {
+        self.total = self.total.saturating_add(1);
+        if let Some(message) = message {
+            let message = format!("{capability} {}: {message}", omni_capabilities::text::truncate(target, 200));
+            let message = omni_capabilities::text::truncate(&message, Self::MESSAGE_BYTES).into_owned();
+            if let Some((_, count)) = self.kept.iter_mut().find(|(m, _)| *m == message) {
+                *count += 1;
+            } else if self.kept.len() < Self::KEPT {
+                self.kept.push((message, 1));
+            } else {
+                self.not_kept += 1;
+            }
+        }
+        let index = match self.audited.iter().position(|(c, _)| *c == capability) {
+            Some(i) => i,
+            None => {
+                self.audited.push((capability, 0));
+                self.audited.len() - 1
+            }
+        };
+        if self.audited[index].1 < Self::AUDITED_PER_CAPABILITY {
+            self.audited[index].1 += 1;
+            return true;
+        }
+        let target = omni_capabilities::text::truncate(target, 200).into_owned();
+        match self.coalesced.iter_mut().find(|(c, _, _)| *c == capability) {
+            Some((_, n, last)) => {
+                *n += 1;
+                *last = target;
+            }
+            None => self.coalesced.push((capability, 1, target)),
+        }
+        false
+    }
+
+    /// How many refusals the call met so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// One audit record per capability whose refusals were not written one by one, saying
+    /// how many there were; empties the count.
+    pub(crate) fn coalesced_records(&mut self, session: &str, extension: &str) -> Vec<NewRecord> {
+        std::mem::take(&mut self.coalesced)
+            .into_iter()
+            .map(|(capability, n, last)| {
+                NewRecord::decision(
+                    session,
+                    extension,
+                    capability,
+                    &last,
+                    Decision::Deny,
+                    None,
+                    format!(
+                        "and {n} more refusals of {capability} in this call, like the {} recorded before it, not written one by one (the last target is shown)",
+                        Self::AUDITED_PER_CAPABILITY
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The messages for the caller: each distinct one once (with its count when
+    /// repeated), then how many were left out.
+    pub(crate) fn take_messages(&mut self) -> Vec<String> {
+        let mut out: Vec<String> = std::mem::take(&mut self.kept)
+            .into_iter()
+            .map(|(m, n)| if n > 1 { format!("{m} ({n} times)") } else { m })
+            .collect();
+        if self.not_kept > 0 {
+            out.push(format!("and {} more refusals not listed", self.not_kept));
+        }
+        self.not_kept = 0;
+        out
     }
 }
 
