@@ -35,6 +35,7 @@ pub mod sandbox;
 
 pub use config::OmniConfig;
 pub use engine::OmniEngine;
+pub use omni_guardian::{Verdict, VerdictKind};
 pub use runtime::{ImportCheck, InstallPlan, Omni, OmniBuilder, OmniError, PermissionDecision, ReviewRow};
 pub use sandbox::{CallError, CallOutput, LimitExceeded};
 

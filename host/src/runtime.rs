@@ -96,13 +96,16 @@ pub enum OmniError {
     /// The call itself failed.
     #[error(transparent)]
     Call(#[from] CallError),
-    /// The Guardian judged the tool's result to be an attack; it was withheld.
-    #[error("the Guardian blocked the result of {extension}/{tool}: score {score}/100 ({kind}){}\nthe result was withheld; `omni audit --extension {extension}` shows the record", rules_note(.rules))]
+    /// The Guardian judged something the tool returned (its result, its error message,
+    /// its stdout or stderr) to be an attack; the call's output was withheld.
+    #[error("the Guardian blocked the {part} of {extension}/{tool}: score {score}/100 ({kind}){}\nthe call's output was withheld; `omni audit --extension {extension}` shows the record", rules_note(.rules))]
     Blocked {
         /// The extension.
         extension: String,
         /// The tool.
         tool: String,
+        /// What was blocked: `result`, `error message`, `stdout`, `stderr`.
+        part: String,
         /// The Guardian's score (0 = attack, 100 = clean).
         score: u8,
         /// The verdict band.
@@ -121,6 +124,37 @@ fn rules_note(rules: &[String]) -> String {
     } else {
         format!("; matched {}", rules.join(", "))
     }
+}
+
+/// The text a person or a model reads from a JSON document: its strings (keys and
+/// values), decoded, one per line. `None` when `text` is not JSON or holds no string
+/// whose decoded form differs from how it is written (then the raw scan saw it all).
+fn json_reader_view(text: &str) -> Option<String> {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push_str(k);
+                    out.push('\n');
+                    walk(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Only a string with an escape reads differently from how it is written.
+    if !text.contains('\\') {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    walk(&value, &mut out);
+    Some(out)
 }
 
 fn imports_message(problems: &[ImportError]) -> String {
@@ -699,41 +733,99 @@ impl Omni {
         }
         let pre = sandbox.template(&self.linkage(&sandbox))?;
         let session: Arc<str> = session.into();
-        let mut out = sandbox.call(&self.shared, pre, session.clone(), tool, arguments).await?;
-        self.screen_output(&session, id, tool, &mut out).await?;
-        Ok(out)
+        match sandbox.call(&self.shared, pre, session.clone(), tool, arguments).await {
+            Ok(mut out) => {
+                self.screen_output(&session, id, tool, &mut out).await?;
+                Ok(out)
+            }
+            Err(e) => Err(self.screen_error(&session, id, tool, e).await?),
+        }
     }
 
-    /// Scans a tool result with the Guardian before anyone (a model) sees it; a result
-    /// judged malicious is withheld, and every verdict that is not clean is audited.
+    /// Scans everything a finished call hands its caller (the result, and the captured
+    /// stdout and stderr) with the Guardian before anyone (a model) sees it. Anything
+    /// judged malicious withholds the whole output; every verdict that is not clean is
+    /// audited. [`CallOutput::verdict`] is the worst verdict of the parts.
     async fn screen_output(&self, session: &str, id: &str, tool: &str, out: &mut CallOutput) -> Result<(), OmniError> {
-        let verdict = self.shared.guardian.scan(&out.output, omni_guardian::ScanPoint::ToolResult);
-        if verdict.kind != omni_guardian::VerdictKind::Clean {
-            let rules: Vec<String> = verdict.matches.iter().map(|m| format!("{}: {}", m.id, m.description)).collect();
-            self.audit
-                .append_async(NewRecord {
-                    session: session.to_string(),
-                    target: Some(format!("result of {tool}")),
-                    ..NewRecord::event(
-                        EventKind::GuardianVerdict,
-                        id,
-                        format!("{} (score {}/100){}", verdict.kind, verdict.score, rules_note(&rules)),
-                    )
-                })
-                .await
-                .map_err(policy_err)?;
-            if verdict.is_blocked() {
-                return Err(OmniError::Blocked {
-                    extension: id.to_string(),
-                    tool: tool.to_string(),
-                    score: verdict.score,
-                    kind: verdict.kind.to_string(),
-                    rules,
-                });
+        let mut worst = self.screen(session, id, tool, "result", &out.output).await?;
+        for (part, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if text.is_empty() {
+                continue;
+            }
+            let verdict = self.screen(session, id, tool, part, text).await?;
+            if verdict.score < worst.score {
+                worst = verdict;
             }
         }
-        out.verdict = Some(verdict);
+        out.verdict = Some(worst);
         Ok(())
+    }
+
+    /// Scans what a failed call would show its caller: the tool's error message, an
+    /// invalid-arguments message, a crash report with the guest's stderr. A message
+    /// judged malicious is replaced by [`OmniError::Blocked`]; a suspicious one is
+    /// returned with the audit record that says so.
+    async fn screen_error(&self, session: &str, id: &str, tool: &str, e: CallError) -> Result<OmniError, OmniError> {
+        let (part, text) = match &e {
+            CallError::Tool { message, .. } => ("error message", message.clone()),
+            CallError::InvalidArguments(m) | CallError::UnknownTool(m) => ("error message", m.clone()),
+            CallError::Trap { stderr, .. } => ("stderr", stderr.clone()),
+            // Host-written messages with nothing the guest chose.
+            CallError::Limit(_) | CallError::Link(_) | CallError::OutputTooLarge { .. } => return Ok(e.into()),
+        };
+        if !text.is_empty() {
+            self.screen(session, id, tool, part, &text).await?;
+        }
+        Ok(e.into())
+    }
+
+    /// Scans one part of a call's output at the `tool-result` point, as a reader will see
+    /// it: a JSON text is also judged by its decoded strings, since `\u0049gnore` is
+    /// "Ignore" to every JSON reader. Audits a verdict that is not clean; a malicious one
+    /// is an error.
+    async fn screen(
+        &self,
+        session: &str,
+        id: &str,
+        tool: &str,
+        part: &str,
+        text: &str,
+    ) -> Result<omni_guardian::Verdict, OmniError> {
+        let guardian = &self.shared.guardian;
+        let mut verdict = guardian.scan(text, omni_guardian::ScanPoint::ToolResult);
+        if let Some(decoded) = json_reader_view(text) {
+            let seen = guardian.scan(&decoded, omni_guardian::ScanPoint::ToolResult);
+            if seen.score < verdict.score {
+                verdict = seen;
+            }
+        }
+        if verdict.kind == omni_guardian::VerdictKind::Clean {
+            return Ok(verdict);
+        }
+        let rules: Vec<String> = verdict.matches.iter().map(|m| format!("{}: {}", m.id, m.description)).collect();
+        self.audit
+            .append_async(NewRecord {
+                session: session.to_string(),
+                target: Some(format!("{part} of {tool}")),
+                ..NewRecord::event(
+                    EventKind::GuardianVerdict,
+                    id,
+                    format!("{} (score {}/100){}", verdict.kind, verdict.score, rules_note(&rules)),
+                )
+            })
+            .await
+            .map_err(policy_err)?;
+        if verdict.is_blocked() {
+            return Err(OmniError::Blocked {
+                extension: id.to_string(),
+                tool: tool.to_string(),
+                part: part.to_string(),
+                score: verdict.score,
+                kind: verdict.kind.to_string(),
+                rules,
+            });
+        }
+        Ok(verdict)
     }
 
     /// Instantiates extension `id` once without calling it: checks that it links with
