@@ -3,6 +3,7 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
+use omni_capabilities::text::escape;
 use omni_host::audit::{self, AuditFilter, AuditLog, AuditRecord};
 use omni_host::policy::Decision;
 
@@ -96,9 +97,9 @@ pub fn run(args: &AuditArgs, audit: &AuditLog, json: bool) -> anyhow::Result<i32
 fn verify(audit: &AuditLog, json: bool) -> anyhow::Result<i32> {
     let report = audit.verify().context("cannot read the audit log")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::print_json_pretty(&report);
     } else if let Some(problem) = &report.problem {
-        println!("audit log is BROKEN at {problem}");
+        println!("audit log is BROKEN at {}", escape(&problem.to_string()));
         println!("{} record(s) before it verified", report.records);
     } else if let (Some(first), Some(last)) = (report.first_seq, report.last_seq) {
         let pruned = report.checkpoint_seq.map(|c| format!(", records up to {c} pruned")).unwrap_or_default();
@@ -110,6 +111,8 @@ fn verify(audit: &AuditLog, json: bool) -> anyhow::Result<i32> {
     Ok(if report.is_ok() { 0 } else { 1 })
 }
 
+/// One row per record. Every cell is printed through [`escape`]: a target or reason with
+/// a line break or an escape sequence cannot print a row the chain does not contain.
 fn print_table(records: &[AuditRecord], out: &mut impl std::io::Write) -> anyhow::Result<()> {
     if records.is_empty() {
         writeln!(out, "no audit records match")?;
@@ -125,7 +128,7 @@ fn print_table(records: &[AuditRecord], out: &mut impl std::io::Write) -> anyhow
             r.timestamp.replace_nanosecond(0).map_or_else(|_| audit::format_time(r.timestamp), audit::format_time);
         let decision = r.decision.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
         let duration = r.duration.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
-        let target = r.target.as_deref().unwrap_or("");
+        let target = escape(r.target.as_deref().unwrap_or(""));
         let sep = if target.is_empty() { "" } else { " / " };
         writeln!(
             out,
@@ -133,11 +136,11 @@ fn print_table(records: &[AuditRecord], out: &mut impl std::io::Write) -> anyhow
             r.seq,
             time,
             r.kind.as_str(),
-            if r.extension.is_empty() { "-" } else { &r.extension },
-            r.capability.as_deref().unwrap_or("-"),
+            if r.extension.is_empty() { "-".into() } else { escape(&r.extension) },
+            escape(r.capability.as_deref().unwrap_or("-")),
             decision,
             duration,
-            r.reason,
+            escape(&r.reason),
         )?;
     }
     Ok(())

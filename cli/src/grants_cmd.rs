@@ -1,6 +1,7 @@
 //! `omni grants list|revoke` and `omni kill-switch`.
 
 use anyhow::Context as _;
+use omni_capabilities::text::escape;
 use omni_host::policy::{GrantInfo, PolicyEngine};
 
 /// `omni grants ...`
@@ -28,7 +29,7 @@ pub fn run(cmd: GrantsCommand, engine: &PolicyEngine, json: bool) -> anyhow::Res
             let grants = engine.grants(id.as_deref()).context("cannot read grants")?;
             if json {
                 let out = serde_json::json!({ "kill_switch": engine.kill_switch_engaged(), "grants": grants });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                crate::print_json_pretty(&out);
             } else {
                 print_table(&grants, id.as_deref());
                 if engine.kill_switch_engaged() {
@@ -42,9 +43,10 @@ pub fn run(cmd: GrantsCommand, engine: &PolicyEngine, json: bool) -> anyhow::Res
                 engine.revoke(&id, cap.as_deref()).with_context(|| format!("cannot revoke grants of {id}"))?;
             if json {
                 let out = serde_json::json!({ "extension": id, "capability": cap, "revoked": removed });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                crate::print_json_pretty(&out);
             } else {
-                let what = cap.as_deref().unwrap_or("all capabilities");
+                let what = escape(cap.as_deref().unwrap_or("all capabilities"));
+                let id = escape(&id);
                 println!("revoked {what} of {id}: {removed} grant(s) removed; it is refused until granted again (`omni install <dir>`)");
             }
             Ok(0)
@@ -56,7 +58,7 @@ pub fn run(cmd: GrantsCommand, engine: &PolicyEngine, json: bool) -> anyhow::Res
 pub fn kill_switch(engine: &PolicyEngine, json: bool) -> anyhow::Result<i32> {
     let removed = engine.kill_switch().context("the kill switch could not be persisted")?;
     if json {
-        println!("{}", serde_json::json!({ "kill_switch": true, "revoked": removed }));
+        crate::print_json(&serde_json::json!({ "kill_switch": true, "revoked": removed }));
     } else {
         println!("kill switch engaged: {removed} grant(s) revoked; every extension must be granted again (`omni install <dir>`)");
     }
@@ -66,7 +68,7 @@ pub fn kill_switch(engine: &PolicyEngine, json: bool) -> anyhow::Result<i32> {
 fn print_table(grants: &[GrantInfo], id: Option<&str>) {
     if grants.is_empty() {
         match id {
-            Some(id) => println!("no grants for {id}"),
+            Some(id) => println!("no grants for {}", escape(id)),
             None => println!("no grants"),
         }
         return;
@@ -74,13 +76,14 @@ fn print_table(grants: &[GrantInfo], id: Option<&str>) {
     let rows: Vec<[String; 6]> = grants
         .iter()
         .map(|g| {
+            // Ids and scopes come from manifests: one escaped line per cell.
             [
-                g.extension.clone(),
-                g.capability.clone(),
+                escape(&g.extension).into_owned(),
+                escape(&g.capability).into_owned(),
                 g.decision.to_string(),
                 g.duration.to_string(),
                 omni_host::audit::format_time(g.granted_at),
-                g.scope.to_string(),
+                escape(&g.scope.to_string()).into_owned(),
             ]
         })
         .collect();

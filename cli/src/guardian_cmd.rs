@@ -51,7 +51,7 @@ fn scan(point: ScanPoint, sensitivity: Sensitivity, text: &str, json: bool) -> R
     let guardian = Guardian::new(GuardianConfig { sensitivity, ..GuardianConfig::default() })?;
     let verdict = guardian.scan(&text, point);
     if json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        crate::print_json_pretty(&verdict);
     } else {
         print_verdict(&verdict, &text);
     }
@@ -121,7 +121,7 @@ fn evaluate(files: &[PathBuf], json: bool) -> Result<i32> {
     if json {
         let obj: serde_json::Map<String, serde_json::Value> =
             named.iter().map(|(n, m)| Ok((n.clone(), serde_json::to_value(m)?))).collect::<Result<_>>()?;
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        crate::print_json_pretty(&obj);
     } else {
         print!("{}", eval::markdown_table(&named));
     }

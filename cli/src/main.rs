@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use omni_capabilities::text::{escape, escape_multiline};
 use omni_host::policy::{Decision, DenyPrompter, GrantDuration, Prompter, TerminalPrompter};
 use omni_host::{CallError, InstallPlan, Omni, OmniError, PermissionDecision};
 use serde_json::json;
@@ -125,14 +126,31 @@ fn main() {
         Err(e) => {
             let code = exit_code_for(&e);
             if json {
-                println!("{}", json!({ "error": format!("{e:#}"), "exit_code": code }));
+                print_json(&json!({ "error": format!("{e:#}"), "exit_code": code }));
             } else {
-                eprintln!("error: {e:#}");
+                // Errors repeat what extensions and manifests said (tool errors, a
+                // guest's stderr, schemas): printed as text that cannot drive the terminal.
+                eprintln!("error: {}", escape_multiline(&format!("{e:#}")));
             }
             code
         }
     };
     std::process::exit(code);
+}
+
+/// Prints a JSON value on one line, with C1 and bidi characters escaped
+/// ([`omni_capabilities::text::escape_json`]): the value is unchanged for any reader, and
+/// the printed text cannot drive a terminal.
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"cannot print JSON: {e}\"}}"));
+    println!("{}", omni_capabilities::text::escape_json(&text));
+}
+
+/// [`print_json`], indented for people.
+pub(crate) fn print_json_pretty(value: &impl serde::Serialize) {
+    let text =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"cannot print JSON: {e}\"}}"));
+    println!("{}", omni_capabilities::text::escape_json(&text));
 }
 
 fn exit_code_for(e: &anyhow::Error) -> i32 {
@@ -175,11 +193,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Uninstall { id } => {
             let removed = open(&env)?.uninstall(&id)?;
             if json {
-                println!("{}", json!({ "id": id, "removed": removed }));
+                print_json(&json!({ "id": id, "removed": removed }));
             } else if removed {
-                println!("uninstalled {id}: its grants, storage and files are gone");
+                println!("uninstalled {}: its grants, storage and files are gone", escape(&id));
             } else {
-                println!("{id} was not installed");
+                println!("{} was not installed", escape(&id));
             }
             Ok(if removed { 0 } else { 1 })
         }
@@ -224,9 +242,7 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
     }
     let record = omni.install(&plan, &decisions)?;
     if cli.json {
-        println!(
-            "{}",
-            json!({
+        print_json(&json!({
                 "id": record.id,
                 "version": record.version,
                 "digest": record.digest,
@@ -237,8 +253,7 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
                     "decision": d.decision.to_string(),
                     "duration": d.duration.to_string(),
                 })).collect::<Vec<_>>(),
-            })
-        );
+        }));
     } else {
         println!("installed {} {} (sha256 {})", record.id, record.version, &record.digest[..16]);
         for d in &decisions {
@@ -257,10 +272,13 @@ fn declared(plan: &InstallPlan) -> String {
     }
 }
 
+/// The review screen. Every text the manifest chose is printed through [`escape`], one
+/// line each: a description with line breaks or escape sequences cannot draw a fake
+/// review above the real one.
 fn print_review(plan: &InstallPlan) {
     let m = &plan.manifest.extension;
-    println!("{} {} ({}) by {}", m.name, m.version, m.id, m.author);
-    println!("  {}", m.description);
+    println!("{} {} ({}) by {}", escape(&m.name), m.version, escape(&m.id), escape(&m.author));
+    println!("  {}", escape(&m.description));
     if plan.previous.is_some() {
         println!(
             "  update of the installed version: {}",
@@ -281,10 +299,10 @@ fn print_review(plan: &InstallPlan) {
         .iter()
         .map(|r| {
             [
-                r.capability.clone(),
+                escape(&r.capability).into_owned(),
                 r.severity.to_string(),
-                if r.scope.is_empty() { "-".into() } else { r.scope.clone() },
-                r.reason.clone(),
+                if r.scope.is_empty() { "-".into() } else { escape(&r.scope).into_owned() },
+                escape(&r.reason).into_owned(),
                 if r.required { "required".into() } else { "optional".into() },
             ]
         })
@@ -338,7 +356,7 @@ fn list(omni: &Omni, json: bool) -> anyhow::Result<i32> {
                         "installed_at": e.installed_at, "imports": e.imports, "granted": granted })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        print_json_pretty(&rows);
         return Ok(0);
     }
     if installed.is_empty() {
@@ -353,9 +371,9 @@ fn list(omni: &Omni, json: bool) -> anyhow::Result<i32> {
             .collect();
         println!(
             "{:<36} {:<10} {:<20} granted: {}",
-            e.id,
-            e.version,
-            e.name,
+            escape(&e.id),
+            escape(&e.version),
+            escape(&e.name),
             if granted.is_empty() { "-".to_string() } else { granted.join(", ") }
         );
     }
@@ -388,16 +406,13 @@ fn call(
                 serde_json::from_str(&out.output).unwrap_or(serde_json::Value::String(out.output.clone()));
             let guardian = out.verdict.as_ref().map(|v| json!({ "score": v.score, "verdict": v.kind.to_string() }));
             if json {
-                println!(
-                    "{}",
-                    json!({ "output": value, "stdout": out.stdout, "stderr": out.stderr,
-                            "elapsed_ms": out.elapsed.as_secs_f64() * 1000.0, "denials": out.denials,
-                            "guardian": guardian })
-                );
+                print_json(&json!({ "output": value, "stdout": out.stdout, "stderr": out.stderr,
+                        "elapsed_ms": out.elapsed.as_secs_f64() * 1000.0, "denials": out.denials,
+                        "guardian": guardian }));
             } else {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                print_json_pretty(&value);
                 for d in &out.denials {
-                    eprintln!("note: refused during the call: {d}");
+                    eprintln!("note: refused during the call: {}", escape(d));
                 }
                 if let Some(v) = out.verdict.as_ref().filter(|v| v.kind != omni_guardian::VerdictKind::Clean) {
                     let rules: Vec<&str> = v.matches.iter().map(|m| m.id.as_str()).collect();
@@ -413,11 +428,11 @@ fn call(
         }
         Err(OmniError::Call(CallError::Tool { message, denials })) if !denials.is_empty() => {
             if json {
-                println!("{}", json!({ "error": message, "denials": denials, "exit_code": EXIT_DENIED }));
+                print_json(&json!({ "error": message, "denials": denials, "exit_code": EXIT_DENIED }));
             } else {
-                eprintln!("permission denied: {}", denials.join("; "));
+                eprintln!("permission denied: {}", escape(&denials.join("; ")));
                 if !denials.iter().any(|d| message.contains(d.as_str())) {
-                    eprintln!("the tool reported: {message}");
+                    eprintln!("the tool reported: {}", escape_multiline(&message));
                 }
             }
             Ok(EXIT_DENIED)

@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use omni_capabilities::text::escape;
 use omni_host::caps::scheduling::{Job, RunOutcome, Trigger};
 use omni_host::Omni;
 use serde_json::json;
@@ -37,7 +38,7 @@ pub fn run(cmd: SchedulesCommand, omni: &Omni, json: bool) -> anyhow::Result<i32
         SchedulesCommand::List { id } => {
             let jobs = omni.scheduled_jobs(id.as_deref()).context("cannot read the scheduled jobs")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                crate::print_json_pretty(&jobs);
             } else if jobs.is_empty() {
                 println!("no scheduled jobs");
             } else {
@@ -45,10 +46,10 @@ pub fn run(cmd: SchedulesCommand, omni: &Omni, json: bool) -> anyhow::Result<i32
                 for job in &jobs {
                     println!(
                         "{:<10} {:<36} {:<20} {:<24} {}",
-                        job.id,
-                        job.extension,
-                        job.tool,
-                        trigger_text(&job.trigger),
+                        escape(&job.id.to_string()),
+                        escape(&job.extension),
+                        escape(&job.tool),
+                        escape(&trigger_text(&job.trigger)),
                         next_run_text(job)
                     );
                 }
@@ -69,13 +70,17 @@ pub fn run(cmd: SchedulesCommand, omni: &Omni, json: bool) -> anyhow::Result<i32
                     };
                     failed |= !matches!(r.outcome, RunOutcome::Completed(_));
                     if json {
-                        println!(
-                            "{}",
-                            json!({ "job": r.job, "extension": r.extension, "tool": r.tool, "outcome": state,
-                                    "detail": detail, "next_run_ms": r.next_run_ms })
-                        );
+                        crate::print_json(&json!({ "job": r.job, "extension": r.extension, "tool": r.tool,
+                                "outcome": state, "detail": detail, "next_run_ms": r.next_run_ms }));
                     } else {
-                        println!("{} {} {}: {state}: {detail}", r.job, r.extension, r.tool);
+                        // The detail is a tool's result or error: the extension chose it.
+                        println!(
+                            "{} {} {}: {state}: {}",
+                            escape(&r.job.to_string()),
+                            escape(&r.extension),
+                            escape(&r.tool),
+                            escape(&detail)
+                        );
                     }
                 }
                 if !watch {
