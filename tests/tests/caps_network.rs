@@ -146,6 +146,12 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, keys: &Mutex<Vec<String>>
             let to = params.get("to").cloned().unwrap_or_default();
             respond(&mut stream, 302, &[("location", to.as_str())], "")
         }
+        "/echo-credentials" => {
+            let shown = ["authorization", "cookie", "x-api-key", "x-trace"]
+                .map(|h| format!("{h}={}", headers.get(h).map_or("-", String::as_str)))
+                .join(" ");
+            respond(&mut stream, 200, &[("content-type", "text/plain")], &shown)
+        }
         "/search" => {
             let body = json!({ "results": [
                 { "title": format!("First hit for {q}"), "url": "https://one.example/", "content": "one" },
@@ -237,6 +243,8 @@ fn config(http: &Server, ws: &WsServer, search_kind: ProviderKind) -> OmniConfig
     let mut config = OmniConfig::default();
     config.network.resolve.insert("allowed.test".into(), http.base_url());
     config.network.resolve.insert("example.com".into(), http.base_url());
+    // Another in-scope host on the same server, for redirects between hosts.
+    config.network.resolve.insert("rebind.allowed.test".into(), http.base_url());
     config.network.resolve.insert("ws.allowed.test".into(), format!("http://{}", ws.addr));
     let (endpoint, key) = match search_kind {
         ProviderKind::Searxng => (format!("{}/search", http.base_url()), None),
@@ -595,6 +603,28 @@ fn web_reader_fetches_readable_text_from_its_domains_only() {
 }
 
 // ---- the hostile SSRF suite ----
+
+/// Credentials the extension set for one host are not sent on to another host a redirect
+/// names, even when that host is in scope too (as browsers and curl do); a redirect within
+/// the same origin keeps them, and headers that are not credentials are kept.
+#[test]
+fn credentials_are_dropped_on_a_redirect_to_another_host() {
+    let net = net();
+    let headers = json!({ "Authorization": "Bearer token-for-allowed-test", "Cookie": "sid=1",
+                          "X-Api-Key": "k-1", "X-Trace": "t-1" });
+    let same =
+        net.call("get", json!({ "url": "https://allowed.test/redirect?to=/echo-credentials", "headers": headers }));
+    assert_eq!(
+        same["text"], "authorization=Bearer token-for-allowed-test cookie=sid=1 x-api-key=k-1 x-trace=t-1",
+        "{same}"
+    );
+    let other = net.call(
+        "get",
+        json!({ "url": "https://allowed.test/redirect?to=https://rebind.allowed.test/echo-credentials", "headers": headers }),
+    );
+    assert_eq!(other["ok"], true, "{other}");
+    assert_eq!(other["text"], "authorization=- cookie=- x-api-key=- x-trace=t-1", "{other}");
+}
 
 #[test]
 fn hostile_ssrf_redirect_to_disallowed_host() {

@@ -489,7 +489,7 @@ impl CallState {
     ) -> Result<Fetched, CapError> {
         let max_redirects = self.host.egress.config().max_redirects;
         let transport = self.host.http.clone();
-        let FetchRequest { mut url, mut method, headers, mut body, timeout, follow_redirects, max_body } = req;
+        let FetchRequest { mut url, mut method, mut headers, mut body, timeout, follow_redirects, max_body } = req;
         let mut hops = 0u8;
         loop {
             let dest = self.egress_check(capability, &url, Some(method), extra).await?;
@@ -520,12 +520,18 @@ impl CallState {
                             shorten(&location)
                         )));
                     }
-                    url = url.join(&location).map_err(|e| {
+                    let next = url.join(&location).map_err(|e| {
                         CapError::Io(format!(
                             "the server redirected to `{}`, which is not a valid URL ({e})",
                             shorten(&location)
                         ))
                     })?;
+                    // Credentials were meant for the origin the extension named; like
+                    // browsers and curl, never hand them to another one, in scope or not.
+                    if next.origin() != url.origin() {
+                        headers.retain(|(name, _)| !is_credential_header(name));
+                    }
+                    url = next;
                     // Browsers turn a redirected POST into a GET for 301/302/303 and
                     // drop the body; 307/308 keep both.
                     if resp.status == 303 || (matches!(resp.status, 301 | 302) && method == "POST") {
@@ -541,9 +547,31 @@ impl CallState {
     }
 }
 
+/// Whether a request header carries credentials: the well-known ones, and any whose
+/// name says it holds a key, a token, a secret, a session or authentication.
+pub(crate) fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(name.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["auth", "token", "secret", "key", "session", "cookie", "password", "credential"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_headers_are_recognised() {
+        for name in
+            ["Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "Api-Key", "X-Session-Id"]
+        {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in ["Accept", "Content-Type", "User-Agent", "X-Trace", "If-None-Match"] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+    }
 
     fn egress(resolver: StaticResolver) -> Egress {
         let mut config = NetworkConfig::default();

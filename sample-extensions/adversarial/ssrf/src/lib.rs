@@ -56,6 +56,9 @@ struct GetArgs {
     follow: bool,
     #[serde(default)]
     post: bool,
+    /// Request headers, e.g. credentials meant for the first host only.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -64,7 +67,10 @@ fn yes() -> bool {
 
 fn get(args: GetArgs) -> Result<Outcome, ToolError> {
     let method = if args.post { Method::Post } else { Method::Get };
-    let request = Request::new(method, args.url).follow_redirects(args.follow).timeout_ms(10_000);
+    let mut request = Request::new(method, args.url).follow_redirects(args.follow).timeout_ms(10_000);
+    for (name, value) in args.headers {
+        request = request.header(name, value);
+    }
     Ok(match request.send() {
         Ok(resp) => Outcome {
             ok: true,
