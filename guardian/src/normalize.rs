@@ -16,8 +16,10 @@
 //! 5. a *derived* view that collapses letter-spaced runs (`i g n o r e`, `i.g.n.o.r.e`)
 //!    and maps leetspeak digits inside words (`1gn0r3`), recording where it differs
 //!    from the canonical view so only those places need matching again;
-//! 6. [`decode_embedded_with`] finds base64, hex, percent-encoded and HTML/JS-escaped
-//!    runs in the original text and returns their decoded text for a recursive scan.
+//! 6. [`decode_embedded_with`] finds base64, hex, percent-encoded and HTML-escaped
+//!    runs and stretches of JSON/JS string escapes in the original text and returns
+//!    their decoded text for a recursive scan, within a budget proportional to the
+//!    text; what the budget leaves undecoded is reported, never dropped.
 //!
 //! Long texts are mostly plain: the fast path ([`normalize_with`] with `fast`) sends
 //! only the words around non-ASCII characters through steps 1-4 and stores the origin
@@ -2090,6 +2092,47 @@ mod tests {
         assert!(long_runs(b"ten or so words, all of them short", &B64, classes::base64).is_empty());
         // Fifteen alphabet bytes may cover a chunk; fourteen at an odd offset cannot.
         assert!(long_runs(b".AAAAAAAAAAAAAA.", &B64, classes::base64).is_empty());
+    }
+
+    #[test]
+    fn json_escapes_decode_whole_with_a_map_back() {
+        let text = r#"{"a": "\u0049gn\u006fre \ud83d\ude00 \u{1F600}\tall\n\"x\" \\ \/ rules", "b": 1}"#;
+        let mut budget = MAX_DECODED_BYTES;
+        let d = decode_embedded(text, &mut budget).runs;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].text, "Ignore \u{1F600} \u{1F600}\tall\n\"x\" \\ / rules");
+        assert!(d[0].obfuscated);
+        // The string's content, without its quotes.
+        assert_eq!(&text[d[0].start..d[0].end], &text[7..text.len() - 10]);
+        // Decoded "Ignore" maps to the escapes and letters it came from, a surrogate
+        // pair to both of its escapes, a plain word to itself.
+        assert_eq!(d[0].original_span(0, 6), (7, 23));
+        assert_eq!(d[0].original_span(7, 11), (24, 36));
+        let rules = d[0].text.find("rules").unwrap_or(0);
+        assert_eq!(&text[d[0].original_span(rules, rules + 5).0..][..5], "rules");
+        // Line breaks and quotes written as escapes are read, and are no obfuscation.
+        let d = decode_embedded(r#"{"a": "line one\nline \"two\""}"#, &mut budget).runs;
+        assert_eq!(
+            d.iter().map(|d| (d.text.as_str(), d.obfuscated)).collect::<Vec<_>>(),
+            [("line one\nline \"two\"", false)]
+        );
+    }
+
+    #[test]
+    fn runs_past_the_budget_are_reported_not_dropped() {
+        use base64::Engine;
+        let runs: Vec<String> = (0..40)
+            .map(|i| base64::engine::general_purpose::STANDARD.encode(format!("harmless caption number {i}")))
+            .collect();
+        let text = runs.join(" ");
+        let mut budget = decode_budget(text.len());
+        let all = decode_embedded(&text, &mut budget);
+        assert_eq!((all.runs.len(), all.cut_short), (40, None));
+        // A budget for ten runs: the first run left out is named.
+        let mut budget = 10 * (RUN_COST + 26);
+        let some = decode_embedded(&text, &mut budget);
+        assert_eq!(some.runs.len(), 10);
+        assert!(some.cut_short.is_some());
     }
 
     #[test]
