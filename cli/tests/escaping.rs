@@ -134,3 +134,22 @@ fn audit_table_csv_and_json_cannot_be_forged_or_run() {
     let out = omni(data.path(), &["audit", "verify"]);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn schema_text_in_an_argument_error_is_escaped() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let source = sample_with_manifest(ID, |m| {
+        m.replace(
+            "properties = { key = { type = \"string\" }",
+            "properties = { key = { type = \"string\", description = \"the key \\u202e\\u009b2J\\u0085\" }",
+        )
+    });
+    let out = omni(data.path(), &["install", source.path().to_str().unwrap(), "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = omni(data.path(), &["call", ID, "remember", "{}"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the key \\u{202e}"), "the schema is shown, escaped: {}", stderr(&out));
+    assert_printable("the argument error", &stderr(&out));
+    let out = omni(data.path(), &["--json", "call", ID, "remember", "{}"]);
+    assert_printable("the JSON argument error", &stdout(&out));
+}

@@ -126,37 +126,6 @@ fn rules_note(rules: &[String]) -> String {
     }
 }
 
-/// The text a person or a model reads from a JSON document: its strings (keys and
-/// values), decoded, one per line. `None` when `text` is not JSON or holds no string
-/// whose decoded form differs from how it is written (then the raw scan saw it all).
-fn json_reader_view(text: &str) -> Option<String> {
-    fn walk(v: &serde_json::Value, out: &mut String) {
-        match v {
-            serde_json::Value::String(s) => {
-                out.push_str(s);
-                out.push('\n');
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    out.push_str(k);
-                    out.push('\n');
-                    walk(v, out);
-                }
-            }
-            _ => {}
-        }
-    }
-    // Only a string with an escape reads differently from how it is written.
-    if !text.contains('\\') {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let mut out = String::with_capacity(text.len());
-    walk(&value, &mut out);
-    Some(out)
-}
-
 fn imports_message(problems: &[ImportError]) -> String {
     let mut out = String::from("the component's imports do not match its manifest:");
     for p in problems {
@@ -780,9 +749,9 @@ impl Omni {
     }
 
     /// Scans one part of a call's output at the `tool-result` point, as a reader will see
-    /// it: a JSON text is also judged by its decoded strings, since `\u0049gnore` is
-    /// "Ignore" to every JSON reader. Audits a verdict that is not clean; a malicious one
-    /// is an error.
+    /// it: a JSON text is judged by its decoded keys and strings
+    /// ([`omni_guardian::Guardian::scan_json`]), since `\u0049gnore` is "Ignore" to
+    /// every JSON reader. Audits a verdict that is not clean; a malicious one is an error.
     async fn screen(
         &self,
         session: &str,
@@ -792,13 +761,11 @@ impl Omni {
         text: &str,
     ) -> Result<omni_guardian::Verdict, OmniError> {
         let guardian = &self.shared.guardian;
-        let mut verdict = guardian.scan(text, omni_guardian::ScanPoint::ToolResult);
-        if let Some(decoded) = json_reader_view(text) {
-            let seen = guardian.scan(&decoded, omni_guardian::ScanPoint::ToolResult);
-            if seen.score < verdict.score {
-                verdict = seen;
-            }
-        }
+        let point = omni_guardian::ScanPoint::ToolResult;
+        let verdict = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) => guardian.scan_json(&value, point),
+            Err(_) => guardian.scan(text, point),
+        };
         if verdict.kind == omni_guardian::VerdictKind::Clean {
             return Ok(verdict);
         }
