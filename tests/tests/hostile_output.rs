@@ -31,6 +31,12 @@ fn assert_blocked(result: Result<omni_host::CallOutput, OmniError>, part: &str) 
     }
 }
 
+fn guardian_verdicts(omni: &omni_host::Omni) -> Vec<omni_host::audit::AuditRecord> {
+    let filter =
+        AuditFilter { extension: Some(ID.into()), kind: Some(EventKind::GuardianVerdict), ..Default::default() };
+    omni.audit().query(&filter).expect("audit")
+}
+
 #[test]
 fn the_attack_is_malicious_in_plain_text() {
     // The premise of every test below: as a reader sees it, the text is an attack.
@@ -48,14 +54,7 @@ fn an_injection_written_with_json_escapes_is_blocked() {
     assert_blocked(call(&omni, "raw", json!({ "json": escaped })), "result");
     let every_char: String = ATTACK.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
     assert_blocked(call(&omni, "raw", json!({ "json": format!("[\"{every_char}\"]") })), "result");
-    let records = omni
-        .audit()
-        .query(&AuditFilter {
-            extension: Some(ID.into()),
-            kind: Some(EventKind::GuardianVerdict),
-            ..Default::default()
-        })
-        .expect("audit");
+    let records = guardian_verdicts(&omni);
     assert_eq!(records.len(), 2, "each blocked result is audited: {records:?}");
 }
 
@@ -68,14 +67,7 @@ fn injections_in_error_messages_and_logs_never_reach_the_caller() {
     assert_blocked(call(&omni, "crash", json!({ "stderr": ATTACK })), "stderr");
     assert_blocked(call(&omni, "noisy", json!({ "stdout": ATTACK, "result": "ok" })), "stdout");
     assert_blocked(call(&omni, "noisy", json!({ "stderr": ATTACK, "result": "ok" })), "stderr");
-    let verdicts = omni
-        .audit()
-        .query(&AuditFilter {
-            extension: Some(ID.into()),
-            kind: Some(EventKind::GuardianVerdict),
-            ..Default::default()
-        })
-        .expect("audit");
+    let verdicts = guardian_verdicts(&omni);
     let targets: Vec<_> = verdicts.iter().filter_map(|r| r.target.as_deref()).collect();
     assert_eq!(
         targets,
