@@ -105,7 +105,7 @@ pub enum OmniError {
         /// The tool.
         tool: String,
         /// What was blocked: `result`, `error message`, `stdout`, `stderr`.
-        part: String,
+        part: &'static str,
         /// The Guardian's score (0 = attack, 100 = clean).
         score: u8,
         /// The verdict band.
@@ -757,7 +757,7 @@ impl Omni {
         session: &str,
         id: &str,
         tool: &str,
-        part: &str,
+        part: &'static str,
         text: &str,
     ) -> Result<omni_guardian::Verdict, OmniError> {
         let guardian = &self.shared.guardian;
@@ -786,7 +786,7 @@ impl Omni {
             return Err(OmniError::Blocked {
                 extension: id.to_string(),
                 tool: tool.to_string(),
-                part: part.to_string(),
+                part,
                 score: verdict.score,
                 kind: verdict.kind.to_string(),
                 rules,
