@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use omni_capabilities::{Permission, RateLimit, Scope, Severity};
+use omni_capabilities::{Manifest, Permission, RateLimit, Scope, Severity};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -1031,10 +1031,16 @@ impl PolicyEngine {
         }
     }
 
-    /// Whether updating from `old` to `new` permissions needs a new review: true when `new`
-    /// adds a capability or widens a scope; narrowing or removing does not.
-    pub fn needs_review(old: &[Permission], new: &[Permission]) -> bool {
-        new.iter().any(|n| !old.iter().any(|o| o.capability == n.capability && n.scope.is_within(&o.scope)))
+    /// Whether updating from `old` to `new` needs a new review: true when `new` adds a
+    /// capability, widens a scope (a limit counts at its effective value, the host's
+    /// default when unset) or raises a `[runtime]` limit (memory, CPU time per call,
+    /// calls at once); narrowing or removing does not.
+    pub fn needs_review(old: &Manifest, new: &Manifest) -> bool {
+        let wider_scope = new
+            .permissions
+            .iter()
+            .any(|n| !old.permissions.iter().any(|o| o.capability == n.capability && n.scope.is_within(&o.scope)));
+        wider_scope || !new.runtime.is_within(&old.runtime)
     }
 
     fn locked_out(lockdown: &Lockdown, extension: &str, capability: &str) -> Option<String> {
@@ -1951,15 +1957,61 @@ mod tests {
         let wide = perm("network.http", scope("network.http", "domains = ['api.example.com', 'evil.test']"));
         let clip = perm("clipboard.write", Scope::None);
         let review = |old: &[&Permission], new: &[&Permission]| {
-            let old: Vec<Permission> = old.iter().map(|p| (*p).clone()).collect();
-            let new: Vec<Permission> = new.iter().map(|p| (*p).clone()).collect();
-            PolicyEngine::needs_review(&old, &new)
+            let (mut a, mut b) = (manifest(), manifest());
+            a.permissions = old.iter().map(|p| (*p).clone()).collect();
+            b.permissions = new.iter().map(|p| (*p).clone()).collect();
+            PolicyEngine::needs_review(&a, &b)
         };
         assert!(!review(&[&narrow], &[&narrow]));
         assert!(review(&[&narrow], &[&wide]), "a new domain widens the scope");
         assert!(!review(&[&wide], &[&narrow]), "narrowing needs no review");
         assert!(review(&[&narrow], &[&narrow, &clip]), "an added capability needs review");
         assert!(!review(&[&narrow, &clip], &[&narrow]), "removing one does not");
+    }
+
+    fn manifest() -> Manifest {
+        let text = "[extension]\nid = \"dev.example.update\"\nname = \"Update\"\nversion = \"1.0.0\"\n\
+                    description = \"Updates itself.\"\nauthor = \"Example\"\n";
+        Manifest::from_toml_str(text, "manifest.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An update that raises a limit, leaving every capability as it was, once installed
+    /// with "no new capability or wider scope; current grants carry over".
+    #[test]
+    fn an_update_raising_a_limit_needs_review() {
+        let with = |cap: &str, text: &str| {
+            let mut m = manifest();
+            m.permissions = vec![perm(cap, scope(cap, text))];
+            m
+        };
+        for (cap, old, new) in [
+            (
+                "process.spawn",
+                "executables = ['/usr/bin/env']",
+                "executables = ['/usr/bin/env']\nmax_concurrent = 1024",
+            ),
+            ("agent.spawn", "", "max_concurrent = 1024"),
+            ("browser.scrape", "domains = ['example.com']", "domains = ['example.com']\nmax_pages = 100000"),
+            ("ai.inference", "max_tokens = 100", "max_tokens = 100000"),
+            ("agent.spawn", "max_iterations = 5", "max_iterations = 1000"),
+            ("app.automation", "allowed_apps = ['mail']\nmax_concurrent = 1", "allowed_apps = ['mail']"),
+        ] {
+            let (old, new) = (with(cap, old), with(cap, new));
+            assert!(PolicyEngine::needs_review(&old, &new), "{cap}: {new:?} installed without review");
+            assert!(!PolicyEngine::needs_review(&new, &old), "{cap}: going back narrows");
+        }
+        let old = manifest();
+        for raise in [
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_cpu_ms_per_call = 600_000,
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_memory_mb = 4096,
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_concurrent_calls = 256,
+        ] {
+            let mut new = manifest();
+            raise(&mut new.runtime);
+            assert!(PolicyEngine::needs_review(&old, &new), "{:?} installed without review", new.runtime);
+            assert!(!PolicyEngine::needs_review(&new, &old), "lowering a runtime limit needs no review");
+        }
+        assert!(!PolicyEngine::needs_review(&old, &manifest()));
     }
 
     #[test]

@@ -270,7 +270,13 @@ impl ProcessScope {
         };
         // Self must still deny everything other denies.
         let denied = other.denied_args.iter().all(|d| self.denied_args.iter().any(|s| d.is_within(s)));
-        exes && allowed && denied && super::limit_within(self.max_concurrent, other.max_concurrent)
+        exes && allowed
+            && denied
+            && super::limit_within(
+                self.max_concurrent,
+                other.max_concurrent,
+                Some(super::DEFAULT_PROCESS_MAX_CONCURRENT),
+            )
     }
 }
 

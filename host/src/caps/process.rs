@@ -77,7 +77,9 @@ pub struct ProcessConfig {
     pub max_timeout_ms: u64,
     /// Bytes of stdout, and of stderr, kept per program.
     pub max_output_bytes: usize,
-    /// Programs one extension may run at once when its scope sets no `max_concurrent`.
+    /// Programs one extension may run at once when its scope sets no `max_concurrent`
+    /// (default [`omni_capabilities::DEFAULT_PROCESS_MAX_CONCURRENT`], which an update's
+    /// review compares a newly set `max_concurrent` with).
     pub max_concurrent: u32,
     /// Most arguments one program may get.
     pub max_args: usize,
@@ -90,7 +92,7 @@ impl Default for ProcessConfig {
             default_timeout_ms: 10_000,
             max_timeout_ms: 60_000,
             max_output_bytes: 1024 * 1024,
-            max_concurrent: 4,
+            max_concurrent: omni_capabilities::DEFAULT_PROCESS_MAX_CONCURRENT,
             max_args: 1024,
         }
     }
