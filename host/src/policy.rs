@@ -618,6 +618,8 @@ struct PromptPlan {
     durable_choices: bool,
     /// Duration and grant that apply if the person allows (a `confirm` prompt keeps them).
     granted: Option<(GrantDuration, Option<Arc<Grant>>)>,
+    /// The grant the question was planned from (`None`: no grant, `default_policy`).
+    from: Option<Arc<Grant>>,
     epoch: u64,
 }
 
@@ -1156,7 +1158,7 @@ impl PolicyEngine {
         }
         let grant = grant.filter(|g| !(g.duration == GrantDuration::Once && g.consumed.load(Ordering::SeqCst)));
         let confirm = compiled.confirm.contains(cap);
-        let plan = |scope: Option<Scope>, reason: String, durable: bool, granted| {
+        let plan = |scope: Option<Scope>, reason: String, durable: bool, granted, from| {
             Step::Ask(Box::new(PromptPlan {
                 session: req.session.to_owned(),
                 extension: ext.to_owned(),
@@ -1167,6 +1169,7 @@ impl PolicyEngine {
                 reason,
                 durable_choices: durable,
                 granted,
+                from,
                 epoch,
             }))
         };
@@ -1188,7 +1191,7 @@ impl PolicyEngine {
                     if let Err(d) = self.take_rate(ext, cap, None) {
                         return Step::Done(Verdict::deny(d));
                     }
-                    plan(scope, "no grant exists and default_policy is \"prompt\"".into(), durable, None)
+                    plan(scope, "no grant exists and default_policy is \"prompt\"".into(), durable, None, None)
                 }
             };
         };
@@ -1206,12 +1209,15 @@ impl PolicyEngine {
         }
         let once = (grant.duration == GrantDuration::Once).then(|| Arc::clone(&grant));
         match grant.decision {
-            Decision::Prompt => plan(Some(grant.scope.clone()), grant.reason.clone(), !confirm, None),
+            Decision::Prompt => {
+                plan(Some(grant.scope.clone()), grant.reason.clone(), !confirm, None, Some(Arc::clone(&grant)))
+            }
             _ if confirm => plan(
                 Some(grant.scope.clone()),
                 format!("{cap} is on the confirm list in [security]; {}", grant.reason),
                 false,
                 Some((grant.duration, once)),
+                Some(Arc::clone(&grant)),
             ),
             _ => Step::Done(Verdict::allow(grant.duration, once, format!("allowed by the {} grant", grant.duration))),
         }
@@ -1299,6 +1305,21 @@ impl PolicyEngine {
         {
             return Verdict::deny(Denial::PermissionDenied(format!(
                 "{ext} may not use {cap}: its grants were revoked while the prompt was open"
+            )));
+        }
+        // A prompt can stay open for minutes; the answer applies to the grant as it is now.
+        let current = self.read_state().grants.get(ext).and_then(|caps| caps.get(cap)).cloned();
+        let changed = match (&plan.from, &current) {
+            (_, Some(now)) if now.decision == Decision::Deny => Some("a person denied it"),
+            (Some(_), None) => Some("its grant was revoked"),
+            (Some(then), Some(now)) if !Arc::ptr_eq(then, now) && then.scope != now.scope => {
+                Some("its grant was replaced with another scope")
+            }
+            _ => None,
+        };
+        if let Some(what) = changed {
+            return Verdict::deny(Denial::PermissionDenied(format!(
+                "{ext} may not use {cap} on {target}: {what} while the prompt was open, so the answer no longer applies"
             )));
         }
         // "Session" and "always" are honoured only where they were offered (a known scope,
@@ -1823,6 +1844,51 @@ mod tests {
             }
             PromptAnswer::AllowAlways
         }
+    }
+
+    /// Replaces the grant with `replacement` while its question is open, then says yes.
+    struct ReplaceWhileAsking(std::sync::OnceLock<PolicyEngine>, Option<Decision>);
+
+    impl Prompter for ReplaceWhileAsking {
+        fn ask(&self, _req: &PromptRequest<'_>) -> PromptAnswer {
+            if let Some(engine) = self.0.get() {
+                let _ = match self.1 {
+                    Some(d) => engine.record_decision("a", &http(), d, GrantDuration::Always).map(|_| 0),
+                    None => engine.revoke("a", Some("network.http")),
+                };
+            }
+            PromptAnswer::AllowOnce
+        }
+    }
+
+    /// A grant replaced by a deny (or revoked) while a prompt about it was open still
+    /// allowed the call when the person then said yes: only the lockout was re-checked.
+    #[test]
+    fn a_yes_given_after_the_grant_became_a_deny_does_not_count() {
+        for (replacement, confirm) in [(Some(Decision::Deny), false), (Some(Decision::Deny), true), (None, true)] {
+            let fx = Fixture::new();
+            let prompter = Arc::new(ReplaceWhileAsking(std::sync::OnceLock::new(), replacement));
+            let config = SecurityConfig {
+                confirm: if confirm { vec!["network.http".into()] } else { Vec::new() },
+                ..SecurityConfig::default()
+            };
+            let engine = fx.engine(config, prompter.clone());
+            assert!(prompter.0.set(engine.clone()).is_ok());
+            let first = if confirm { Decision::Allow } else { Decision::Prompt };
+            engine.record_decision("a", &http(), first, GrantDuration::Always).expect("grant");
+            let d = engine
+                .authorize(&req("a", "network.http", "GET https://api.example.com/"))
+                .expect_err("the grant changed meanwhile");
+            assert!(d.to_string().contains("while the prompt was open"), "{replacement:?} {confirm}: {d}");
+        }
+        // An unchanged grant still takes the answer.
+        let fx = Fixture::new();
+        let engine = fx.engine(
+            SecurityConfig { confirm: vec!["network.http".into()], ..SecurityConfig::default() },
+            Scripted::new(PromptAnswer::AllowOnce),
+        );
+        engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
+        assert!(engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).is_ok());
     }
 
     #[test]
