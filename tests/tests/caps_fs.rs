@@ -952,3 +952,28 @@ fn hostile_fs_link_climbing_out_of_a_missing_folder_reaches_no_blocked_path() {
     f.assert_denied(READ, "climbs back out");
     assert_eq!(std::fs::read_to_string(private.join("key.pem")).expect("key"), "KEY");
 }
+
+/// `LANG`, `LC_*` and `TZ` are allowed variables, and glibc loads their values as locale
+/// and zone files: a value that is a path (`LC_ALL=/tmp/x`, `TZ=:/tmp/zone`) made a
+/// granted program load a file of the extension's choosing.
+#[test]
+fn hostile_process_locale_and_zone_values_that_are_paths() {
+    let f = probe();
+    let evil = f.root.path().join("evil");
+    std::fs::create_dir(&evil).expect("evil");
+    let evil = evil.display().to_string();
+    for (name, value) in [
+        ("LANG", evil.clone()),
+        ("LC_ALL", format!("../../..{evil}")),
+        ("LANGUAGE", format!("en:{evil}")),
+        ("TZ", evil.clone()),
+        ("TZ", format!(":{evil}")),
+        ("TZ", "../../../../tmp/zone".to_string()),
+    ] {
+        let v = f.call("spawn", json!({ "program": program("env"), "env": { name: value } }));
+        assert_eq!(v["error"]["kind"], "out-of-scope", "{name}={value} reached the program: {v}");
+    }
+    f.assert_denied(SPAWN, "file path");
+    let v = f.call("spawn", json!({ "program": "env", "env": { "LANG": "en_US.UTF-8", "TZ": "Europe/Berlin" } }));
+    assert_eq!(v["ok"]["stdout"], "LANG=en_US.UTF-8\nTZ=Europe/Berlin\n", "{v}");
+}
