@@ -50,5 +50,6 @@ pub use manifest::{
 pub use scope::{
     parse_size, AgentScope, ArgPattern, AutomationScope, ChannelScope, DomainPattern, FlowchartScope, FsPath, FsRoots,
     FsScope, InferenceScope, McpScope, MessagingKind, MessagingScope, NetworkKind, NetworkScope, ProcessScope,
-    RateLimit, RateLimitError, RecipientPattern, Scope, SearchScope, StorageScope, VcsScope, DEFAULT_STORAGE_BYTES,
+    RateLimit, RateLimitError, RecipientPattern, Scope, SearchScope, StorageScope, VcsScope,
+    DEFAULT_AGENT_MAX_CONCURRENT, DEFAULT_BROWSER_MAX_PAGES, DEFAULT_PROCESS_MAX_CONCURRENT, DEFAULT_STORAGE_BYTES,
 };

@@ -120,6 +120,21 @@ impl RuntimeLimits {
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
+
+    /// Whether these limits give the extension nothing beyond `other`: no more memory,
+    /// CPU time per call or calls at once. An update that raises any of them needs a
+    /// new review, like a wider scope.
+    ///
+    /// ```
+    /// let old = omni_capabilities::RuntimeLimits::defaults_for("dev.omni.x");
+    /// let more = omni_capabilities::RuntimeLimits { max_memory_mb: 4096, ..old.clone() };
+    /// assert!(old.is_within(&old) && old.is_within(&more) && !more.is_within(&old));
+    /// ```
+    pub fn is_within(&self, other: &RuntimeLimits) -> bool {
+        self.max_memory_mb <= other.max_memory_mb
+            && self.max_cpu_ms_per_call <= other.max_cpu_ms_per_call
+            && self.max_concurrent_calls <= other.max_concurrent_calls
+    }
 }
 
 /// One `[[permissions]]` entry.

@@ -26,6 +26,22 @@ pub use process::{ArgPattern, ProcessScope};
 /// Default `max_bytes` of `storage.persistent`: 10 MiB.
 pub const DEFAULT_STORAGE_BYTES: u64 = 10 * 1024 * 1024;
 
+/// Programs of one extension running at once when its `process.spawn` scope sets no
+/// `max_concurrent`: the default of the host's `[process] max_concurrent`.
+pub const DEFAULT_PROCESS_MAX_CONCURRENT: u32 = 4;
+
+/// Sub-agents of one extension running at once when its `agent.spawn` scope sets no
+/// `max_concurrent`.
+pub const DEFAULT_AGENT_MAX_CONCURRENT: u32 = 1;
+
+/// Pages one `browser.scrape` call may fetch when the scope sets no `max_pages`.
+pub const DEFAULT_BROWSER_MAX_PAGES: u32 = 1_000;
+
+// Limits whose unset value is no limit at all (an update that sets one only narrows):
+// `app.automation` `max_concurrent` (no cap on actions at once), `inference.chat`
+// `max_tokens` (a request may ask for any number) and `agent.spawn` `max_iterations`
+// (a task may ask for any number; one asking for none gets the host's ten turns).
+
 /// Longest string accepted in any scope entry; longer ones are refused, not truncated.
 pub(crate) const MAX_ENTRY_LEN: usize = 1024;
 /// Most entries accepted in one scope list.
@@ -411,7 +427,7 @@ impl Scope {
             }
             (Scope::Storage(a), Scope::Storage(b)) => a.max_bytes <= b.max_bytes,
             (Scope::Inference(a), Scope::Inference(b)) => {
-                limit_within(a.max_tokens, b.max_tokens) && rate_within(a.rate_limit, b.rate_limit)
+                limit_within(a.max_tokens, b.max_tokens, None) && rate_within(a.rate_limit, b.rate_limit)
             }
             (Scope::Channel(a), Scope::Channel(b)) => {
                 set_within(&a.channels, &b.channels) && rate_within(a.rate_limit, b.rate_limit)
@@ -420,7 +436,7 @@ impl Scope {
                 set_within(&a.allowed_apps, &b.allowed_apps)
                     && opt_list_within(&a.allowed_actions, &b.allowed_actions)
                     && rate_within(a.rate_limit, b.rate_limit)
-                    && limit_within(a.max_concurrent, b.max_concurrent)
+                    && limit_within(a.max_concurrent, b.max_concurrent, None)
             }
             (Scope::Vcs(a), Scope::Vcs(b)) => {
                 set_within(&a.allowed_repos, &b.allowed_repos)
@@ -431,7 +447,8 @@ impl Scope {
                     && opt_list_within(&a.allowed_tools, &b.allowed_tools)
             }
             (Scope::Agent(a), Scope::Agent(b)) => {
-                limit_within(a.max_concurrent, b.max_concurrent) && limit_within(a.max_iterations, b.max_iterations)
+                limit_within(a.max_concurrent, b.max_concurrent, Some(DEFAULT_AGENT_MAX_CONCURRENT))
+                    && limit_within(a.max_iterations, b.max_iterations, None)
             }
             (Scope::Flowchart(a), Scope::Flowchart(b)) => set_within(&a.allowed_flowcharts, &b.allowed_flowcharts),
             _ => false,
@@ -1032,11 +1049,13 @@ pub(crate) fn set_within<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     a.iter().all(|x| b.contains(x))
 }
 
-/// `a` is at most `b`, where `None` means the host default, which is not known here:
-/// a default is within a default, a number is within a default, but a default is
-/// not within a number (the host default may be larger).
-pub(crate) fn limit_within<T: PartialOrd>(a: Option<T>, b: Option<T>) -> bool {
-    match (a, b) {
+/// `a` is at most `b`, where `None` stands for `default`, the value the host applies
+/// when the scope sets none (`None` there: no limit at all). Comparing the effective
+/// values matters both ways: `max_concurrent = 1024` replacing an unset limit whose
+/// host default is 4 widens the scope, and an unset limit replacing `max_pages = 2000`
+/// (default 1,000) narrows it.
+pub(crate) fn limit_within<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>, default: Option<T>) -> bool {
+    match (a.or(default), b.or(default)) {
         (_, None) => true,
         (None, Some(_)) => false,
         (Some(a), Some(b)) => a <= b,
@@ -1430,5 +1449,40 @@ mod tests {
         assert_eq!(display_key("ok_key-1"), "ok_key-1");
         assert_eq!(display_key("a b"), "\"a b\"");
         assert_eq!(truncate("abcdef", 3), "abc…");
+    }
+
+    /// An update that sets a limit the installed manifest left unset replaces the host's
+    /// default with its own number: above the default it widens the scope and needs a
+    /// review; at or below it, it narrows.
+    #[test]
+    fn setting_an_unset_limit_is_compared_with_the_host_default() {
+        let process = "executables = ['/usr/bin/env']";
+        let agent = "";
+        let browser = "domains = ['example.com']";
+        for (cap, base, field, default) in [
+            ("process.spawn", process, "max_concurrent", DEFAULT_PROCESS_MAX_CONCURRENT),
+            ("agent.spawn", agent, "max_concurrent", DEFAULT_AGENT_MAX_CONCURRENT),
+            ("browser.scrape", browser, "max_pages", DEFAULT_BROWSER_MAX_PAGES),
+        ] {
+            let unset = ok(cap, base);
+            let with = |n: u32| ok(cap, &format!("{base}\n{field} = {n}"));
+            let raised = with(if field == "max_pages" { 100_000 } else { 1024 });
+            assert!(!raised.is_within(&unset), "{cap}: unset -> {field} = high installed without review");
+            assert!(!with(default + 1).is_within(&unset), "{cap}: {field} = default + 1");
+            assert!(with(default).is_within(&unset), "{cap}: {field} = the default itself");
+            assert!(unset.is_within(&with(default)), "{cap}: unset is the default");
+            assert!(!unset.is_within(&with(default.saturating_sub(1).max(1))) || default == 1, "{cap}");
+            assert!(unset.is_within(&with(default + 1)), "{cap}: dropping a raised limit narrows");
+        }
+        // Where unset means no limit, any number narrows and unsetting widens.
+        for (cap, base, field) in [
+            ("app.automation", "allowed_apps = ['mail']", "max_concurrent"),
+            ("ai.inference", "", "max_tokens"),
+            ("agent.spawn", "", "max_iterations"),
+        ] {
+            let unset = ok(cap, base);
+            let set = ok(cap, &format!("{base}\n{field} = 1000"));
+            assert!(set.is_within(&unset) && !unset.is_within(&set), "{cap} {field}");
+        }
     }
 }

@@ -191,3 +191,78 @@ fn manifests_never_panic() {
     // Most combinations are invalid; the point is that none panics.
     assert!(accepted < 3_000);
 }
+
+/// `allowed_args = ["/--version)|(.*/"]` once became `^(?:--version)|(.*)$`, which
+/// allows every argument, so `/usr/bin/env sh -c ...` ran under a scope that looked
+/// like "--version only". The body does not parse on its own and is refused, naming why.
+#[test]
+fn argument_regex_cannot_close_its_anchoring_group() {
+    for attack in ["/--version)|(.*/", "/x)|(?:.*/", "/a)|.*|(b/", "/)(/"] {
+        let error = match ArgPattern::parse(attack) {
+            Ok(p) => panic!("{attack} was accepted; matches `sh`: {}", p.matches("sh")),
+            Err(e) => e,
+        };
+        assert!(error.contains("not a valid regular expression") && error.contains("group"), "{attack}: {error}");
+    }
+    let manifest = r#"
+[extension]
+id = "dev.example.version-check"
+name = "Version check"
+version = "1.0.0"
+description = "Prints the version of env."
+author = "Example"
+
+[[permissions]]
+capability = "process.spawn"
+reason = "runs env --version"
+scope = { executables = ["/usr/bin/env"], allowed_args = ["/--version)|(.*/"] }
+"#;
+    let error = match Manifest::from_toml_str(manifest, "manifest.toml") {
+        Ok(m) => {
+            let scope = m.permissions[0]
+                .scope
+                .as_process()
+                .map(|p| p.check_command(std::path::Path::new("/usr/bin/env"), &["sh", "-c", "id; echo PWNED > FILE"]));
+            panic!("the manifest was accepted; `env sh -c ...` checks as {scope:?}");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("allowed_args[0]"), "{error}");
+    let narrow = manifest.replace("/--version)|(.*/", "/--version/");
+    let m = Manifest::from_toml_str(&narrow, "manifest.toml").unwrap_or_else(|e| panic!("{e}"));
+    let p = m.permissions[0].scope.as_process().unwrap_or_else(|| panic!("a process scope"));
+    let env = std::path::Path::new("/usr/bin/env");
+    assert!(p.check_command(env, &["--version"]).is_ok());
+    assert!(p.check_command(env, &["sh", "-c", "id"]).is_err());
+}
+
+/// Whatever a generated regex body is, the pattern matches whole arguments only: a
+/// string it matches never matches again with anything before or after it.
+#[test]
+fn argument_regexes_match_whole_arguments_only() {
+    const BODY: &[&str] = &[
+        "a", "b", "ab", "|", "|", "(", ")", "(?:", "*", "+", "?", "{1,2}", "^", "$", "(?m)", "(?s)", "(?U)", "\\b",
+        "\\B", "\\A", "\\z", "(?m:$)", "(?m:^)", "[ab]", "[a-b]*",
+    ];
+    let mut g = Gen(0x5C0F_E5A7_7E12_0B01);
+    let (mut accepted, mut matched) = (0, 0);
+    for _ in 0..20_000 {
+        let body = g.string(BODY, 8);
+        let Ok(p) = ArgPattern::parse(&format!("/{body}/")) else { continue };
+        accepted += 1;
+        assert!(p.is_regex() && p.to_string().ends_with("(regex, whole argument)"), "{p}");
+        for _ in 0..20 {
+            let s = g.string(&["a", "b"], 6);
+            if !p.matches(&s) {
+                continue;
+            }
+            matched += 1;
+            for extra in ["Z", "\n", " ", "\u{2028}"] {
+                for wider in [format!("{extra}{s}"), format!("{s}{extra}"), format!("{s}{extra}{s}")] {
+                    assert!(!p.matches(&wider), "/{body}/ matches {s:?} and also {wider:?}");
+                }
+            }
+        }
+    }
+    assert!(accepted > 2_000 && matched > 2_000, "{accepted} patterns accepted, {matched} matches tried");
+}

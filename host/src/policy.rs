@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use omni_capabilities::{Permission, RateLimit, Scope, Severity};
+use omni_capabilities::{Manifest, Permission, RateLimit, Scope, Severity};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -629,6 +629,8 @@ struct PromptPlan {
     durable_choices: bool,
     /// Duration and grant that apply if the person allows (a `confirm` prompt keeps them).
     granted: Option<(GrantDuration, Option<Arc<Grant>>)>,
+    /// The grant the question was planned from (`None`: no grant, `default_policy`).
+    from: Option<Arc<Grant>>,
     epoch: u64,
 }
 
@@ -1042,10 +1044,16 @@ impl PolicyEngine {
         }
     }
 
-    /// Whether updating from `old` to `new` permissions needs a new review: true when `new`
-    /// adds a capability or widens a scope; narrowing or removing does not.
-    pub fn needs_review(old: &[Permission], new: &[Permission]) -> bool {
-        new.iter().any(|n| !old.iter().any(|o| o.capability == n.capability && n.scope.is_within(&o.scope)))
+    /// Whether updating from `old` to `new` needs a new review: true when `new` adds a
+    /// capability, widens a scope (a limit counts at its effective value, the host's
+    /// default when unset) or raises a `[runtime]` limit (memory, CPU time per call,
+    /// calls at once); narrowing or removing does not.
+    pub fn needs_review(old: &Manifest, new: &Manifest) -> bool {
+        let wider_scope = new
+            .permissions
+            .iter()
+            .any(|n| !old.permissions.iter().any(|o| o.capability == n.capability && n.scope.is_within(&o.scope)));
+        wider_scope || !new.runtime.is_within(&old.runtime)
     }
 
     fn locked_out(lockdown: &Lockdown, extension: &str, capability: &str) -> Option<String> {
@@ -1181,7 +1189,7 @@ impl PolicyEngine {
         }
         let grant = grant.filter(|g| !(g.duration == GrantDuration::Once && g.consumed.load(Ordering::SeqCst)));
         let confirm = compiled.confirm.contains(cap);
-        let plan = |scope: Option<Scope>, reason: String, durable: bool, granted| {
+        let plan = |scope: Option<Scope>, reason: String, durable: bool, granted, from| {
             Step::Ask(Box::new(PromptPlan {
                 session: req.session.to_owned(),
                 extension: ext.to_owned(),
@@ -1192,6 +1200,7 @@ impl PolicyEngine {
                 reason,
                 durable_choices: durable,
                 granted,
+                from,
                 epoch,
             }))
         };
@@ -1213,7 +1222,7 @@ impl PolicyEngine {
                     if let Err(d) = self.take_rate(ext, cap, None) {
                         return Step::Done(Verdict::deny(d));
                     }
-                    plan(scope, "no grant exists and default_policy is \"prompt\"".into(), durable, None)
+                    plan(scope, "no grant exists and default_policy is \"prompt\"".into(), durable, None, None)
                 }
             };
         };
@@ -1231,12 +1240,15 @@ impl PolicyEngine {
         }
         let once = (grant.duration == GrantDuration::Once).then(|| Arc::clone(&grant));
         match grant.decision {
-            Decision::Prompt => plan(Some(grant.scope.clone()), grant.reason.clone(), !confirm, None),
+            Decision::Prompt => {
+                plan(Some(grant.scope.clone()), grant.reason.clone(), !confirm, None, Some(Arc::clone(&grant)))
+            }
             _ if confirm => plan(
                 Some(grant.scope.clone()),
                 format!("{cap} is on the confirm list in [security]; {}", grant.reason),
                 false,
                 Some((grant.duration, once)),
+                Some(Arc::clone(&grant)),
             ),
             _ => Step::Done(Verdict::allow(grant.duration, once, format!("allowed by the {} grant", grant.duration))),
         }
@@ -1324,6 +1336,21 @@ impl PolicyEngine {
         {
             return Verdict::deny(Denial::PermissionDenied(format!(
                 "{ext} may not use {cap}: its grants were revoked while the prompt was open"
+            )));
+        }
+        // A prompt can stay open for minutes; the answer applies to the grant as it is now.
+        let current = self.read_state().grants.get(ext).and_then(|caps| caps.get(cap)).cloned();
+        let changed = match (&plan.from, &current) {
+            (_, Some(now)) if now.decision == Decision::Deny => Some("a person denied it"),
+            (Some(_), None) => Some("its grant was revoked"),
+            (Some(then), Some(now)) if !Arc::ptr_eq(then, now) && then.scope != now.scope => {
+                Some("its grant was replaced with another scope")
+            }
+            _ => None,
+        };
+        if let Some(what) = changed {
+            return Verdict::deny(Denial::PermissionDenied(format!(
+                "{ext} may not use {cap} on {target}: {what} while the prompt was open, so the answer no longer applies"
             )));
         }
         // "Session" and "always" are honoured only where they were offered (a known scope,
@@ -1857,6 +1884,51 @@ mod tests {
         }
     }
 
+    /// Replaces the grant with `replacement` while its question is open, then says yes.
+    struct ReplaceWhileAsking(std::sync::OnceLock<PolicyEngine>, Option<Decision>);
+
+    impl Prompter for ReplaceWhileAsking {
+        fn ask(&self, _req: &PromptRequest<'_>) -> PromptAnswer {
+            if let Some(engine) = self.0.get() {
+                let _ = match self.1 {
+                    Some(d) => engine.record_decision("a", &http(), d, GrantDuration::Always).map(|_| 0),
+                    None => engine.revoke("a", Some("network.http")),
+                };
+            }
+            PromptAnswer::AllowOnce
+        }
+    }
+
+    /// A grant replaced by a deny (or revoked) while a prompt about it was open still
+    /// allowed the call when the person then said yes: only the lockout was re-checked.
+    #[test]
+    fn a_yes_given_after_the_grant_became_a_deny_does_not_count() {
+        for (replacement, confirm) in [(Some(Decision::Deny), false), (Some(Decision::Deny), true), (None, true)] {
+            let fx = Fixture::new();
+            let prompter = Arc::new(ReplaceWhileAsking(std::sync::OnceLock::new(), replacement));
+            let config = SecurityConfig {
+                confirm: if confirm { vec!["network.http".into()] } else { Vec::new() },
+                ..SecurityConfig::default()
+            };
+            let engine = fx.engine(config, prompter.clone());
+            assert!(prompter.0.set(engine.clone()).is_ok());
+            let first = if confirm { Decision::Allow } else { Decision::Prompt };
+            engine.record_decision("a", &http(), first, GrantDuration::Always).expect("grant");
+            let d = engine
+                .authorize(&req("a", "network.http", "GET https://api.example.com/"))
+                .expect_err("the grant changed meanwhile");
+            assert!(d.to_string().contains("while the prompt was open"), "{replacement:?} {confirm}: {d}");
+        }
+        // An unchanged grant still takes the answer.
+        let fx = Fixture::new();
+        let engine = fx.engine(
+            SecurityConfig { confirm: vec!["network.http".into()], ..SecurityConfig::default() },
+            Scripted::new(PromptAnswer::AllowOnce),
+        );
+        engine.record_decision("a", &http(), Decision::Allow, GrantDuration::Always).expect("grant");
+        assert!(engine.authorize(&req("a", "network.http", "GET https://api.example.com/")).is_ok());
+    }
+
     #[test]
     fn a_yes_given_after_the_kill_switch_does_not_count() {
         let fx = Fixture::new();
@@ -1989,15 +2061,61 @@ mod tests {
         let wide = perm("network.http", scope("network.http", "domains = ['api.example.com', 'evil.test']"));
         let clip = perm("clipboard.write", Scope::None);
         let review = |old: &[&Permission], new: &[&Permission]| {
-            let old: Vec<Permission> = old.iter().map(|p| (*p).clone()).collect();
-            let new: Vec<Permission> = new.iter().map(|p| (*p).clone()).collect();
-            PolicyEngine::needs_review(&old, &new)
+            let (mut a, mut b) = (manifest(), manifest());
+            a.permissions = old.iter().map(|p| (*p).clone()).collect();
+            b.permissions = new.iter().map(|p| (*p).clone()).collect();
+            PolicyEngine::needs_review(&a, &b)
         };
         assert!(!review(&[&narrow], &[&narrow]));
         assert!(review(&[&narrow], &[&wide]), "a new domain widens the scope");
         assert!(!review(&[&wide], &[&narrow]), "narrowing needs no review");
         assert!(review(&[&narrow], &[&narrow, &clip]), "an added capability needs review");
         assert!(!review(&[&narrow, &clip], &[&narrow]), "removing one does not");
+    }
+
+    fn manifest() -> Manifest {
+        let text = "[extension]\nid = \"dev.example.update\"\nname = \"Update\"\nversion = \"1.0.0\"\n\
+                    description = \"Updates itself.\"\nauthor = \"Example\"\n";
+        Manifest::from_toml_str(text, "manifest.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An update that raises a limit, leaving every capability as it was, once installed
+    /// with "no new capability or wider scope; current grants carry over".
+    #[test]
+    fn an_update_raising_a_limit_needs_review() {
+        let with = |cap: &str, text: &str| {
+            let mut m = manifest();
+            m.permissions = vec![perm(cap, scope(cap, text))];
+            m
+        };
+        for (cap, old, new) in [
+            (
+                "process.spawn",
+                "executables = ['/usr/bin/env']",
+                "executables = ['/usr/bin/env']\nmax_concurrent = 1024",
+            ),
+            ("agent.spawn", "", "max_concurrent = 1024"),
+            ("browser.scrape", "domains = ['example.com']", "domains = ['example.com']\nmax_pages = 100000"),
+            ("ai.inference", "max_tokens = 100", "max_tokens = 100000"),
+            ("agent.spawn", "max_iterations = 5", "max_iterations = 1000"),
+            ("app.automation", "allowed_apps = ['mail']\nmax_concurrent = 1", "allowed_apps = ['mail']"),
+        ] {
+            let (old, new) = (with(cap, old), with(cap, new));
+            assert!(PolicyEngine::needs_review(&old, &new), "{cap}: {new:?} installed without review");
+            assert!(!PolicyEngine::needs_review(&new, &old), "{cap}: going back narrows");
+        }
+        let old = manifest();
+        for raise in [
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_cpu_ms_per_call = 600_000,
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_memory_mb = 4096,
+            |r: &mut omni_capabilities::RuntimeLimits| r.max_concurrent_calls = 256,
+        ] {
+            let mut new = manifest();
+            raise(&mut new.runtime);
+            assert!(PolicyEngine::needs_review(&old, &new), "{:?} installed without review", new.runtime);
+            assert!(!PolicyEngine::needs_review(&new, &old), "lowering a runtime limit needs no review");
+        }
+        assert!(!PolicyEngine::needs_review(&old, &manifest()));
     }
 
     #[test]

@@ -560,7 +560,7 @@ impl Omni {
         let previous = self.registry.get(&manifest.extension.id)?;
         let needs_review = match &previous {
             None => true,
-            Some(old) => PolicyEngine::needs_review(&old.manifest()?.permissions, &manifest.permissions),
+            Some(old) => PolicyEngine::needs_review(&old.manifest()?, &manifest),
         };
         Ok(InstallPlan { manifest, component, digest, imports, previous, needs_review })
     }

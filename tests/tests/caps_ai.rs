@@ -869,3 +869,40 @@ fn scheduler_driver_fires_due_jobs() {
     let (jobs, _) = call(&rt, &omni, "jobs", json!({}));
     assert_eq!(jobs["ok"], json!([]), "{jobs}");
 }
+
+/// Recipients were matched on a normalized form but delivered as written: `%` and `!`
+/// routing, spaces, a line separator, a full-width `＠` and the Kelvin sign all passed
+/// `*@example.com` while the raw string could route elsewhere. Such addresses are refused,
+/// and what passes is delivered exactly as it was matched.
+#[test]
+fn hostile_email_recipient_delivered_other_than_matched() {
+    let (_dir, omni) = probe_host(OmniConfig::default(), &[]);
+    let rt = runtime();
+    let mut rx = omni.subscribe_channel();
+    for address in [
+        "eve%evil.example@example.com",
+        "evil.example!eve@example.com",
+        "eve evil.example@example.com",
+        "eve\u{2028}@example.com",
+        "eve\u{FF20}evil.example@example.com",
+        "\u{212A}im@example.com",
+    ] {
+        let (report, _) = call(&rt, &omni, "send_email", json!({ "to": [address], "subject": "s", "body": "b" }));
+        assert_ne!(report["ok"].as_str().map(|_| ()), Some(()), "{address:?} was sent: {report}");
+        assert!(rx.try_recv().is_err(), "{address:?} was delivered");
+    }
+    let (report, _) = call(
+        &rt,
+        &omni,
+        "send_email",
+        json!({ "to": ["Ana@EXAMPLE.com"], "cc": ["ops@Example.COM."], "subject": "s", "body": "b" }),
+    );
+    assert!(report["ok"].as_str().is_some(), "{report}");
+    let got = rx.try_recv().expect("delivered");
+    match got.message {
+        OutboundMessage::Email { to, cc, .. } => {
+            assert_eq!((to, cc), (vec!["ana@example.com".to_string()], vec!["ops@example.com".to_string()]));
+        }
+        other => panic!("{other:?}"),
+    }
+}

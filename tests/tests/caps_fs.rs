@@ -892,3 +892,88 @@ fn replaced_process_backend_gets_checked_requests_and_max_concurrent_holds() {
     assert_eq!(f.call("spawn", json!({ "program": "env" }))["ok"]["exit_code"], 0);
     assert_eq!(runner.seen.lock().expect("lock").len(), 2, "the refused call never reached the runner");
 }
+
+/// Under a write scope `extensions = ["md"]`, removing `project/main.py` is refused, but
+/// removing the folder `project` recursively once deleted `main.py`, and renaming the
+/// folder moved it: folder operations touched files the filter never checked.
+#[test]
+fn hostile_fs_folder_operations_pass_no_file_the_extensions_filter_refuses() {
+    let scopes = |root: &Path, _: &Path| {
+        let read = format!("scope = {{ paths = [{:?}] }}", root.display().to_string());
+        let write = format!("scope = {{ paths = [{:?}], extensions = [\"md\"] }}", root.display().to_string());
+        Scopes { read, write, spawn: "scope = { executables = [\"/usr/bin/env\"] }".into() }
+    };
+    let f = fixture_with(PROBE, OmniConfig::default(), scopes, &[READ, WRITE], None);
+    let project = f.root.path().join("project");
+    std::fs::create_dir(&project).expect("project");
+    std::fs::write(project.join("main.py"), "print('keep me')").expect("main.py");
+    std::fs::write(project.join("notes.md"), "notes").expect("notes.md");
+    f.refused("remove", json!({ "path": f.path("project/main.py") }), "out-of-scope");
+    let message = f.refused("remove", json!({ "path": f.path("project"), "recursive": true }), "out-of-scope");
+    assert!(message.contains("not empty") && message.contains("one by one"), "{message}");
+    let message = f.refused("rename", json!({ "from": f.path("project"), "to": f.path("moved") }), "out-of-scope");
+    assert!(message.contains("is a folder") && message.contains("one by one"), "{message}");
+    assert_eq!(std::fs::read_to_string(project.join("main.py")).expect("main.py survives"), "print('keep me')");
+    assert!(project.join("notes.md").exists() && !f.root.path().join("moved").exists());
+    f.assert_denied(WRITE, "one by one");
+    // What the filter allows still works: its files one by one, then the empty folder.
+    assert_eq!(f.call("remove", json!({ "path": f.path("project/notes.md") }))["ok"], Value::Null);
+    std::fs::remove_file(project.join("main.py")).expect("the person removes main.py");
+    let v = f.call("remove", json!({ "path": f.path("project"), "recursive": true }));
+    assert_eq!(v["ok"], Value::Null, "{v}");
+    assert!(!project.exists());
+}
+
+/// A link that steps into a missing folder and back out with `..`
+/// (`x -> nothere/../y`, `y -> sub/private`) left `y` unfollowed, so a new file
+/// `x/planted.pem` was checked as `y/planted.pem` (not blocked, and not there yet for the
+/// engine to follow) and written into the blocked `sub/private`.
+#[cfg(unix)]
+#[test]
+fn hostile_fs_link_climbing_out_of_a_missing_folder_reaches_no_blocked_path() {
+    let root = tempfile::tempdir().expect("root");
+    let private = root.path().join("sub/private");
+    std::fs::create_dir_all(&private).expect("private");
+    std::fs::write(private.join("key.pem"), "KEY").expect("key");
+    symlink("sub/private", root.path().join("y"));
+    symlink("nothere/../y", root.path().join("x"));
+    let mut config = OmniConfig::default();
+    config.security.blocked_paths = vec![private.display().to_string()];
+    let r = root.path().to_path_buf();
+    let f = fixture_with(PROBE, config, move |_, _| Scopes::on(&r), &[READ, WRITE], None);
+    let planted = root.path().join("x/planted.pem").display().to_string();
+    let v = f.call("write", json!({ "path": planted, "content": "planted" }));
+    assert!(!private.join("planted.pem").exists(), "written into the blocked folder through x: {v}");
+    assert_eq!(v["error"]["kind"], "out-of-scope", "{v}");
+    let key = root.path().join("x/key.pem").display().to_string();
+    let v = f.call("read", json!({ "path": key }));
+    assert_eq!(v["error"]["kind"], "out-of-scope", "{v}");
+    f.assert_denied(WRITE, "climbs back out");
+    f.assert_denied(READ, "climbs back out");
+    assert_eq!(std::fs::read_to_string(private.join("key.pem")).expect("key"), "KEY");
+}
+
+/// `LANG`, `LC_*` and `TZ` are allowed variables, and glibc loads their values as locale
+/// and zone files: a value that is a path (`LC_ALL=/tmp/x`, `TZ=:/tmp/zone`) made a
+/// granted program load a file of the extension's choosing.
+#[test]
+fn hostile_process_locale_and_zone_values_that_are_paths() {
+    let f = probe();
+    let evil = f.root.path().join("evil");
+    std::fs::create_dir(&evil).expect("evil");
+    let evil = evil.display().to_string();
+    for (name, value) in [
+        ("LANG", evil.clone()),
+        ("LC_ALL", format!("../../..{evil}")),
+        ("LANGUAGE", format!("en:{evil}")),
+        ("TZ", evil.clone()),
+        ("TZ", format!(":{evil}")),
+        ("TZ", "../../../../tmp/zone".to_string()),
+    ] {
+        let v = f.call("spawn", json!({ "program": program("env"), "env": { name: value } }));
+        assert_eq!(v["error"]["kind"], "out-of-scope", "{name}={value} reached the program: {v}");
+    }
+    f.assert_denied(SPAWN, "file path");
+    let v = f.call("spawn", json!({ "program": "env", "env": { "LANG": "en_US.UTF-8", "TZ": "Europe/Berlin" } }));
+    assert_eq!(v["ok"]["stdout"], "LANG=en_US.UTF-8\nTZ=Europe/Berlin\n", "{v}");
+}

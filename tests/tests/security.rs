@@ -316,3 +316,51 @@ fn kill_switch_refuses_a_call_in_flight_at_its_next_host_call() {
     }
     assert_eq!(scripted.seen.lock().expect("lock").len(), 1, "nothing more may be sent after the kill switch");
 }
+
+/// `allowed_args = ["/--version)|(.*/"]` read as "--version only" at review, compiled to
+/// `^(?:--version)|(.*)$` and let `env sh -c ...` run. The manifest is now refused at
+/// install, naming the field and the unbalanced parenthesis.
+#[test]
+fn hostile_argument_regex_that_closes_its_anchor_is_refused_at_install() {
+    let (_dir, omni) = host(OmniConfig::default());
+    let ext = omni_tests::sample_with_manifest("dev.omni.adversarial.fs-escape", |m| {
+        m.replace(
+            "scope = { executables = [\"/usr/bin/env\"] }",
+            "scope = { executables = [\"/usr/bin/env\"], allowed_args = [\"/--version)|(.*/\"] }",
+        )
+    });
+    let err = match omni.prepare_install(ext.path()) {
+        Ok(plan) => panic!("installable: {:?}", plan.manifest.permissions),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("allowed_args[0]") && err.contains("not a valid regular expression"), "{err}");
+}
+
+/// An update that changes nothing but a limit installed with "no new capability or wider
+/// scope; current grants carry over": `max_concurrent = 1024` where the grant left it
+/// unset (host default 4), and raised `[runtime]` limits.
+#[test]
+fn hostile_update_raising_a_limit_needs_a_new_review() {
+    const PROBE: &str = "dev.omni.adversarial.fs-escape";
+    let (_dir, omni) = host(OmniConfig::default());
+    install_granting_all(&omni, PROBE);
+    let same = omni_tests::sample_with_manifest(PROBE, |m| m.to_string());
+    assert!(!omni.prepare_install(same.path()).expect("same").needs_review, "an unchanged update needs none");
+    let edits: [(&str, &str); 4] = [
+        (
+            "scope = { executables = [\"/usr/bin/env\"] }",
+            "scope = { executables = [\"/usr/bin/env\"], max_concurrent = 1024 }",
+        ),
+        ("max_memory_mb = 64", "max_memory_mb = 4096"),
+        ("max_cpu_ms_per_call = 5000", "max_cpu_ms_per_call = 600000"),
+        ("max_concurrent_calls = 4", "max_concurrent_calls = 256"),
+    ];
+    for (from, to) in edits {
+        let update = omni_tests::sample_with_manifest(PROBE, |m| {
+            assert!(m.contains(from), "the probe's manifest has {from:?}");
+            m.replacen(from, to, 1)
+        });
+        let plan = omni.prepare_install(update.path()).unwrap_or_else(|e| panic!("{to}: {e}"));
+        assert!(plan.needs_review, "{to:?} carried the grants over without a review");
+    }
+}

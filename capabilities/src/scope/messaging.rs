@@ -18,6 +18,36 @@ pub enum MessagingKind {
     Chat,
 }
 
+impl MessagingKind {
+    /// The form a recipient is matched in, which is also the form to deliver to, so that
+    /// the message goes exactly where the scope check looked: an email address in
+    /// lowercase with its domain in ASCII, a phone number without separators, a chat
+    /// recipient as written.
+    ///
+    /// ```
+    /// use omni_capabilities::MessagingKind;
+    /// assert_eq!(MessagingKind::Email.normalize("Ada@Bücher.de").unwrap(), "ada@xn--bcher-kva.de");
+    /// assert_eq!(MessagingKind::Sms.normalize("+1 (555) 123-4567").unwrap(), "+15551234567");
+    /// assert!(MessagingKind::Email.normalize("eve%evil.example@example.com").is_err());
+    /// ```
+    pub fn normalize(self, recipient: &str) -> Result<String, String> {
+        let normalized = match self {
+            MessagingKind::Email => normalize_email(recipient),
+            MessagingKind::Sms => normalize_phone(recipient),
+            MessagingKind::Chat => {
+                if recipient.is_empty()
+                    || recipient.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
+                {
+                    Err("empty, or contains spaces, control or invisible characters".into())
+                } else {
+                    Ok(recipient.to_owned())
+                }
+            }
+        };
+        normalized.map_err(|e| format!("recipient {:?} is not valid: {e}", truncate(recipient, 80)))
+    }
+}
+
 /// One `recipients` entry.
 ///
 /// | capability | exact | wildcard |
@@ -164,8 +194,15 @@ fn normalize_email(input: &str) -> Result<String, String> {
     if local.is_empty() || local.len() > 64 {
         return Err("the part before '@' must be 1 to 64 characters".into());
     }
-    if local.contains(['@', '*', '<', '>', ',', ';', '"', '(', ')', '[', ']', '\\']) {
-        return Err("the part before '@' contains characters not allowed here".into());
+    // A conservative dot-atom: what is matched is what a mail system routes on. `%` and
+    // `!` are old routing syntax (`eve%evil.com@relay`), spaces and quotes change how an
+    // address is split, and non-ASCII letters can fold into others (the Kelvin sign
+    // lowercases to `k`, a full-width `＠` reads as `@` after NFKC).
+    if !local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-'=".contains(&b)) {
+        return Err("the part before '@' may hold only ASCII letters, digits and . _ + - ' =".into());
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before '@' may not start or end with '.' or hold '..'".into());
     }
     Ok(format!("{}@{}", local.to_lowercase(), email_domain(domain)?))
 }
@@ -261,21 +298,8 @@ impl MessagingScope {
     /// assert!(m.check_recipient("bob@other.org").is_ok());
     /// ```
     pub fn check_recipient(&self, recipient: &str) -> Result<(), String> {
-        let normalized = match self.kind {
-            MessagingKind::Email => normalize_email(recipient),
-            MessagingKind::Sms => normalize_phone(recipient),
-            MessagingKind::Chat => {
-                if recipient.is_empty()
-                    || recipient.chars().any(|c| c.is_whitespace() || c.is_control() || super::is_invisible(c))
-                {
-                    Err("empty, or contains spaces, control or invisible characters".into())
-                } else {
-                    Ok(recipient.to_owned())
-                }
-            }
-        };
         let shown = truncate(recipient, 80);
-        let normalized = normalized.map_err(|e| format!("recipient {shown:?} is not valid: {e}"))?;
+        let normalized = self.kind.normalize(recipient)?;
         if self.recipients.iter().any(|p| p.matches(&normalized)) {
             Ok(())
         } else {
@@ -341,6 +365,29 @@ mod tests {
             m.to_string(),
             "recipients: ada@example.com, *@team.example.org, x@xn--bcher-kva.de; rate_limit: 5/hour"
         );
+    }
+
+    /// Recipients once matched on a normalized form and delivered raw: whatever passes
+    /// now normalizes to one plain address, and that address is what is delivered.
+    #[test]
+    fn email_look_alikes_and_routing_tricks_are_refused() {
+        let m = scope("messaging.email", "recipients = ['*@example.com', 'kim@example.org']");
+        for raw in [
+            "eve%evil.example@example.com",
+            "evil.example!eve@example.com",
+            "eve evil@example.com",
+            "eve\u{2028}bcc@example.com",
+            "eve\u{FF20}evil.example@example.com",
+            "\u{212A}im@example.org",
+            "\"eve@evil.example\"@example.com",
+            ".eve@example.com",
+            "e..ve@example.com",
+        ] {
+            assert!(m.check_recipient(raw).is_err(), "{raw:?} passed");
+        }
+        assert_eq!(MessagingKind::Email.normalize("Kim@EXAMPLE.org").as_deref(), Ok("kim@example.org"));
+        assert_eq!(MessagingKind::Email.normalize("o'brien+x@example.com").as_deref(), Ok("o'brien+x@example.com"));
+        assert_eq!(MessagingKind::Email.normalize("ada@ex\u{212A}.example.com").as_deref(), Ok("ada@exk.example.com"));
     }
 
     #[test]

@@ -488,7 +488,10 @@ impl NetworkScope {
             (Some(a), None) => !any_insecure && a.iter().all(|p| *p == 443),
             (None, None) => true,
         };
-        domains && methods && ports && super::limit_within(self.max_pages, other.max_pages)
+        domains
+            && methods
+            && ports
+            && super::limit_within(self.max_pages, other.max_pages, Some(super::DEFAULT_BROWSER_MAX_PAGES))
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `process.spawn` scope: which programs, with which arguments.
 
 use super::{join, opt_num, truncate, Fields};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
+use regex_syntax::hir::{Hir, Look};
+use regex_syntax::ParserBuilder;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -10,12 +12,21 @@ use std::path::{Component, Path, PathBuf};
 /// Compiled size limit for argument regexes, so a hostile pattern cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// Deepest nesting of groups and repetitions an argument regex may have (the `regex`
+/// crate's own default), so parsing a hostile pattern cannot exhaust the stack.
+const REGEX_NEST_LIMIT: u32 = 250;
+
 /// One `allowed_args` / `denied_args` entry.
 ///
 /// Written `"/.../"` it is a regular expression (Rust `regex` syntax) that must
-/// match the **whole** argument (it is anchored as `^(?:...)$`); anything else
-/// is an exact string. To match exactly a string that starts and ends with `/`,
-/// write it as an escaped regex.
+/// match the **whole** argument; anything else is an exact string. To match
+/// exactly a string that starts and ends with `/`, write it as an escaped regex.
+///
+/// The body between the slashes is parsed on its own, and the anchors are added
+/// to the parsed pattern, not pasted around its text: a body that would close the
+/// anchoring group early (`/--version)|(.*/`) is an unbalanced parenthesis and is
+/// refused, so what the manifest shows is what is matched. At review a regex shows
+/// as `/.../ (regex, whole argument)` so a person can tell it from an exact string.
 ///
 /// ```
 /// use omni_capabilities::ArgPattern;
@@ -24,6 +35,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// assert!(!p.matches("--format=json; rm -rf ~"));
 /// assert!(ArgPattern::parse("--verbose").unwrap().matches("--verbose"));
 /// assert!(ArgPattern::parse("/(/").is_err());
+/// assert!(ArgPattern::parse("/--version)|(.*/").is_err());
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -33,21 +45,22 @@ pub struct ArgPattern {
 }
 
 impl ArgPattern {
-    /// Parses one entry; a `/.../` entry must be a valid regular expression.
+    /// Parses one entry; a `/.../` entry must be a valid regular expression on its own.
     pub fn parse(input: &str) -> Result<ArgPattern, String> {
         if input.len() > super::MAX_ENTRY_LEN {
             return Err(format!("pattern is longer than {} bytes", super::MAX_ENTRY_LEN));
         }
         if input.len() >= 2 && input.starts_with('/') && input.ends_with('/') {
             let body = &input[1..input.len() - 1];
-            let regex =
-                RegexBuilder::new(&format!("^(?:{body})$")).size_limit(REGEX_SIZE_LIMIT).build().map_err(|e| {
-                    format!(
-                        "{:?} is not a valid regular expression: {}",
-                        truncate(input, 80),
-                        first_line(&e.to_string())
-                    )
-                })?;
+            let invalid = |problem: &str| {
+                format!("{:?} is not a valid regular expression: {}", truncate(input, 80), first_line(problem))
+            };
+            let hir = ParserBuilder::new()
+                .nest_limit(REGEX_NEST_LIMIT)
+                .build()
+                .parse(body)
+                .map_err(|e| invalid(&e.to_string()))?;
+            let regex = whole(hir).map_err(|e| invalid(&e))?;
             Ok(ArgPattern { source: input.to_owned(), regex: Some(regex) })
         } else {
             if input.contains('\0') {
@@ -60,6 +73,11 @@ impl ArgPattern {
     /// Whether this entry is a regular expression.
     pub fn is_regex(&self) -> bool {
         self.regex.is_some()
+    }
+
+    /// The entry exactly as the manifest wrote it (`/.../` for a regex).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whether `arg` matches (the whole argument, for regexes).
@@ -80,6 +98,20 @@ impl ArgPattern {
     }
 }
 
+/// Compiles `body` so that it must match a whole argument: the anchors are nodes of
+/// the syntax tree around the parsed body, which no text inside the body can undo.
+fn whole(body: Hir) -> Result<Regex, String> {
+    let anchored = Hir::concat(vec![Hir::look(Look::Start), body, Hir::look(Look::End)]);
+    Regex::builder()
+        .configure(
+            regex_automata::meta::Config::new()
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .hybrid_cache_capacity(2 * REGEX_SIZE_LIMIT),
+        )
+        .build_from_hir(&anchored)
+        .map_err(|e| e.to_string())
+}
+
 fn first_line(s: &str) -> String {
     s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
 }
@@ -98,9 +130,15 @@ impl Hash for ArgPattern {
     }
 }
 
+/// The review form: an exact string as written, a regex marked as one that must match
+/// the whole argument (`/--count=[0-9]+/ (regex, whole argument)`).
 impl fmt::Display for ArgPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+        f.write_str(&self.source)?;
+        if self.is_regex() {
+            f.write_str(" (regex, whole argument)")?;
+        }
+        Ok(())
     }
 }
 
@@ -170,11 +208,12 @@ impl ProcessScope {
     pub(super) fn write_toml(&self, t: &mut toml::Table) {
         let exes: Vec<String> = self.executables.iter().map(|p| p.display().to_string()).collect();
         super::put_strings(t, "executables", &exes);
+        let sources = |p: &[ArgPattern]| p.iter().map(|p| p.source.clone()).collect::<Vec<_>>();
         if let Some(a) = &self.allowed_args {
-            super::put_display(t, "allowed_args", a);
+            super::put_strings(t, "allowed_args", &sources(a));
         }
         if !self.denied_args.is_empty() {
-            super::put_display(t, "denied_args", &self.denied_args);
+            super::put_strings(t, "denied_args", &sources(&self.denied_args));
         }
         super::put_opt_u32(t, "max_concurrent", self.max_concurrent);
     }
@@ -231,7 +270,13 @@ impl ProcessScope {
         };
         // Self must still deny everything other denies.
         let denied = other.denied_args.iter().all(|d| self.denied_args.iter().any(|s| d.is_within(s)));
-        exes && allowed && denied && super::limit_within(self.max_concurrent, other.max_concurrent)
+        exes && allowed
+            && denied
+            && super::limit_within(
+                self.max_concurrent,
+                other.max_concurrent,
+                Some(super::DEFAULT_PROCESS_MAX_CONCURRENT),
+            )
     }
 }
 
@@ -320,7 +365,7 @@ mod tests {
         assert!(s.check_command(Path::new("git"), &["status"]).is_err());
         assert_eq!(
             s.to_string(),
-            "executables: /usr/bin/git, /usr/bin/rg; allowed_args: status, log, /--max-count=[0-9]{1,4}/, /[a-z]+\\.rs/; denied_args: /.*--exec.*/, log; max_concurrent: 2"
+            "executables: /usr/bin/git, /usr/bin/rg; allowed_args: status, log, /--max-count=[0-9]{1,4}/ (regex, whole argument), /[a-z]+\\.rs/ (regex, whole argument); denied_args: /.*--exec.*/ (regex, whole argument), log; max_concurrent: 2"
         );
         let any_args = scope("executables = ['/usr/bin/date']");
         assert!(any_args.check_command(Path::new("/usr/bin/date"), &["+%s", "anything"]).is_ok());

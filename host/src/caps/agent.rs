@@ -26,7 +26,7 @@ const CAPABILITY: &str = "agent.spawn";
 /// Model turns a task gets when neither the task nor the scope says.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 10;
 /// Sub-agents one extension may run at once when the scope does not say.
-pub const DEFAULT_MAX_CONCURRENT: u32 = 1;
+pub const DEFAULT_MAX_CONCURRENT: u32 = omni_capabilities::DEFAULT_AGENT_MAX_CONCURRENT;
 /// Most tools one task may list.
 pub const MAX_TOOLS: usize = 64;
 

@@ -28,7 +28,7 @@ use crate::sandbox::CallState;
 
 const CAPABILITY: &str = "browser.scrape";
 /// Pages one tool call may load when the scope names no `max_pages`.
-pub const DEFAULT_MAX_PAGES: u32 = 1_000;
+pub const DEFAULT_MAX_PAGES: u32 = omni_capabilities::DEFAULT_BROWSER_MAX_PAGES;
 /// Longest text returned for one page, in bytes.
 pub const MAX_TEXT_BYTES: usize = 512 * 1024;
 /// Most links returned for one page.

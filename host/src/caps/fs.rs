@@ -33,6 +33,12 @@
 //! Writes are atomic: the data goes to a temporary file in the same folder, is flushed to
 //! disk, and replaces the target with one rename, so a reader sees the old content or the
 //! new one, never a mix. Listings are bounded and never show blocked paths.
+//!
+//! A folder operation touches files it does not name, which a per-file filter of the
+//! `filesystem.write` scope never checks: under `extensions` a recursive removal removes
+//! only an empty folder, and under `extensions` or `max_size` (the size of a moved file) a
+//! folder is never renamed. Checking every file first would race with files added before
+//! the operation; refusing cannot.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -206,7 +212,8 @@ pub trait FsBackend: Send + Sync {
     /// new content, never a mix, and a failure leaves the old file and no temporary file.
     fn write(&self, root: &FsRoot, rel: &Path, data: &[u8]) -> Result<(), FsError>;
     /// Appends `data` to file `rel`, creating it; refuses when the file would exceed
-    /// `max_size` bytes.
+    /// `max_size` bytes. The check and the write must be one step for concurrent
+    /// appends to the same file (the default backend holds an exclusive lock on it).
     fn append(&self, root: &FsRoot, rel: &Path, data: &[u8], max_size: Option<u64>) -> Result<(), FsError>;
     /// Creates folder `rel` (and its missing parents with `recursive`).
     fn create_dir(&self, root: &FsRoot, rel: &Path, recursive: bool) -> Result<(), FsError>;
@@ -321,6 +328,21 @@ impl FsBackend for CapStdFs {
         let mut hops = 0u32;
         let mut last_link: Option<(PathBuf, PathBuf)> = None;
         while let Some(name) = queue.pop_front() {
+            if name == ".." && missing {
+                // Only a link's target can put `..` here (guest paths are normalized
+                // first). The system fails `missing/..`, and stepping back out of the
+                // missing part would leave every later part uninspected: a link behind it
+                // could lead into a blocked folder unseen.
+                let via = last_link
+                    .as_ref()
+                    .map(|(l, t)| format!(": {} is a symbolic link to {}", root.dir.join(l).display(), t.display()))
+                    .unwrap_or_default();
+                return Err(FsError::Escape(format!(
+                    "{} climbs back out of the missing {} with \"..\", which the system does not resolve{via}",
+                    root.dir.join(rel).display(),
+                    root.dir.join(&done).display()
+                )));
+            }
             if name == ".." {
                 if !done.pop() {
                     let via = last_link
@@ -531,6 +553,12 @@ impl FsBackend for CapStdFs {
         let mut options = OpenOptions::new();
         options.append(true).create(true);
         let mut file = Self::open_regular(&dir, root, rel, options)?;
+        // The size check and the write are one step for every append through the host:
+        // without the lock, concurrent calls could each see room and together pass
+        // `max_size`. Released when the file closes.
+        #[cfg(unix)]
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("cannot lock", &shown, e.into()))?;
         let len = file.metadata().map_err(|e| io_err("cannot inspect", &shown, e))?.len();
         if let Some(max) = max_size {
             if len.saturating_add(data.len() as u64) > max {
@@ -1103,8 +1131,24 @@ impl CallState {
         let target = format!("remove {}", loc.real.display());
         let check = scope_check(anchors, loc.real.clone(), check);
         self.authorize(WRITE, &target, &check).await?;
+        let mut recursive = recursive;
         if loc.resolved.kind == Some(FileKind::Dir) {
             self.fs_refuse_blocked_inside(WRITE, "remove", &loc.real).await?;
+            if recursive && self.fs_scope(WRITE).is_some_and(|s| s.extensions.is_some()) {
+                // The filter names the files this extension may touch; a recursive removal
+                // would delete files it never checked. An empty folder may still go, and
+                // removing it non-recursively lets the operating system refuse one that
+                // filled up since it was looked at.
+                let (root, rel) = (loc.root.clone(), loc.resolved.rel.clone());
+                if self.fs_blocking(move |b| b.list(&root, &rel, 0)).await.is_err() {
+                    let reason = format!(
+                        "{} is a folder that is not empty, and this extension's filesystem.write scope only allows some file extensions, which a recursive removal would not check; remove the files one by one",
+                        loc.real.display()
+                    );
+                    return Err(self.refuse(WRITE, &target, reason).await);
+                }
+                recursive = false;
+            }
         }
         let (root, rel) = (loc.root.clone(), loc.resolved.rel.clone());
         self.fs_blocking(move |b| b.remove(&root, &rel, recursive)).await.map_err(fs_error)
@@ -1121,6 +1165,16 @@ impl CallState {
         self.authorize(WRITE, &from_target, &scope_check(anchors.clone(), from.real.clone(), check)).await?;
         if from.resolved.kind == Some(FileKind::Dir) {
             self.fs_refuse_blocked_inside(WRITE, "rename-from", &from.real).await?;
+            if self.fs_scope(WRITE).is_some_and(|s| s.extensions.is_some() || s.max_size.is_some()) {
+                // Moving a folder moves every file in it, none of them checked against the
+                // per-file filter; refused outright, as a check then a move would race
+                // with files added in between.
+                let reason = format!(
+                    "{} is a folder, and this extension's filesystem.write scope limits file extensions or sizes, which moving a whole folder would not check; move the files one by one",
+                    from.real.display()
+                );
+                return Err(self.refuse(WRITE, &from_target, reason).await);
+            }
         }
         let (to, _) = self.fs_locate(WRITE, "rename-to", &destination, false).await?;
         let check = match (from.resolved.kind, to.resolved.kind) {
@@ -1266,9 +1320,44 @@ mod tests {
             // The link itself may be removed or renamed without following it.
             assert_eq!(fs.resolve(&r, Path::new("out"), false).unwrap().kind, Some(FileKind::Symlink));
         }
+        #[cfg(unix)]
+        {
+            // A link that steps into a missing folder and back out with `..` once left
+            // the rest of the path uninspected (`dodge/a.txt` came back as `abs-link/a.txt`,
+            // `abs-link` never followed).
+            std::os::unix::fs::symlink("nothere/../abs-link", dir.path().join("dodge")).unwrap();
+            let got = CapStdFs.resolve(&r, Path::new("dodge/a.txt"), true);
+            assert!(matches!(got, Err(FsError::Escape(_))), "{got:?}");
+        }
         let missing = CapStdFs.resolve(&r, Path::new("sub/new/deeper.txt"), true).unwrap();
         assert_eq!((missing.rel, missing.kind), (PathBuf::from("sub/new/deeper.txt"), None));
         assert!(matches!(CapStdFs.resolve(&r, Path::new("sub/a.txt/x"), true), Err(FsError::Invalid(_))));
+    }
+
+    /// Appends that each checked the length and then wrote could, run at once, pass
+    /// `max_size` together.
+    #[test]
+    fn concurrent_appends_never_pass_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = root(dir.path());
+        let (threads, chunk, max) = (8, 10usize, 40u64);
+        for round in 0..100 {
+            let name = PathBuf::from(format!("log-{round}.txt"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(threads));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (r, name, start) = (r.clone(), name.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        CapStdFs.append(&r, &name, &vec![b'x'; chunk], Some(max)).is_ok()
+                    })
+                })
+                .collect();
+            let appended = workers.into_iter().map(|w| w.join()).filter(|r| matches!(r, Ok(true))).count();
+            let len = std::fs::metadata(dir.path().join(&name)).unwrap().len();
+            assert!(len <= max, "round {round}: {appended} appends of {chunk} bytes made {len} bytes, past {max}");
+            assert_eq!(len, (appended * chunk) as u64);
+        }
     }
 
     #[test]

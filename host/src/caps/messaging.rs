@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use omni_capabilities::Scope;
+use omni_capabilities::{MessagingKind, Scope};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -315,12 +315,50 @@ fn to_cap_error(e: MessagingError) -> CapError {
     }
 }
 
-/// Refuses text that could smuggle extra headers or lines into a header-like field.
+/// Refuses text that could smuggle extra headers or lines into a header-like field
+/// (including the Unicode line and paragraph separators, which some readers break on).
 fn single_line(what: &str, value: &str) -> Result<(), CapError> {
-    if value.chars().any(|c| c.is_control()) {
+    if value.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
         return Err(CapError::InvalidInput(format!("{what} contains line breaks or control characters; remove them")));
     }
     Ok(())
+}
+
+/// Why an attachment's name or media type is refused, if it is.
+///
+/// An embedder may build the MIME message itself, perhaps without quoting: a `"` or `;` in
+/// a name would then close the `filename` parameter and add parameters of the
+/// extension's choosing, and a path separator or `..` could make a careless receiver save
+/// the file elsewhere. Names are 1 to 255 bytes without control, line-separator or
+/// bidirectional-override characters, quotes, `;`, `/` or `\`, and are not `.` or `..`;
+/// a media type is `type/subtype` in token characters, without parameters.
+fn attachment_problem(filename: &str, mime: &str) -> Option<String> {
+    let name = shown(filename);
+    let bad = |c: char| {
+        c.is_control()
+            || matches!(c, '"' | ';' | '/' | '\\' | '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if filename.is_empty() || filename.len() > 255 || filename == "." || filename == ".." {
+        return Some(format!("the attachment name {name:?} must be 1 to 255 bytes and not . or .."));
+    }
+    if filename.chars().any(bad) {
+        return Some(format!(
+            "the attachment name {name:?} holds a quote, ';', a slash, a backslash, a control or a bidirectional character; name the file plainly (report.pdf)"
+        ));
+    }
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+    match mime.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) => None,
+        _ => Some(format!(
+            "the attachment type {:?} is not a plain media type; write type/subtype without parameters (application/pdf)",
+            shown(mime)
+        )),
+    }
+}
+
+/// Recipients in the form the scope matched them in, which is the form delivered.
+fn normalized(kind: MessagingKind, recipients: Vec<String>) -> Result<Vec<String>, CapError> {
+    recipients.iter().map(|r| kind.normalize(r).map_err(CapError::InvalidInput)).collect()
 }
 
 fn shown(s: &str) -> String {
@@ -418,6 +456,10 @@ impl sms::Host for CallState {
         if let Err(e) = self.authorize_recipients(SMS, &recipients).await {
             return Ok(Err(e));
         }
+        let recipients = match normalized(MessagingKind::Sms, recipients) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.deliver("sms", OutboundMessage::Sms { recipients, body }).await.map(|r| r.id))
     }
 }
@@ -436,9 +478,10 @@ impl email::Host for CallState {
             .and_then(|_| addresses.iter().try_for_each(|a| single_line("a recipient address", a)))
             .and_then(|_| msg.reply_to.as_deref().map_or(Ok(()), |r| single_line("reply-to", r)))
             .and_then(|_| {
-                msg.attachments
-                    .iter()
-                    .try_for_each(|a| single_line("an attachment's name or type", &format!("{}{}", a.filename, a.mime)))
+                msg.attachments.iter().try_for_each(|a| match attachment_problem(&a.filename, &a.mime) {
+                    Some(problem) => Err(CapError::InvalidInput(problem)),
+                    None => Ok(()),
+                })
             });
         if let Err(e) = shape {
             return Ok(Err(e));
@@ -446,10 +489,18 @@ impl email::Host for CallState {
         if let Err(e) = self.authorize_recipients(EMAIL, &addresses).await {
             return Ok(Err(e));
         }
+        let (to, cc, bcc) = match (
+            normalized(MessagingKind::Email, msg.to),
+            normalized(MessagingKind::Email, msg.cc),
+            normalized(MessagingKind::Email, msg.bcc),
+        ) {
+            (Ok(to), Ok(cc), Ok(bcc)) => (to, cc, bcc),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(Err(e)),
+        };
         let message = OutboundMessage::Email {
-            to: msg.to,
-            cc: msg.cc,
-            bcc: msg.bcc,
+            to,
+            cc,
+            bcc,
             subject: msg.subject,
             body_text: msg.body_text,
             body_html: msg.body_html,
@@ -541,6 +592,30 @@ mod tests {
         assert_ne!(new_delivery_id("sms"), new_delivery_id("sms"));
         assert!(single_line("subject", "Weekly report").is_ok());
         assert!(matches!(single_line("subject", "x\r\nBcc: eve@evil.example"), Err(CapError::InvalidInput(_))));
+    }
+
+    /// Attachment names with `"` or `;` once passed, for an embedder building MIME
+    /// without quoting: `x.pdf"; filename*=utf-8''evil.exe` adds a parameter.
+    #[test]
+    fn attachment_names_cannot_inject_mime_parameters() {
+        assert!(attachment_problem("report 2024 (final).pdf", "application/pdf").is_none());
+        assert!(attachment_problem("image.v2.png", "image/svg+xml").is_none());
+        for name in [
+            "x.pdf\"; filename*=utf-8''evil.exe",
+            "x.pdf; name=evil.exe",
+            "../../.bashrc",
+            "dir/x.pdf",
+            "dir\\x.pdf",
+            "x\u{202E}fdp.exe",
+            "a\u{2028}b",
+            "..",
+            "",
+        ] {
+            assert!(attachment_problem(name, "application/pdf").is_some(), "{name:?} passed");
+        }
+        for mime in ["text/plain; charset=utf-8", "text", "text/plain\"", "/plain", "text/"] {
+            assert!(attachment_problem("a.txt", mime).is_some(), "{mime:?} passed");
+        }
     }
 
     #[test]

@@ -25,12 +25,16 @@
 //!   (capped by `[process] max_timeout_ms`) elapses, and also when the call itself is
 //!   stopped by its own time limit, since dropping the call drops the wait.
 //! * **Output.** stdout and stderr are each kept up to `[process] max_output_bytes`; the
-//!   rest is read and dropped so the program never blocks on a full pipe.
+//!   rest is read and dropped so the program never blocks on a full pipe. Pipes are read
+//!   (and stdin written) by tasks that stop when the call ends: once the program has
+//!   exited and its pipes stay open half a second more (a descendant that left the process
+//!   group holds them), the host closes its ends, so no host thread waits on them.
 //! * **Concurrency.** At most the scope's `max_concurrent` (else `[process]
 //!   max_concurrent`) programs of one extension run at once.
 
 use std::collections::HashMap;
 use std::future::Future;
+#[cfg(not(unix))]
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -53,7 +57,7 @@ pub const CAPABILITY: &str = "process.spawn";
 pub const ALLOWED_ENV: &[&str] = &["LANG", "LANGUAGE", "TZ", "NO_COLOR", "TERM", "COLUMNS", "LINES"];
 
 /// How long the host waits for a dead program's output pipes to close (a descendant that
-/// left its process group may hold them open).
+/// left its process group may hold them open); then it stops reading and closes them.
 const PIPE_GRACE: Duration = Duration::from_millis(500);
 
 /// `[process]` settings in `omni.toml`.
@@ -77,7 +81,9 @@ pub struct ProcessConfig {
     pub max_timeout_ms: u64,
     /// Bytes of stdout, and of stderr, kept per program.
     pub max_output_bytes: usize,
-    /// Programs one extension may run at once when its scope sets no `max_concurrent`.
+    /// Programs one extension may run at once when its scope sets no `max_concurrent`
+    /// (default [`omni_capabilities::DEFAULT_PROCESS_MAX_CONCURRENT`], which an update's
+    /// review compares a newly set `max_concurrent` with).
     pub max_concurrent: u32,
     /// Most arguments one program may get.
     pub max_args: usize,
@@ -90,7 +96,7 @@ impl Default for ProcessConfig {
             default_timeout_ms: 10_000,
             max_timeout_ms: 60_000,
             max_output_bytes: 1024 * 1024,
-            max_concurrent: 4,
+            max_concurrent: omni_capabilities::DEFAULT_PROCESS_MAX_CONCURRENT,
             max_args: 1024,
         }
     }
@@ -179,18 +185,73 @@ impl Drop for KillGroup {
     }
 }
 
+/// Keeps the first `cap` bytes of what a pipe delivers in `buf`, dropping the rest.
+fn keep(buf: &Mutex<Vec<u8>>, cap: usize, chunk: &[u8]) {
+    let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+    let room = cap.saturating_sub(b.len()).min(chunk.len());
+    b.extend_from_slice(&chunk[..room]);
+}
+
 /// Reads a pipe to its end, keeping the first `cap` bytes in `buf`.
-fn drain(mut pipe: impl Read, buf: Arc<Mutex<Vec<u8>>>, cap: usize) {
+///
+/// The read is asynchronous so that the task can be stopped: a descendant that left the
+/// program's process group may hold the pipe open forever, and a blocked reading thread
+/// could never be told to stop.
+#[cfg(unix)]
+async fn drain(pipe: impl Into<std::os::fd::OwnedFd>, buf: Arc<Mutex<Vec<u8>>>, cap: usize) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()) else { return };
     let mut chunk = [0u8; 8192];
     loop {
-        match pipe.read(&mut chunk) {
+        match pipe.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
-                let room = cap.saturating_sub(b.len()).min(n);
-                b.extend_from_slice(&chunk[..room]);
+            Ok(n) => keep(&buf, cap, &chunk[..n]),
+        }
+    }
+}
+
+/// Writes the program's input, then closes its stdin; stoppable like [`drain`].
+#[cfg(unix)]
+async fn feed(pipe: std::process::ChildStdin, data: Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    if let Ok(mut pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(pipe.into()) {
+        let _ = pipe.write_all(&data).await;
+    }
+}
+
+/// Elsewhere pipes are read by threads, which stop at the pipe's end only.
+#[cfg(not(unix))]
+async fn drain(mut pipe: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>, cap: usize) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => keep(&buf, cap, &chunk[..n]),
             }
         }
+    })
+    .await;
+}
+
+#[cfg(not(unix))]
+async fn feed(mut pipe: std::process::ChildStdin, data: Vec<u8>) {
+    let _ = tokio::task::spawn_blocking(move || pipe.write_all(&data)).await;
+}
+
+/// A pipe task that is stopped (and its end of the pipe closed) when dropped: when the
+/// call ends, whether or not something still holds the other end.
+struct PipeTask(tokio::task::JoinHandle<()>);
+
+impl PipeTask {
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) -> PipeTask {
+        PipeTask(tokio::spawn(task))
+    }
+}
+
+impl Drop for PipeTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -217,29 +278,19 @@ impl ProcessBackend for SystemProcess {
             let mut child =
                 cmd.spawn().map_err(|e| ProcessError::Start(format!("cannot start {}: {e}", req.program.display())))?;
             let group = KillGroup { pid: Some(child.id()) };
-            if let (Some(mut pipe), Some(data)) = (child.stdin.take(), req.stdin) {
-                // A child that never reads its input must not block the host.
-                std::thread::spawn(move || {
-                    let _ = pipe.write_all(&data);
-                });
-            }
+            // A child that never reads its input must not block the host.
+            let _feeding = match (child.stdin.take(), req.stdin) {
+                (Some(pipe), Some(data)) => Some(PipeTask::spawn(feed(pipe, data))),
+                _ => None,
+            };
             let out = Arc::new(Mutex::new(Vec::new()));
             let err = Arc::new(Mutex::new(Vec::new()));
-            let (out_done, out_rx) = tokio::sync::oneshot::channel::<()>();
-            let (err_done, err_rx) = tokio::sync::oneshot::channel::<()>();
+            let mut readers = Vec::new();
             if let Some(pipe) = child.stdout.take() {
-                let (buf, cap) = (out.clone(), req.max_output);
-                std::thread::spawn(move || {
-                    drain(pipe, buf, cap);
-                    let _ = out_done.send(());
-                });
+                readers.push(PipeTask::spawn(drain(pipe, out.clone(), req.max_output)));
             }
             if let Some(pipe) = child.stderr.take() {
-                let (buf, cap) = (err.clone(), req.max_output);
-                std::thread::spawn(move || {
-                    drain(pipe, buf, cap);
-                    let _ = err_done.send(());
-                });
+                readers.push(PipeTask::spawn(drain(pipe, err.clone(), req.max_output)));
             }
             let (status_tx, mut status_rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
@@ -258,10 +309,14 @@ impl ProcessBackend for SystemProcess {
             // Whatever the program left running in its group ends with it.
             drop(group);
             let _ = tokio::time::timeout(PIPE_GRACE, async {
-                let _ = out_rx.await;
-                let _ = err_rx.await;
+                for reader in &mut readers {
+                    let _ = (&mut reader.0).await;
+                }
             })
             .await;
+            // Readers still waiting (a descendant outside the group holds a pipe) stop
+            // here, closing the host's ends of the pipes.
+            drop(readers);
             Ok(SpawnOutput { exit_code: status.code(), stdout: take(&out), stderr: take(&err), timed_out })
         })
     }
@@ -374,6 +429,43 @@ pub fn env_allowed(name: &str) -> bool {
     ALLOWED_ENV.contains(&name) || (name.starts_with("LC_") && valid_env_name(name))
 }
 
+/// Why the value of an allowed variable is refused, if it is: locale and zone variables
+/// name data files the C library loads, and a value that is a path (an absolute one, or one
+/// climbing with `..`) would make it load a file of the extension's choosing.
+///
+/// `LANG`, `LANGUAGE`, `LC_*` and `TERM` are plain names (`en_US.UTF-8`, `xterm-256color`)
+/// with no `/` at all. `TZ` may name a zone with slashes (`Europe/Berlin`, `:Europe/Berlin`)
+/// or be a POSIX rule (`CET-1CEST`), but may not start with `/` (also after the `:`) nor
+/// hold a `..`.
+///
+/// ```
+/// use omni_host::caps::process::env_value_problem;
+/// assert!(env_value_problem("LANG", "en_US.UTF-8").is_none());
+/// assert!(env_value_problem("TZ", "Europe/Berlin").is_none());
+/// assert!(env_value_problem("LC_ALL", "/tmp/evil").is_some());
+/// assert!(env_value_problem("TZ", ":/tmp/zone").is_some());
+/// ```
+pub fn env_value_problem(name: &str, value: &str) -> Option<String> {
+    let shown: String = value.chars().take(64).collect();
+    if value.chars().any(char::is_control) {
+        return Some(format!("the value of {name} holds control characters"));
+    }
+    let path_like = match name {
+        "TZ" => {
+            let zone = value.strip_prefix(':').unwrap_or(value);
+            zone.starts_with('/') || zone.split('/').any(|part| part == "..")
+        }
+        "LANG" | "LANGUAGE" | "TERM" => value.contains('/'),
+        _ if name.starts_with("LC_") => value.contains('/'),
+        _ => false,
+    };
+    path_like.then(|| {
+        format!(
+            "the value {shown:?} of {name} is a file path, which would make the program load a file of the extension's choosing; give a plain name (LANG=en_US.UTF-8, TZ=Europe/Berlin)"
+        )
+    })
+}
+
 /// An argument list shown in the audit target: quoted where needed, bounded.
 fn shown_command(program: &Path, args: &[String]) -> String {
     let mut s = program.display().to_string();
@@ -465,6 +557,9 @@ impl CallState {
                 return Err(CapError::InvalidInput(format!(
                     "the value of {k} holds a NUL byte or is longer than 4096 bytes"
                 )));
+            }
+            if let Some(reason) = env_value_problem(&k, &v) {
+                return Err(self.refuse(CAPABILITY, &target, reason).await);
             }
             env.push((k, v));
         }
@@ -562,6 +657,40 @@ mod tests {
         }
     }
 
+    /// Allowed variables whose values glibc reads as file names: an absolute path or a
+    /// `..` once passed, making a program load a locale or zone file the extension chose.
+    #[test]
+    fn locale_and_zone_values_that_are_paths_are_refused() {
+        for (name, value) in [
+            ("LANG", "en_US.UTF-8"),
+            ("LANGUAGE", "de_DE:en"),
+            ("LC_ALL", "C"),
+            ("LC_MESSAGES", "fr_FR.utf8@euro"),
+            ("TZ", "Europe/Berlin"),
+            ("TZ", ":Europe/Berlin"),
+            ("TZ", "CET-1CEST,M3.5.0,M10.5.0/3"),
+            ("TZ", "UTC"),
+            ("TERM", "xterm-256color"),
+            ("NO_COLOR", "1"),
+        ] {
+            assert!(env_value_problem(name, value).is_none(), "{name}={value}");
+        }
+        for (name, value) in [
+            ("LANG", "/tmp/evil"),
+            ("LANGUAGE", "en:/tmp/evil"),
+            ("LC_ALL", "../../../tmp/evil"),
+            ("LC_CTYPE", "x/y"),
+            ("TZ", "/tmp/zone"),
+            ("TZ", ":/tmp/zone"),
+            ("TZ", "../../tmp/zone"),
+            ("TZ", ":Europe/../../../tmp/zone"),
+            ("TERM", "../../tmp/terminfo"),
+            ("TZ", "UTC\n"),
+        ] {
+            assert!(env_value_problem(name, value).is_some(), "{name}={value:?} passed");
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn arguments_reach_the_program_literally_with_an_empty_environment() {
@@ -599,6 +728,44 @@ mod tests {
             rt().block_on(SystemProcess.run(request("/nonexistent/x", &[]))),
             Err(ProcessError::Start(_))
         ));
+    }
+
+    /// A program whose grandchild leaves the process group (`setsid`) and keeps the output
+    /// pipes open once left the host's reading threads blocked on them for good. Now the
+    /// host closes its ends soon after the program exits: the grandchild's next write
+    /// fails, and it says so in a marker file.
+    #[cfg(unix)]
+    #[test]
+    fn a_grandchild_outside_the_group_cannot_keep_the_host_reading() {
+        let Ok((_, setsid)) = locate_program("setsid", &[PathBuf::from("/usr/bin"), PathBuf::from("/bin")]) else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let marker = dir.path().join("pipe-closed");
+        // The grandchild writes every 50 ms for at most 60 s; a write that fails means the
+        // host closed the pipe.
+        // The program waits until the grandchild has left its group, so that killing the
+        // group when the program exits does not reach it.
+        let ready = dir.path().join("ready");
+        let script = format!(
+            "{} /bin/sh -c ': > {ready}; trap \"\" PIPE; i=0; while [ $i -lt 1200 ]; do sleep 0.05; echo tick || {{ : > {marker}; exit 0; }}; i=$((i+1)); done' & while [ ! -e {ready} ]; do sleep 0.01; done",
+            setsid.display(),
+            ready = ready.display(),
+            marker = marker.display()
+        );
+        let mut r = request("/bin/sh", &["-c", &script]);
+        r.stdin = Some(vec![b'x'; 1 << 20]);
+        // The runtime stays up: tasks it would drop on shutdown must stop by themselves.
+        let rt = rt();
+        let out = rt.block_on(SystemProcess.run(r)).expect("sh runs");
+        assert_eq!(out.exit_code, Some(0));
+        // Generous: the grandchild notices within a tick or two once the pipe is closed.
+        let mut waited = 0;
+        while !marker.exists() && waited < 400 {
+            std::thread::sleep(Duration::from_millis(50));
+            waited += 1;
+        }
+        assert!(marker.exists(), "the host still holds the grandchild's output pipe open after 20 s");
     }
 
     #[test]
