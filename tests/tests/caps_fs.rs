@@ -158,7 +158,7 @@ impl Fixture {
 
     /// Asserts a deny record of `capability` whose reason contains `needle`.
     fn assert_denied(&self, capability: &str, needle: &str) {
-        let denials = audit_records(&self.omni, &self.id, capability, Some(Decision::Deny), None);
+        let denials = audit_records(&self.omni, self.id, capability, Some(Decision::Deny), None);
         assert_reason(&denials, capability, &[needle]);
     }
 
