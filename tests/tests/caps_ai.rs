@@ -449,10 +449,11 @@ fn channel_send_out_of_scope_is_refused() {
     let mut rx = omni.subscribe_channel();
     let result = call(&rt, &omni, "channel_send", json!({ "channel": "billing", "message": "x" }));
     assert_refused(&rt, &omni, result, "out-of-scope", "channel.send", "\"billing\" is not in scope");
-    // Channel names match exactly: case and padding variants are other channels.
-    for name in ["Alerts", "alerts ", "alerts\u{200b}"] {
+    // Channel names match exactly: case and padding variants are other channels, and a
+    // name with an invisible character is no name at all.
+    for (name, kind) in [("Alerts", "out-of-scope"), ("alerts ", "out-of-scope"), ("alerts\u{200b}", "invalid-input")] {
         let (report, _) = call(&rt, &omni, "channel_send", json!({ "channel": name, "message": "x" }));
-        assert_eq!(error_kind(&report), "out-of-scope", "{name:?}: {report}");
+        assert_eq!(error_kind(&report), kind, "{name:?}: {report}");
     }
     assert!(rx.try_recv().is_err(), "nothing was published");
 }
