@@ -690,7 +690,7 @@ impl Omni {
             problems: format!("not JSON: {e}"),
             schema: schema(),
         })?;
-        if let Err(problems) = sandbox.validate_arguments(tool, &value) {
+        if let Err(problems) = sandbox.validate_arguments(tool, value).await {
             return Err(OmniError::Arguments {
                 tool: tool.to_string(),
                 problems: problems.join("; "),
