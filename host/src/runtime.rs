@@ -376,7 +376,7 @@ impl OmniBuilder {
             None => Arc::new(OpenAiCompatible::new(&config.inference).map_err(policy_err)?),
         };
         let inference_usage = Arc::new(UsageLedger::new(db.clone()).map_err(policy_err)?);
-        let channel_bus = ChannelBus::new(config.messaging.bus_capacity);
+        let channel_bus = ChannelBus::new(config.messaging.bus_slots());
         let messaging: Arc<dyn MessagingBackend> = match (self.messaging, &config.messaging.webhook_url) {
             (Some(m), _) => m,
             (None, Some(_)) => Arc::new(WebhookBackend::new(&config.messaging).map_err(policy_err)?),
