@@ -796,8 +796,26 @@ fn serve_page(body: String) -> SocketAddr {
     addr
 }
 
+/// CPU time (clock ticks) used so far by this process's live threads named `name`.
+fn cpu_ticks_of_threads_named(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // After the name in parentheses: state, then ... utime (12th) and stime (13th).
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
 #[test]
-fn hostile_scrape_of_nested_anchors_returns_with_bounded_output() {
+fn hostile_scrape_of_nested_anchors_stops_with_the_call() {
     let addr = serve_page(nested_anchor_page(6 << 20));
     let mut config = OmniConfig::default();
     config.network.resolve.insert("allowed.test".into(), format!("http://{addr}"));
@@ -810,18 +828,27 @@ fn hostile_scrape_of_nested_anchors_returns_with_bounded_output() {
         tightened
     });
     install_from(&omni, copy.path(), |_| Decision::Allow);
+    // Its own thread name, so the CPU its threads (blocking ones included) use after the
+    // call can be told apart from other tests'.
+    const THREADS: &str = "omni-scrape-rt";
     let (tx, rx) = std::sync::mpsc::channel();
     let host = omni.clone();
     std::thread::spawn(move || {
-        let rt = runtime();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(THREADS)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let args = json!({ "url": "https://allowed.test/page" }).to_string();
         let _ = tx.send(rt.block_on(host.call(PROBE, "scrape", &args)).map(|o| o.output));
+        // Dropping a runtime waits for its blocking work; the test does not wait here.
+        rt.shutdown_background();
     });
-    // Generous bound: this detects a host stalled long past the call's 3 s limit, it
-    // does not measure the extraction.
-    let out = rx.recv_timeout(Duration::from_secs(30)).expect("the call returned");
-    if let Ok(output) = out {
-        let report: Value = serde_json::from_str(&output).expect("JSON");
+    // Generous bound: this detects a host stalled long past the call's 3 s limit.
+    let out = rx.recv_timeout(Duration::from_secs(60)).expect("the call returned");
+    if let Ok(output) = &out {
+        let report: Value = serde_json::from_str(output).expect("JSON");
         if report["ok"] == true {
             assert!(report["links"].as_array().is_some_and(|l| l.len() <= 1_000), "{report}");
         } else {
@@ -829,4 +856,10 @@ fn hostile_scrape_of_nested_anchors_returns_with_bounded_output() {
         }
         assert!(output.len() < 2 << 20, "{} bytes of output", output.len());
     }
+    // Once the call has returned, nothing may keep working on the page. Generous bound:
+    // a thread still extracting uses most of the 5 s; an idle host uses next to nothing.
+    let before = cpu_ticks_of_threads_named(THREADS);
+    std::thread::sleep(Duration::from_secs(5));
+    let spent = cpu_ticks_of_threads_named(THREADS).saturating_sub(before);
+    assert!(spent < 100, "the host kept working on the page for {spent} ticks after the call returned: {out:?}");
 }

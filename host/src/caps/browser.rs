@@ -253,7 +253,8 @@ fn text_of(html: &Html, clock: &Clock) -> Result<String, ScrapeError> {
                     }
                 }
                 Node::Text(t) if skip == 0 => {
-                    out.push_str(t);
+                    // Twice the cap, since tidying shrinks it; a longer node is cut.
+                    out.push_str(prefix(t, (MAX_TEXT_BYTES * 2 + 1).saturating_sub(out.len())));
                     if out.len() > MAX_TEXT_BYTES * 2 {
                         break;
                     }
@@ -280,7 +281,8 @@ fn link_text(a: scraper::ElementRef) -> String {
     let mut text = String::new();
     for node in a.descendants().take(MAX_LINK_NODES) {
         if let Node::Text(t) = node.value() {
-            text.push_str(t);
+            // One text node can be megabytes long: copy only what still fits.
+            text.push_str(prefix(t, MAX_LINK_TEXT_BYTES - text.len()));
             if text.len() >= MAX_LINK_TEXT_BYTES {
                 break;
             }
@@ -298,10 +300,8 @@ fn links_of(html: &Html, page: &Url, clock: &Clock) -> Result<Vec<(String, Strin
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .unwrap_or_else(|| page.clone());
     let mut links = Vec::new();
-    for (i, a) in html.select(&sel).enumerate() {
-        if i % 64 == 0 {
-            clock.check()?;
-        }
+    for a in html.select(&sel) {
+        clock.check()?;
         let Some(href) = a.value().attr("href") else { continue };
         let Ok(mut url) = base.join(href.trim()) else { continue };
         if !matches!(url.scheme(), "http" | "https") {
@@ -314,6 +314,15 @@ fn links_of(html: &Html, page: &Url, clock: &Clock) -> Result<Vec<(String, Strin
         }
     }
     Ok(links)
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Collapses runs of whitespace into one space.
