@@ -5,6 +5,7 @@ use crate::catalog::{closest_key, lookup};
 use crate::error::{ManifestError, Problem, Problems};
 use crate::scope::{display_key, is_invisible, truncate, Scope};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Largest manifest file accepted, in bytes.
@@ -29,6 +30,18 @@ const MAX_TOOL_NAME_LEN: usize = 64;
 const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
 /// Deepest nesting accepted in a tool's parameter schema.
 const MAX_SCHEMA_DEPTH: usize = 32;
+/// Most schema nodes a tool's parameters may expand to when every `$ref` is inlined.
+///
+/// Validating arguments costs time in proportion to this expansion (times the size of the
+/// arguments), not to the schema's text: definitions that refer to each other twice over
+/// double the work at every level, so a schema of two kilobytes can expand to hundreds of
+/// millions of nodes. Twenty thousand nodes validate in a few milliseconds and leave room
+/// for any schema a person writes by hand.
+const MAX_SCHEMA_EXPANSION: u64 = 20_000;
+/// Longest chain of `$ref`s followed from one place in a tool's parameters.
+const MAX_SCHEMA_REF_CHAIN: usize = 32;
+/// Most problems listed for one call's arguments.
+const MAX_ARGUMENT_PROBLEMS: usize = 16;
 /// Most problems listed for one manifest; the rest are counted.
 const MAX_PROBLEMS: usize = 100;
 
@@ -200,10 +213,20 @@ impl std::fmt::Debug for ArgumentValidator {
 }
 
 impl ArgumentValidator {
-    /// Checks `args`; each problem reads "JSON pointer: message".
+    /// Checks `args`; each problem reads "JSON pointer: message". At most
+    /// sixteen are listed (the errors are produced lazily, so stopping
+    /// there also stops the work of finding more).
     pub fn validate(&self, args: &serde_json::Value) -> Result<(), Vec<String>> {
-        let errors: Vec<String> =
-            self.validator.iter_errors(args).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
+        let mut errors: Vec<String> = self
+            .validator
+            .iter_errors(args)
+            .take(MAX_ARGUMENT_PROBLEMS + 1)
+            .map(|e| format!("{}: {}", e.instance_path(), e))
+            .collect();
+        if errors.len() > MAX_ARGUMENT_PROBLEMS {
+            errors.truncate(MAX_ARGUMENT_PROBLEMS);
+            errors.push(format!("(only the first {MAX_ARGUMENT_PROBLEMS} problems are listed)"));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -921,7 +944,7 @@ fn parse_tools(v: Option<&toml::Value>, p: &mut Problems) -> Vec<ToolSpec> {
             }
         };
         let description = text(t, "description", &base, Text::Paragraphs, MAX_DESCRIPTION_LEN, p);
-        let parameters = parse_parameters(t.get("parameters"), &format!("{base}.parameters"), p);
+        let parameters = parse_parameters(t.get("parameters"), &format!("{base}.parameters"), name.as_deref(), p);
         if let (Some(name), Some(description), Some(parameters)) = (name, description, parameters) {
             out.push(ToolSpec { name, description, parameters });
         }
@@ -943,7 +966,12 @@ const KNOWN_DRAFTS: [&str; 10] = [
     "https://json-schema.org/draft/2020-12/schema#",
 ];
 
-fn parse_parameters(v: Option<&toml::Value>, field: &str, p: &mut Problems) -> Option<serde_json::Value> {
+fn parse_parameters(
+    v: Option<&toml::Value>,
+    field: &str,
+    tool: Option<&str>,
+    p: &mut Problems,
+) -> Option<serde_json::Value> {
     let fix = "write a JSON Schema object such as { type = \"object\", properties = { city = { type = \"string\" } } }";
     let schema = match v {
         None => return Some(serde_json::json!({ "type": "object", "properties": {} })),
@@ -1010,7 +1038,222 @@ fn parse_parameters(v: Option<&toml::Value>, field: &str, p: &mut Problems) -> O
         );
         return None;
     }
+    if let Err(e) = schema_expansion(&schema) {
+        let tool = tool.map_or_else(String::new, |t| format!("of tool {t:?} "));
+        p.push(field, format!("{tool}{e}"), e.fix());
+        return None;
+    }
     Some(schema)
+}
+
+/// Why a parameter schema is refused by [`schema_expansion`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SchemaCost {
+    /// It expands past [`MAX_SCHEMA_EXPANSION`] nodes.
+    TooLarge,
+    /// `$ref`s lead through more than [`MAX_SCHEMA_REF_CHAIN`] others.
+    ChainTooLong(String),
+    /// A `$ref` leads back to a schema it is part of.
+    Recursive(String),
+    /// A `$ref` that is not a reference into this schema.
+    NotLocal(String),
+    /// A `$ref` whose target is missing.
+    Unresolved(String),
+    /// An `$id` below the top, which would change what `$ref`s inside it mean.
+    NestedId(String),
+}
+
+impl std::fmt::Display for SchemaCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaCost::TooLarge => write!(
+                f,
+                "expands to more than {MAX_SCHEMA_EXPANSION} schema nodes when its $refs are followed, which would make checking the arguments of each call take too long"
+            ),
+            SchemaCost::ChainTooLong(r) => write!(f, "follows more than {MAX_SCHEMA_REF_CHAIN} $refs in a row (at {r:?})"),
+            SchemaCost::Recursive(r) => write!(f, "refers back to itself through $ref {r:?}"),
+            SchemaCost::NotLocal(r) => write!(f, "has the $ref {r:?}, which does not point into this schema"),
+            SchemaCost::Unresolved(r) => write!(f, "has the $ref {r:?}, which points at nothing"),
+            SchemaCost::NestedId(id) => write!(f, "sets $id {id:?} below the top level"),
+        }
+    }
+}
+
+impl SchemaCost {
+    fn fix(&self) -> &'static str {
+        match self {
+            SchemaCost::TooLarge | SchemaCost::ChainTooLong(_) => {
+                "simplify the schema: refer to each definition once (not twice through allOf/anyOf/oneOf at every level) and keep it under the limit"
+            }
+            SchemaCost::Recursive(_) => {
+                "tool parameters cannot be recursive; describe nested values to a fixed depth instead"
+            }
+            SchemaCost::NotLocal(_) | SchemaCost::Unresolved(_) | SchemaCost::NestedId(_) => {
+                "use references into this schema only, such as \"#/$defs/name\" or \"#anchor\", and no $id below the top"
+            }
+        }
+    }
+}
+
+/// Keywords whose values are data, not schemas: a `$ref` inside them is not followed.
+const DATA_KEYWORDS: [&str; 4] = ["enum", "const", "default", "examples"];
+/// Keywords that point at another schema.
+const REF_KEYWORDS: [&str; 3] = ["$ref", "$dynamicRef", "$recursiveRef"];
+
+/// The number of nodes `schema` expands to when every `$ref` is inlined, or why it is
+/// refused. Each target is sized once (memoized), so the count itself costs time in
+/// proportion to the schema's text, however large the expansion.
+fn schema_expansion(schema: &serde_json::Value) -> Result<u64, SchemaCost> {
+    let mut anchors = HashMap::new();
+    collect_anchors(schema, String::new(), true, &mut anchors)?;
+    let mut walk = Expansion { root: schema, anchors, memo: HashMap::new(), active: Vec::new() };
+    let n = walk.size(schema)?;
+    if n > MAX_SCHEMA_EXPANSION {
+        return Err(SchemaCost::TooLarge);
+    }
+    Ok(n)
+}
+
+/// Records each `$anchor` (and `$dynamicAnchor`, and the older `$id = "#name"`) by the
+/// JSON pointer of the schema that carries it; refuses an `$id` below the top level.
+fn collect_anchors(
+    v: &serde_json::Value,
+    pointer: String,
+    top: bool,
+    anchors: &mut HashMap<String, String>,
+) -> Result<(), SchemaCost> {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                if let (Some(s), true) = (x.as_str(), matches!(k.as_str(), "$anchor" | "$dynamicAnchor")) {
+                    anchors.insert(s.to_owned(), pointer.clone());
+                } else if let (Some(s), true) = (x.as_str(), matches!(k.as_str(), "$id" | "id")) {
+                    match s.strip_prefix('#') {
+                        Some(name) if !name.is_empty() && !name.starts_with('/') => {
+                            anchors.insert(name.to_owned(), pointer.clone());
+                        }
+                        _ if top => {}
+                        _ => return Err(SchemaCost::NestedId(s.to_owned())),
+                    }
+                } else if !DATA_KEYWORDS.contains(&k.as_str()) {
+                    collect_anchors(
+                        x,
+                        format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        false,
+                        anchors,
+                    )?;
+                }
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                collect_anchors(x, format!("{pointer}/{i}"), false, anchors)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+struct Expansion<'a> {
+    root: &'a serde_json::Value,
+    /// Anchor name to the JSON pointer of its schema.
+    anchors: HashMap<String, String>,
+    /// Expanded size of each `$ref` target already sized, by JSON pointer.
+    memo: HashMap<String, u64>,
+    /// The `$ref` targets being sized, outermost first.
+    active: Vec<String>,
+}
+
+impl Expansion<'_> {
+    /// Sizes are capped just past the limit, so sums cannot overflow and the walk stops
+    /// as soon as the answer is known.
+    fn size(&mut self, v: &serde_json::Value) -> Result<u64, SchemaCost> {
+        let mut n = 1u64;
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    n += match (REF_KEYWORDS.contains(&k.as_str()), x.as_str()) {
+                        (true, Some(r)) => self.follow(r)?,
+                        _ if DATA_KEYWORDS.contains(&k.as_str()) => data_size(x),
+                        _ => self.size(x)?,
+                    };
+                    if n > MAX_SCHEMA_EXPANSION {
+                        return Err(SchemaCost::TooLarge);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    n += self.size(x)?;
+                    if n > MAX_SCHEMA_EXPANSION {
+                        return Err(SchemaCost::TooLarge);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(n)
+    }
+
+    fn follow(&mut self, reference: &str) -> Result<u64, SchemaCost> {
+        let pointer = match reference.strip_prefix('#') {
+            None => return Err(SchemaCost::NotLocal(reference.to_owned())),
+            Some(p) if p.is_empty() || p.starts_with('/') => percent_decode(p),
+            Some(name) => match self.anchors.get(name) {
+                Some(p) => p.clone(),
+                None => return Err(SchemaCost::Unresolved(reference.to_owned())),
+            },
+        };
+        if let Some(n) = self.memo.get(&pointer) {
+            return Ok(*n);
+        }
+        if self.active.contains(&pointer) {
+            return Err(SchemaCost::Recursive(reference.to_owned()));
+        }
+        if self.active.len() >= MAX_SCHEMA_REF_CHAIN {
+            return Err(SchemaCost::ChainTooLong(reference.to_owned()));
+        }
+        let Some(target) = self.root.pointer(&pointer) else {
+            return Err(SchemaCost::Unresolved(reference.to_owned()));
+        };
+        self.active.push(pointer.clone());
+        let n = self.size(target);
+        self.active.pop();
+        let n = n?;
+        self.memo.insert(pointer, n);
+        Ok(n)
+    }
+}
+
+/// Nodes in a data value (an `enum` list, a `default`), which validation compares whole.
+fn data_size(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(data_size).sum::<u64>(),
+        serde_json::Value::Object(o) => 1 + o.values().map(data_size).sum::<u64>(),
+        _ => 1,
+    }
+}
+
+/// A URI fragment's `%XX` escapes decoded (a JSON pointer in a `$ref` is written as one).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json_depth_exceeds(v: &serde_json::Value, max: usize) -> bool {
@@ -1643,5 +1886,85 @@ parameters = { type = "array" }
         std::fs::write(&good, FULL).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(Manifest::from_path(&good).ok(), Some(manifest(FULL)));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A manifest with one tool `name` whose table ends with `rest`.
+    fn tool_toml(name: &str, rest: &str) -> String {
+        with(&format!("[[tools]]\nname = '{name}'\ndescription = 'd'\n{rest}"))
+    }
+
+    /// A parameter schema whose definitions each refer to the next one twice, `depth`
+    /// levels deep: two kilobytes of text that validation expands 2^depth times.
+    fn doubling_schema(depth: usize) -> String {
+        let mut defs = Vec::new();
+        for i in 0..depth {
+            defs.push(format!(
+                "\"d{i}\": {{\"allOf\": [{{\"$ref\": \"#/$defs/d{n}\"}}, {{\"$ref\": \"#/$defs/d{n}\"}}]}}",
+                n = i + 1
+            ));
+        }
+        defs.push(format!("\"d{depth}\": {{\"type\": \"string\"}}"));
+        format!(
+            "{{\"type\": \"object\", \"properties\": {{\"x\": {{\"$ref\": \"#/$defs/d0\"}}}}, \"$defs\": {{{}}}}}",
+            defs.join(", ")
+        )
+    }
+
+    #[test]
+    fn hostile_schema_that_doubles_at_every_level_is_refused_at_install() {
+        let schema = doubling_schema(28);
+        assert!(schema.len() < 2200, "the attack is small: {} bytes", schema.len());
+        let text = tool_toml("slow", &format!("parameters = '{schema}'"));
+        let err = match Manifest::from_toml_str(&text, "manifest.toml") {
+            Ok(_) => panic!("a schema expanding to 2^28 nodes was accepted"),
+            Err(e) => e,
+        };
+        let problem = &err.problems[0];
+        assert_eq!(problem.field, "tools[0].parameters");
+        assert!(problem.message.contains("tool \"slow\""), "names the tool: {}", problem.message);
+        assert!(problem.message.contains(&MAX_SCHEMA_EXPANSION.to_string()), "{}", problem.message);
+        assert!(problem.fix.contains("refer to each definition once"), "{}", problem.fix);
+        // Just past the limit is refused too; the count does not depend on the depth.
+        assert_eq!(
+            fields(&tool_toml("t", &format!("parameters = '{}'", doubling_schema(13)))),
+            ["tools[0].parameters"]
+        );
+    }
+
+    #[test]
+    fn schemas_with_a_few_refs_still_install() {
+        let schema = r##"{"type": "object",
+            "properties": {
+                "from": {"$ref": "#/$defs/place"}, "to": {"$ref": "#/$defs/place"},
+                "via": {"type": "array", "items": {"$ref": "#/$defs/place"}, "maxItems": 5},
+                "when": {"$ref": "#when"}
+            },
+            "$defs": {
+                "place": {"type": "object", "properties": {"lat": {"$ref": "#/$defs/coord"}, "lon": {"$ref": "#/$defs/coord"}}},
+                "coord": {"type": "number", "minimum": -180, "maximum": 180},
+                "time": {"$anchor": "when", "type": "string", "enum": [{"$ref": "data, not a reference"}, "now"]}
+            }}"##;
+        let m = manifest(&tool_toml("route", &format!("parameters = '''{schema}'''")));
+        let Some(route) = m.tool("route") else { panic!("tool") };
+        assert!(route.validate_arguments(&json!({"from": {"lat": 1, "lon": 2}, "when": "now"})).is_ok());
+        assert!(route.validate_arguments(&json!({"from": {"lat": 200}})).is_err());
+        // The doubling pattern a few levels deep is fine: it stays small.
+        manifest(&tool_toml("t", &format!("parameters = '{}'", doubling_schema(6))));
+    }
+
+    #[test]
+    fn schema_refs_that_cannot_be_sized_are_refused() {
+        let recursive = r##"parameters = '{"type": "object", "properties": {"tree": {"$ref": "#/$defs/node"}}, "$defs": {"node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}}'"##;
+        assert_eq!(fields(&tool_toml("t", recursive)), ["tools[0].parameters"]);
+        let nested_id = r##"parameters = '{"type": "object", "properties": {"a": {"$id": "https://example.com/a", "type": "string"}}}'"##;
+        assert_eq!(fields(&tool_toml("t", nested_id)), ["tools[0].parameters"]);
+        let mut chain: Vec<String> =
+            (0..40).map(|i| format!("\"c{i}\": {{\"$ref\": \"#/$defs/c{}\"}}", i + 1)).collect();
+        chain.push("\"c40\": {\"type\": \"string\"}".into());
+        let long = format!(
+            "parameters = '{{\"type\": \"object\", \"properties\": {{\"a\": {{\"$ref\": \"#/$defs/c0\"}}}}, \"$defs\": {{{}}}}}'",
+            chain.join(", ")
+        );
+        assert_eq!(fields(&tool_toml("t", &long)), ["tools[0].parameters"]);
     }
 }

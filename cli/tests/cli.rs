@@ -137,20 +137,14 @@ fn scheduled_jobs_are_listed_and_run_under_current_grants() {
     let out = omni(data.path(), &["schedules", "list"]);
     assert!(text(&out).contains("no scheduled jobs"), "{}", text(&out));
 
-    // A job whose extension lost system.scheduling is refused, audited and removed.
+    // Revoking system.scheduling deletes the extension's jobs: a later grant cannot
+    // revive them.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
     let args = serde_json::json!({ "tool": "ping", "at": now + 1_000 }).to_string();
     let out = omni(data.path(), &["call", "dev.omni.adversarial.ai-probe", "schedule", &args]);
     assert!(out.status.success(), "{}", text(&out));
     let out = omni(data.path(), &["grants", "revoke", "dev.omni.adversarial.ai-probe", "system.scheduling"]);
     assert!(out.status.success(), "{}", text(&out));
-    let jobs = json_of(&omni(data.path(), &["--json", "schedules", "list"]));
-    let next = jobs[0]["next_run_ms"].as_u64().expect("next run");
-    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64) < next
-    {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let out = omni(data.path(), &["schedules", "run"]);
-    assert_eq!(out.status.code(), Some(1), "a refused job is a failure: {}", text(&out));
-    assert!(text(&out).contains("refused"), "{}", text(&out));
+    let out = omni(data.path(), &["schedules", "list"]);
+    assert!(text(&out).contains("no scheduled jobs"), "{}", text(&out));
 }

@@ -261,6 +261,9 @@ fn grant_keys_of(grants: &redb::Table<'_, &str, &[u8]>, extension: &str) -> Resu
     Ok(keys)
 }
 
+/// The capability whose revocation also deletes the extension's scheduled jobs.
+const SCHEDULING: &str = "system.scheduling";
+
 fn storage(e: impl Into<redb::Error>) -> PolicyError {
     PolicyError::Storage(e.into().to_string())
 }
@@ -894,8 +897,9 @@ impl PolicyEngine {
 
     /// Revokes the grants of `extension` (all, or one capability). Takes effect at once,
     /// in memory first, then on disk: the next host call of that extension is refused, and
-    /// it stays refused (never prompted) until a person grants again. Returns the number of
-    /// grants removed.
+    /// it stays refused (never prompted) until a person grants again. Revoking
+    /// `system.scheduling` (or everything) also deletes the extension's scheduled jobs.
+    /// Returns the number of grants removed.
     pub fn revoke(&self, extension: &str, capability: Option<&str>) -> Result<usize, PolicyError> {
         valid_extension(extension)?;
         let (removed, lockdown) = {
@@ -927,6 +931,10 @@ impl PolicyEngine {
             st.insert(LOCKDOWN_KEY, lockdown_bytes.as_slice()).map_err(storage)?;
             Ok(())
         })?;
+        if capability.is_none_or(|c| c == SCHEDULING) {
+            crate::caps::scheduling::drop_stored_jobs(&self.inner.db, Some(extension))
+                .map_err(|e| PolicyError::Storage(e.to_string()))?;
+        }
         let what = capability.map_or_else(|| "all capabilities".to_owned(), |c| c.to_owned());
         self.inner.audit.append(NewRecord {
             capability: capability.map(str::to_owned),
@@ -976,9 +984,9 @@ impl PolicyEngine {
         Ok(())
     }
 
-    /// Revokes every grant of every extension at once and persists it. Calls in flight are
-    /// refused at their next host call, and every extension must be granted again before it
-    /// can run. Returns the number of grants removed.
+    /// Revokes every grant of every extension at once and persists it, and deletes every
+    /// scheduled job. Calls in flight are refused at their next host call, and every
+    /// extension must be granted again before it can run. Returns the number of grants removed.
     pub fn kill_switch(&self) -> Result<usize, PolicyError> {
         let (removed, lockdown) = {
             let mut state = self.write_state();
@@ -995,6 +1003,8 @@ impl PolicyEngine {
             st.insert(LOCKDOWN_KEY, lockdown_bytes.as_slice()).map_err(storage)?;
             Ok(())
         })?;
+        crate::caps::scheduling::drop_stored_jobs(&self.inner.db, None)
+            .map_err(|e| PolicyError::Storage(e.to_string()))?;
         self.inner.audit.append(NewRecord::event(
             EventKind::KillSwitch,
             "",

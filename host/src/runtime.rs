@@ -379,7 +379,7 @@ impl OmniBuilder {
             None => Arc::new(OpenAiCompatible::new(&config.inference).map_err(policy_err)?),
         };
         let inference_usage = Arc::new(UsageLedger::new(db.clone()).map_err(policy_err)?);
-        let channel_bus = ChannelBus::new(config.messaging.bus_capacity);
+        let channel_bus = ChannelBus::new(config.messaging.bus_slots());
         let messaging: Arc<dyn MessagingBackend> = match (self.messaging, &config.messaging.webhook_url) {
             (Some(m), _) => m,
             (None, Some(_)) => Arc::new(WebhookBackend::new(&config.messaging).map_err(policy_err)?),
@@ -693,7 +693,7 @@ impl Omni {
             problems: format!("not JSON: {e}"),
             schema: schema(),
         })?;
-        if let Err(problems) = sandbox.validate_arguments(tool, &value) {
+        if let Err(problems) = sandbox.validate_arguments(tool, value).await {
             return Err(OmniError::Arguments {
                 tool: tool.to_string(),
                 problems: problems.join("; "),

@@ -568,9 +568,28 @@ pub struct Sandbox {
     /// Instance templates by linkage; a grant change picks (or builds) another one.
     templates: Mutex<HashMap<LinkageKey, ExtensionPre<CallState>>>,
     /// Each tool's parameter schema, compiled once.
-    validators: HashMap<String, Result<ArgumentValidator, String>>,
+    validators: HashMap<String, Result<Arc<ArgumentValidator>, String>>,
     /// The declared capabilities the component imports, in import order.
     capability_imports: Vec<&'static CapabilityInfo>,
+}
+
+/// Validates `arguments` off the async workers; gives up after `limit`. Validation cannot
+/// be interrupted, so a check that runs out of time finishes on its blocking thread, but
+/// the manifest bounds what a schema can cost, so that thread is not held for long.
+async fn validate_within(
+    validator: Arc<ArgumentValidator>,
+    arguments: serde_json::Value,
+    limit: Duration,
+) -> Result<(), Vec<String>> {
+    let work = tokio::task::spawn_blocking(move || validator.validate(&arguments));
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(e)) => Err(vec![format!("checking the arguments failed: {e}")]),
+        Err(_) => Err(vec![format!(
+            "checking the arguments against the tool's parameter schema took longer than the call may run ({} ms, max_cpu_ms_per_call in [runtime]); simplify the schema or the arguments",
+            limit.as_millis()
+        )]),
+    }
 }
 
 /// What a finished call produced.
@@ -637,7 +656,8 @@ impl Sandbox {
     /// Wraps a compiled component whose imports already passed [`check_imports`].
     pub(crate) fn new(engine: OmniEngine, component: Component, identity: ExtensionIdentity) -> Sandbox {
         let slots = Arc::new(Semaphore::new(identity.manifest.runtime.max_concurrent_calls.max(1) as usize));
-        let validators = identity.manifest.tools.iter().map(|t| (t.name.clone(), t.compile_parameters())).collect();
+        let validators =
+            identity.manifest.tools.iter().map(|t| (t.name.clone(), t.compile_parameters().map(Arc::new))).collect();
         let mut capability_imports = Vec::new();
         for (name, _) in component.component_type().imports(engine.engine()) {
             if let ImportKind::Capability(info) = classify_import(name) {
@@ -658,13 +678,17 @@ impl Sandbox {
         }
     }
 
-    /// Checks `arguments` against the parameters of `tool` (which must be declared).
-    pub(crate) fn validate_arguments(&self, tool: &str, arguments: &serde_json::Value) -> Result<(), Vec<String>> {
-        match self.validators.get(tool) {
-            Some(Ok(v)) => v.validate(arguments),
-            Some(Err(e)) => Err(vec![e.clone()]),
-            None => Err(vec![format!("no tool `{tool}`")]),
-        }
+    /// Checks `arguments` against the parameters of `tool` (which must be declared), on a
+    /// blocking thread and within the extension's `max_cpu_ms_per_call`: the schema is the
+    /// extension's, so checking against it is work done on the extension's behalf.
+    pub(crate) async fn validate_arguments(&self, tool: &str, arguments: serde_json::Value) -> Result<(), Vec<String>> {
+        let validator = match self.validators.get(tool) {
+            Some(Ok(v)) => v.clone(),
+            Some(Err(e)) => return Err(vec![e.clone()]),
+            None => return Err(vec![format!("no tool `{tool}`")]),
+        };
+        let limit = Duration::from_millis(self.identity.manifest.runtime.max_cpu_ms_per_call.max(1));
+        validate_within(validator, arguments, limit).await
     }
 
     /// The compiled component.
@@ -882,4 +906,58 @@ fn link_error_message(e: &wasmtime::Error) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod argument_validation_tests {
+    use super::*;
+
+    /// A schema whose definitions each refer to the next one twice, compiled directly:
+    /// the manifest refuses it, but an extension installed before that bound would still
+    /// carry it.
+    fn doubling_validator(depth: usize) -> Arc<ArgumentValidator> {
+        let mut defs = serde_json::Map::new();
+        for i in 0..depth {
+            let next = serde_json::json!({ "$ref": format!("#/$defs/d{}", i + 1) });
+            defs.insert(format!("d{i}"), serde_json::json!({ "allOf": [next.clone(), next] }));
+        }
+        defs.insert(format!("d{depth}"), serde_json::json!({ "type": "string" }));
+        let tool = omni_capabilities::ToolSpec {
+            name: "slow".into(),
+            description: "d".into(),
+            parameters: serde_json::json!({
+                "type": "object", "properties": { "x": { "$ref": "#/$defs/d0" } }, "$defs": defs
+            }),
+        };
+        Arc::new(tool.compile_parameters().expect("compiles"))
+    }
+
+    #[test]
+    fn hostile_schema_validation_gives_up_at_the_call_limit() {
+        // One worker thread: were validation run on it, nothing else could run either.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let checked = rt.block_on(async {
+            // Generous bound: this detects validation holding the worker, it does not
+            // measure the validation.
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                validate_within(doubling_validator(26), serde_json::json!({ "x": "s" }), Duration::from_millis(50)),
+            )
+            .await
+        });
+        // The abandoned check finishes on its blocking thread; do not wait for it.
+        rt.shutdown_background();
+        let problems = checked.expect("validation returned").expect_err("validation ran out of time");
+        assert!(problems[0].contains("max_cpu_ms_per_call"), "{problems:?}");
+    }
+
+    #[test]
+    fn small_schemas_validate_as_before() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let v = doubling_validator(3);
+        let limit = Duration::from_secs(60);
+        assert!(rt.block_on(validate_within(v.clone(), serde_json::json!({ "x": "s" }), limit)).is_ok());
+        let problems = rt.block_on(validate_within(v, serde_json::json!({ "x": 5 }), limit)).expect_err("invalid");
+        assert!(problems.iter().all(|p| p.starts_with("/x")), "{problems:?}");
+    }
 }

@@ -304,16 +304,16 @@ fn inference_without_a_provider_is_unavailable() {
 fn hostile_inference_over_budget() {
     let mock = provider("ok", 25);
     let mut config = inference_config(&mock);
-    config.inference.daily_token_budget = Some(30);
+    config.inference.daily_token_budget = Some(35);
     let (dir, omni) = probe_host(config.clone(), &[]);
     let rt = runtime();
     assert_eq!(call(&rt, &omni, "ask", json!({ "prompt": "one" })).0["ok"]["content"], "ok");
-    // 25 of 30 used: the next request is capped to what is left.
+    // 25 of 35 used, and the prompt counts as 5: the next request is capped to what is left.
     assert_eq!(call(&rt, &omni, "ask", json!({ "prompt": "two" })).0["ok"]["content"], "ok");
     assert_eq!(mock.requests()[1].json()["max_tokens"], 5);
     let refused = call(&rt, &omni, "ask", json!({ "prompt": "three" }));
     assert!(refused.0["error"]["message"].as_str().unwrap_or("").contains("daily_token_budget"), "{}", refused.0);
-    assert_refused(&rt, &omni, refused, "rate-limited", "ai.inference", "50 of its 30 tokens");
+    assert_refused(&rt, &omni, refused, "rate-limited", "ai.inference", "50 of its 35 tokens");
     assert_eq!(mock.requests().len(), 2, "the refused request never reached the provider");
 
     // A restart does not refill the budget.
@@ -811,18 +811,10 @@ fn hostile_schedule_after_revoke() {
     );
     assert!(rx.try_recv().is_err(), "nothing was published");
 
-    // Without system.scheduling the job itself is refused, audited, and removed.
+    // Revoking system.scheduling deletes the job: it never fires again.
     assert!(omni.policy().revoke(PROBE, Some("system.scheduling")).expect("revoke") > 0);
-    let runs = rt.block_on(omni.run_due_schedules(later + 3_600_000)).expect("run");
-    assert_eq!(runs.len(), 1);
-    assert!(matches!(&runs[0].outcome, RunOutcome::Refused(_)), "{:?}", runs[0].outcome);
-    assert_eq!(runs[0].next_run_ms, None);
-    let denied = deny_decisions(&omni, "system.scheduling");
-    assert!(
-        denied.iter().any(|r| r.target.as_deref() == Some(format!("run {id} channel_send").as_str())),
-        "{denied:?}"
-    );
-    assert!(rt.block_on(omni.run_due_schedules(later + 7_200_000)).expect("run").is_empty(), "it never fires again");
+    assert!(omni.scheduled_jobs(Some(PROBE)).expect("jobs").iter().all(|j| j.id != id));
+    assert!(rt.block_on(omni.run_due_schedules(later + 3_600_000)).expect("run").is_empty(), "it never fires again");
     assert_still_serves(&rt, &omni);
 }
 
@@ -832,8 +824,10 @@ fn hostile_schedule_after_kill_switch_and_uninstall() {
     let rt = runtime();
     schedule_alert(&rt, &omni, "tick");
     omni.policy().kill_switch().expect("kill switch");
-    let runs = rt.block_on(omni.run_due_schedules(now_ms() + 3_600_000)).expect("run");
-    assert!(matches!(&runs[0].outcome, RunOutcome::Refused(_)), "{:?}", runs[0].outcome);
+    assert!(
+        rt.block_on(omni.run_due_schedules(now_ms() + 3_600_000)).expect("run").is_empty(),
+        "the kill switch removes jobs"
+    );
 
     let (_dir2, other) = probe_host(scheduling_config(), &[]);
     schedule_alert(&rt, &other, "tick");
@@ -906,4 +900,162 @@ fn hostile_email_recipient_delivered_other_than_matched() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Budgets and the scheduler under attack
+// ---------------------------------------------------------------------------------------
+
+/// A provider that bills what a real one would: a token per four bytes of the request's
+/// messages, plus every answer token the request allowed.
+fn billing_provider() -> Mock {
+    Mock::start(|r| {
+        let request = r.json();
+        let prompt: usize = request["messages"]
+            .as_array()
+            .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+            .unwrap_or(0);
+        let answer = request["max_tokens"].as_u64().unwrap_or(0);
+        (200, completion("ok", (prompt as u64).div_ceil(4).saturating_add(answer) as u32))
+    })
+}
+
+/// Tokens the billing provider charged for everything it was sent.
+fn billed(mock: &Mock) -> u64 {
+    mock.requests()
+        .iter()
+        .map(|r| {
+            let request = r.json();
+            let prompt: usize = request["messages"]
+                .as_array()
+                .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+                .unwrap_or(0);
+            (prompt as u64).div_ceil(4) + request["max_tokens"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn hostile_inference_big_prompt_under_a_small_budget() {
+    let mock = billing_provider();
+    let mut config = inference_config(&mock);
+    config.inference.daily_token_budget = Some(1_000);
+    let (_dir, omni) = probe_host(config, &[]);
+    let rt = runtime();
+    // 200 KB of prompt is about 50,000 tokens: it must not be sent under 1,000.
+    let prompt = "lorem ipsum dolor sit amet ".repeat(200_000 / 27);
+    let refused = call(&rt, &omni, "ask", json!({ "prompt": prompt }));
+    assert_eq!(error_kind(&refused.0), "rate-limited", "{}", refused.0);
+    assert!(error_message(&refused.0).contains("the prompt counts as"), "{}", refused.0);
+    assert_eq!(mock.requests().len(), 0, "the prompt never reached the provider");
+    assert!(billed(&mock) <= 1_000);
+    // A small prompt still fits.
+    assert_eq!(call(&rt, &omni, "ask", json!({ "prompt": "hi" })).0["ok"]["content"], "ok");
+    assert!(billed(&mock) <= 1_000, "billed {}", billed(&mock));
+}
+
+#[test]
+fn hostile_inference_concurrent_calls_share_one_budget() {
+    let mock = billing_provider();
+    let mut config = inference_config(&mock);
+    config.inference.daily_token_budget = Some(1_000);
+    let (_dir, omni) = probe_host(config, &[]);
+    let omni = Arc::new(omni);
+    let rt = runtime();
+    let prompt = "Summarize the following notes in one line. ".repeat(10);
+    let outcomes = rt.block_on(async {
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let omni = omni.clone();
+                let args = json!({ "prompt": prompt }).to_string();
+                tokio::spawn(async move { omni.call(PROBE, "ask", &args).await.map(|o| o.output) })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for c in calls {
+            outcomes.push(c.await.expect("task").expect("call"));
+        }
+        outcomes
+    });
+    let answered = outcomes.iter().filter(|o| o.contains("\"ok\"")).count();
+    assert!(answered >= 1, "{outcomes:?}");
+    assert!(billed(&mock) <= 1_000, "16 concurrent calls were billed {} tokens of a 1,000 budget", billed(&mock));
+}
+
+fn strict_scheduling_config() -> OmniConfig {
+    let mut config = OmniConfig::default();
+    config.scheduling.min_interval_ms = 60_000;
+    config
+}
+
+#[test]
+fn hostile_schedule_at_a_past_time_from_a_running_job() {
+    let (_dir, omni) = probe_host(strict_scheduling_config(), &[]);
+    let rt = runtime();
+    // A job due now whose run schedules another job `at` time 0, i.e. on the next pass.
+    let (report, _) =
+        call(&rt, &omni, "schedule", json!({ "tool": "schedule", "arguments": { "tool": "ping", "at": 0 }, "at": 0 }));
+    assert!(report["ok"].is_string(), "{report}");
+    let start = now_ms();
+    let runs = rt.block_on(omni.run_due_schedules(start)).expect("run");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(matches!(&runs[0].outcome, RunOutcome::Completed(out) if out.contains("\"ok\"")), "{:?}", runs[0].outcome);
+    // The next pass, a second later: the new job must wait the shortest period.
+    let runs = rt.block_on(omni.run_due_schedules(start + 1_000)).expect("run");
+    assert!(runs.is_empty(), "a job scheduled by a job ran {} ms after it: {runs:?}", 1_000);
+    let jobs = omni.scheduled_jobs(Some(PROBE)).expect("jobs");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].next_run_ms.is_some_and(|t| t >= start + 60_000), "{jobs:?}");
+    let runs = rt.block_on(omni.run_due_schedules(start + 60_000)).expect("run");
+    assert_eq!(runs.len(), 1, "it runs once the period has passed: {runs:?}");
+}
+
+#[test]
+fn hostile_schedule_revived_by_a_regrant_after_revoke() {
+    let (_dir, omni) = probe_host(scheduling_config(), &[]);
+    let rt = runtime();
+    let mut rx = omni.subscribe_channel();
+    schedule_alert(&rt, &omni, "chosen before the revoke");
+    assert!(omni.policy().revoke(PROBE, None).expect("revoke") > 0);
+    install_probe(&omni, &[]);
+    let runs = rt.block_on(omni.run_due_schedules(now_ms() + 3_600_000)).expect("run");
+    assert!(runs.is_empty(), "a job from before the revoke ran after the re-grant: {runs:?}");
+    assert!(rx.try_recv().is_err(), "nothing was published");
+
+    schedule_alert(&rt, &omni, "chosen before the kill switch");
+    omni.policy().kill_switch().expect("kill switch");
+    install_probe(&omni, &[]);
+    let runs = rt.block_on(omni.run_due_schedules(now_ms() + 3_600_000)).expect("run");
+    assert!(runs.is_empty(), "a job from before the kill switch ran after the re-grant: {runs:?}");
+    assert!(rx.try_recv().is_err(), "nothing was published");
+    assert_still_serves(&rt, &omni);
+}
+
+#[test]
+fn hostile_channel_flood_held_for_a_slow_subscriber_is_bounded() {
+    let (_dir, omni) = probe_host(OmniConfig::default(), &[]);
+    let rt = runtime();
+    // A subscriber that never reads while the probe publishes 100 messages of 200 KB.
+    let mut rx = omni.subscribe_channel();
+    let message = "x".repeat(200 * 1024);
+    for _ in 0..100 {
+        let (report, _) = call(&rt, &omni, "channel_send", json!({ "channel": "alerts", "message": message }));
+        assert_eq!(report["ok"], 1, "{report}");
+    }
+    let (mut held, mut lagged) = (0usize, 0u64);
+    loop {
+        match rx.try_recv() {
+            Ok(d) => {
+                held += match d.message {
+                    OutboundMessage::Channel { body, .. } => body.len(),
+                    _ => 0,
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => lagged += n,
+            Err(_) => break,
+        }
+    }
+    let bound = 16 << 20; // [messaging] bus_max_bytes, by default
+    assert!(held <= bound, "the bus held {held} bytes for one slow subscriber, more than {bound}");
+    assert!(lagged > 0, "the subscriber is told it missed messages");
 }

@@ -785,3 +785,111 @@ fn hostile_ssrf_redirect_to_metadata() {
     net.assert_refused(&out, "network.http", "out-of-scope", "169.254.169.254 is a link-local address");
     net.assert_still_serves();
 }
+
+// ---- browser.scrape: a page built to make extraction expensive ----
+
+/// A page of 1,000 links, each nested in a table cell inside the previous one, followed
+/// by `filler` bytes of words: the parser keeps every `<a>` open, so each link's text
+/// runs to the end of the document.
+fn nested_anchor_page(filler: usize) -> String {
+    let mut page = String::from("<!doctype html><html><head><title>nested</title></head><body>");
+    for i in 0..1_000 {
+        page.push_str(&format!("<table><tr><td><a href=\"/l{i}\">link {i} "));
+    }
+    page.push_str(&"word ".repeat(filler / 5));
+    page.push_str("</body></html>");
+    page
+}
+
+/// A loopback server answering every request with `body` as HTML.
+fn serve_page(body: String) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let body = Arc::new(body);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                });
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = stream;
+                let _ = respond(&mut stream, 200, &[("content-type", "text/html")], &body);
+            });
+        }
+    });
+    addr
+}
+
+/// CPU time (clock ticks) used so far by this process's live threads named `name`.
+fn cpu_ticks_of_threads_named(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // After the name in parentheses: state, then ... utime (12th) and stime (13th).
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+#[test]
+fn hostile_scrape_of_nested_anchors_stops_with_the_call() {
+    let addr = serve_page(nested_anchor_page(6 << 20));
+    let mut config = OmniConfig::default();
+    config.network.resolve.insert("allowed.test".into(), format!("http://{addr}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let omni = Arc::new(Omni::builder(dir.path()).engine(engine()).config(config).open().expect("host opens"));
+    // The probe with a 3 s call limit: the extraction must end with the call.
+    let copy = sample_with_manifest(PROBE, |text| {
+        let tightened = text.replace("max_cpu_ms_per_call = 30000", "max_cpu_ms_per_call = 3000");
+        assert_ne!(text, tightened, "the manifest has the expected limit");
+        tightened
+    });
+    install_from(&omni, copy.path(), |_| Decision::Allow);
+    // Its own thread name, so the CPU its threads (blocking ones included) use after the
+    // call can be told apart from other tests'.
+    const THREADS: &str = "omni-scrape-rt";
+    let (tx, rx) = std::sync::mpsc::channel();
+    let host = omni.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(THREADS)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let args = json!({ "url": "https://allowed.test/page" }).to_string();
+        let _ = tx.send(rt.block_on(host.call(PROBE, "scrape", &args)).map(|o| o.output));
+        // Dropping a runtime waits for its blocking work; the test does not wait here.
+        rt.shutdown_background();
+    });
+    // Generous bound: this detects a host stalled long past the call's 3 s limit.
+    let out = rx.recv_timeout(Duration::from_secs(60)).expect("the call returned");
+    if let Ok(output) = &out {
+        let report: Value = serde_json::from_str(output).expect("JSON");
+        if report["ok"] == true {
+            assert!(report["links"].as_array().is_some_and(|l| l.len() <= 1_000), "{report}");
+        } else {
+            assert!(report["message"].as_str().is_some_and(|m| m.contains("took longer")), "{report}");
+        }
+        assert!(output.len() < 2 << 20, "{} bytes of output", output.len());
+    }
+    // Once the call has returned, nothing may keep working on the page. Generous bound:
+    // a thread still extracting uses most of the 5 s; an idle host uses next to nothing.
+    let before = cpu_ticks_of_threads_named(THREADS);
+    std::thread::sleep(Duration::from_secs(5));
+    let spent = cpu_ticks_of_threads_named(THREADS).saturating_sub(before);
+    assert!(spent < 100, "the host kept working on the page for {spent} ticks after the call returned: {out:?}");
+}

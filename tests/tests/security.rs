@@ -364,3 +364,49 @@ fn hostile_update_raising_a_limit_needs_a_new_review() {
         assert!(plan.needs_review, "{to:?} carried the grants over without a review");
     }
 }
+
+/// A two-kilobyte parameter schema whose definitions each refer to the next one twice
+/// (through `allOf`), 28 levels deep: checking arguments against it walks 2^28 schemas.
+fn doubling_parameters(depth: usize) -> String {
+    let mut defs: Vec<String> = (0..depth)
+        .map(|i| {
+            format!(r##""d{i}": {{"allOf": [{{"$ref": "#/$defs/d{n}"}}, {{"$ref": "#/$defs/d{n}"}}]}}"##, n = i + 1)
+        })
+        .collect();
+    defs.push(format!(r#""d{depth}": {{"type": "string"}}"#));
+    format!(
+        r##"parameters = '{{"type": "object", "properties": {{"expression": {{"$ref": "#/$defs/d0"}}}}, "$defs": {{{}}}}}'"##,
+        defs.join(", ")
+    )
+}
+
+#[test]
+fn hostile_parameter_schema_that_doubles_per_level_is_refused_at_install() {
+    let (_dir, omni) = host(OmniConfig::default());
+    let copy = omni_tests::sample_with_manifest("dev.omni.calculator", |text| {
+        let start = text.find("parameters = {").expect("the calculator's parameters");
+        let end = start + text[start..].find('\n').expect("one line");
+        format!("{}{}{}", &text[..start], doubling_parameters(28), &text[end..])
+    });
+    let err = omni.prepare_install(copy.path()).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("tools[0].parameters"), "{message}");
+    assert!(message.contains("tool \"evaluate\"") || message.contains("of tool"), "names the tool: {message}");
+    assert!(message.contains("20000"), "names the bound: {message}");
+    assert!(omni.list().expect("list").is_empty());
+
+    // The same tool with a schema that uses a few references installs and works.
+    let (_dir, omni) = host(OmniConfig::default());
+    let copy = omni_tests::sample_with_manifest("dev.omni.calculator", |text| {
+        let start = text.find("parameters = {").expect("the calculator's parameters");
+        let end = start + text[start..].find('\n').expect("one line");
+        let few = r##"parameters = '{"type": "object", "properties": {"expression": {"$ref": "#/$defs/text"}}, "required": ["expression"], "$defs": {"text": {"allOf": [{"$ref": "#/$defs/short"}, {"type": "string"}]}, "short": {"maxLength": 10000}}}'"##;
+        format!("{}{}{}", &text[..start], few, &text[end..])
+    });
+    let plan = omni.prepare_install(copy.path()).expect("a schema with a few refs installs");
+    omni.install(&plan, &[]).expect("install");
+    let out = runtime().block_on(omni.call("dev.omni.calculator", "evaluate", r#"{"expression": "1+2"}"#));
+    assert!(out.is_ok(), "{out:?}");
+    let bad = runtime().block_on(omni.call("dev.omni.calculator", "evaluate", r#"{"expression": 5}"#));
+    assert!(matches!(bad, Err(OmniError::Arguments { .. })), "{bad:?}");
+}

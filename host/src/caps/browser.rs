@@ -13,11 +13,12 @@
 //! again).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ego_tree::iter::Edge;
+use html5ever::tendril::TendrilSink;
 use omni_capabilities::Scope;
-use scraper::{Html, Node, Selector};
+use scraper::{Html, HtmlTreeSink, Node, Selector};
 use url::Url;
 
 use super::egress::{parse_url, FetchRequest};
@@ -35,6 +36,16 @@ pub const MAX_TEXT_BYTES: usize = 512 * 1024;
 pub const MAX_LINKS: usize = 1_000;
 /// Longest title or link text returned, in bytes.
 const MAX_LABEL_BYTES: usize = 1_024;
+/// Raw text gathered for one link before it is collapsed and capped.
+const MAX_LINK_TEXT_BYTES: usize = 4 * MAX_LABEL_BYTES;
+/// Nodes walked for one link's text. A link can contain the rest of the page (`<a>`
+/// nested through table cells is kept open by the parser), so without this bound each of
+/// a thousand links would walk the whole document again.
+const MAX_LINK_NODES: usize = 512;
+/// Bytes of HTML parsed between two looks at the deadline.
+const PARSE_CHUNK_BYTES: usize = 64 * 1024;
+/// Nodes walked between two looks at the deadline.
+const NODES_PER_CHECK: usize = 4_096;
 
 /// A document the host fetched, handed to a [`ScrapeBackend`].
 #[derive(Debug, Clone)]
@@ -72,6 +83,12 @@ pub enum ScrapeError {
     /// The backend failed.
     #[error("extracting the page failed: {0}")]
     Failed(String),
+    /// The call's time ran out while the page was being parsed or walked.
+    #[error("extracting the page at {url} took longer than the call may run; fetch a smaller page")]
+    OutOfTime {
+        /// The page.
+        url: String,
+    },
 }
 
 /// Turns a fetched document into text and links; what an embedder replaces (a headless
@@ -84,6 +101,15 @@ pub enum ScrapeError {
 pub trait ScrapeBackend: Send + Sync {
     /// Extracts the text and links of `document`.
     fn extract(&self, document: &Document) -> Result<Extracted, ScrapeError>;
+
+    /// Extracts the text and links of `document`, giving up with
+    /// [`ScrapeError::OutOfTime`] once `deadline` has passed: the host stops waiting at
+    /// the deadline, and a backend that keeps working past it holds a blocking thread
+    /// for nothing. The default ignores the deadline.
+    fn extract_until(&self, document: &Document, deadline: Instant) -> Result<Extracted, ScrapeError> {
+        let _ = deadline;
+        self.extract(document)
+    }
 }
 
 /// The default backend: parses HTML with `scraper` (html5ever), drops `script`, `style`,
@@ -140,6 +166,12 @@ const BLOCKS: &[&str] = &[
 
 impl ScrapeBackend for HtmlScraper {
     fn extract(&self, document: &Document) -> Result<Extracted, ScrapeError> {
+        // Far enough away never to come: no deadline.
+        self.extract_until(document, Instant::now() + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    fn extract_until(&self, document: &Document, deadline: Instant) -> Result<Extracted, ScrapeError> {
+        let clock = Clock { deadline, url: &document.url };
         let body = String::from_utf8_lossy(&document.body);
         let kind = document.content_type.as_deref().map(|c| c.to_ascii_lowercase()).unwrap_or_default();
         let looks_html = kind.contains("html") || (kind.is_empty() && body.trim_start().starts_with('<'));
@@ -149,9 +181,47 @@ impl ScrapeBackend for HtmlScraper {
             }
             return Err(ScrapeError::Unsupported { url: document.url.to_string(), content_type: kind });
         }
-        let html = Html::parse_document(&body);
-        Ok(Extracted { title: title(&html), text: text_of(&html), links: links_of(&html, &document.url) })
+        let html = parse(&body, &clock)?;
+        Ok(Extracted {
+            title: title(&html),
+            text: text_of(&html, &clock)?,
+            links: links_of(&html, &document.url, &clock)?,
+        })
     }
+}
+
+/// The deadline of one extraction.
+struct Clock<'a> {
+    deadline: Instant,
+    url: &'a Url,
+}
+
+impl Clock<'_> {
+    fn check(&self) -> Result<(), ScrapeError> {
+        if Instant::now() >= self.deadline {
+            return Err(ScrapeError::OutOfTime { url: self.url.to_string() });
+        }
+        Ok(())
+    }
+}
+
+/// Parses `body` as an HTML document in chunks, looking at the deadline between them, so
+/// a large page stops parsing when the call's time is up.
+fn parse(body: &str, clock: &Clock) -> Result<Html, ScrapeError> {
+    let mut parser = html5ever::parse_document(HtmlTreeSink::new(Html::new_document()), Default::default());
+    let mut rest = body;
+    while !rest.is_empty() {
+        clock.check()?;
+        let mut end = rest.len().min(PARSE_CHUNK_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        parser.process(chunk.into());
+        rest = tail;
+    }
+    clock.check()?;
+    Ok(parser.finish())
 }
 
 fn selector(s: &str) -> Result<Selector, ScrapeError> {
@@ -165,10 +235,13 @@ fn title(html: &Html) -> String {
 
 /// The readable text; walks the tree without recursion, so deep nesting cannot
 /// exhaust the stack.
-fn text_of(html: &Html) -> String {
+fn text_of(html: &Html, clock: &Clock) -> Result<String, ScrapeError> {
     let mut out = String::new();
     let mut skip = 0usize;
-    for edge in html.tree.root().traverse() {
+    for (i, edge) in html.tree.root().traverse().enumerate() {
+        if i % NODES_PER_CHECK == 0 {
+            clock.check()?;
+        }
         match edge {
             Edge::Open(node) => match node.value() {
                 Node::Element(el) => {
@@ -180,7 +253,8 @@ fn text_of(html: &Html) -> String {
                     }
                 }
                 Node::Text(t) if skip == 0 => {
-                    out.push_str(t);
+                    // Twice the cap, since tidying shrinks it; a longer node is cut.
+                    out.push_str(prefix(t, (MAX_TEXT_BYTES * 2 + 1).saturating_sub(out.len())));
                     if out.len() > MAX_TEXT_BYTES * 2 {
                         break;
                     }
@@ -198,11 +272,27 @@ fn text_of(html: &Html) -> String {
             }
         }
     }
-    tidy(&out, false)
+    Ok(tidy(&out, false))
 }
 
-fn links_of(html: &Html, page: &Url) -> Vec<(String, String)> {
-    let Ok(sel) = selector("a[href]") else { return Vec::new() };
+/// The text of a link, from at most [`MAX_LINK_NODES`] nodes and [`MAX_LINK_TEXT_BYTES`]
+/// bytes of it.
+fn link_text(a: scraper::ElementRef) -> String {
+    let mut text = String::new();
+    for node in a.descendants().take(MAX_LINK_NODES) {
+        if let Node::Text(t) = node.value() {
+            // One text node can be megabytes long: copy only what still fits.
+            text.push_str(prefix(t, MAX_LINK_TEXT_BYTES - text.len()));
+            if text.len() >= MAX_LINK_TEXT_BYTES {
+                break;
+            }
+        }
+    }
+    collapse(&text)
+}
+
+fn links_of(html: &Html, page: &Url, clock: &Clock) -> Result<Vec<(String, String)>, ScrapeError> {
+    let Ok(sel) = selector("a[href]") else { return Ok(Vec::new()) };
     // A <base href> changes what relative links mean, but only to another web URL.
     let base = selector("base[href]")
         .ok()
@@ -211,18 +301,28 @@ fn links_of(html: &Html, page: &Url) -> Vec<(String, String)> {
         .unwrap_or_else(|| page.clone());
     let mut links = Vec::new();
     for a in html.select(&sel) {
+        clock.check()?;
         let Some(href) = a.value().attr("href") else { continue };
         let Ok(mut url) = base.join(href.trim()) else { continue };
         if !matches!(url.scheme(), "http" | "https") {
             continue;
         }
         url.set_fragment(None);
-        links.push((cap(collapse(&a.text().collect::<String>()), MAX_LABEL_BYTES), url.to_string()));
+        links.push((cap(link_text(a), MAX_LABEL_BYTES), url.to_string()));
         if links.len() == MAX_LINKS {
             break;
         }
     }
-    links
+    Ok(links)
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Collapses runs of whitespace into one space.
@@ -302,13 +402,20 @@ impl CallState {
         };
         let backend: Arc<dyn ScrapeBackend> = host.scrape.clone();
         let page_url = document.url.to_string();
-        let extracted = tokio::task::spawn_blocking(move || backend.extract(&document))
-            .await
-            .map_err(|e| CapError::Io(format!("extracting the page failed: {e}")))?
-            .map_err(|e| match e {
-                ScrapeError::Unsupported { .. } => CapError::InvalidInput(e.to_string()),
-                ScrapeError::Failed(_) => CapError::Io(e.to_string()),
-            })?;
+        // The call cannot outlive its CPU limit counted from now, so neither may the
+        // extraction: past that the guest is stopped and the work would be for nothing.
+        let allowed = Duration::from_millis(self.ext.manifest.runtime.max_cpu_ms_per_call.max(1));
+        let deadline = Instant::now() + allowed;
+        let work = tokio::task::spawn_blocking(move || backend.extract_until(&document, deadline));
+        let extracted = match tokio::time::timeout(allowed, work).await {
+            Ok(joined) => joined.map_err(|e| CapError::Io(format!("extracting the page failed: {e}")))?,
+            // A backend that ignores the deadline is left to finish on its own.
+            Err(_) => Err(ScrapeError::OutOfTime { url: page_url.clone() }),
+        }
+        .map_err(|e| match e {
+            ScrapeError::Unsupported { .. } => CapError::InvalidInput(e.to_string()),
+            ScrapeError::Failed(_) | ScrapeError::OutOfTime { .. } => CapError::Io(e.to_string()),
+        })?;
         Ok(Page {
             url: page_url,
             title: cap(extracted.title, MAX_LABEL_BYTES),
@@ -372,5 +479,35 @@ mod tests {
         let page = format!("{}deep{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
         let out = HtmlScraper.extract(&doc(Some("text/html"), &page)).unwrap();
         assert_eq!(out.text, "deep");
+    }
+
+    /// A page of `links` links, each nested in a table cell inside the previous one, with
+    /// `filler` bytes of text after the last: the parser keeps every `<a>` open, so each
+    /// link's text is the rest of the document.
+    fn nested_links(links: usize, filler: usize) -> String {
+        let mut page = String::from("<html><body>");
+        for i in 0..links {
+            page.push_str(&format!("<table><tr><td><a href=\"/l{i}\">link {i} "));
+        }
+        page.push_str(&"word ".repeat(filler / 5));
+        page.push_str("</body></html>");
+        page
+    }
+
+    #[test]
+    fn hostile_nested_links_gather_bounded_text() {
+        let out = HtmlScraper.extract(&doc(Some("text/html"), &nested_links(1_000, 200_000))).unwrap();
+        assert_eq!(out.links.len(), 1_000);
+        assert!(out.links[0].0.starts_with("link 0 link 1"), "{}", out.links[0].0);
+        let total: usize = out.links.iter().map(|(t, _)| t.len()).sum();
+        assert!(total <= 1_000 * MAX_LABEL_BYTES, "{total} bytes of link text");
+    }
+
+    #[test]
+    fn extraction_stops_at_the_deadline() {
+        let page = nested_links(100, 1_000_000);
+        let err = HtmlScraper.extract_until(&doc(Some("text/html"), &page), Instant::now()).unwrap_err();
+        assert!(matches!(err, ScrapeError::OutOfTime { .. }), "{err}");
+        assert!(err.to_string().contains("https://example.com/dir/page.html"), "{err}");
     }
 }

@@ -432,6 +432,51 @@ impl UsageLedger {
         Ok(table.get((extension, day)).map_err(ledger)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Reserves, in one write transaction (so concurrent requests cannot all pass one
+    /// check), the prompt's estimated tokens plus as many answer tokens as the budget
+    /// leaves, up to `answer_max`. Refused, and nothing is reserved, when the use so far
+    /// plus the prompt already reaches `budget`. The reservation is settled with
+    /// [`UsageLedger::settle`] once the real use is known. redb lets one process at a
+    /// time open the database, so the transaction also serializes other processes.
+    pub fn reserve(
+        &self,
+        extension: &str,
+        day: u64,
+        prompt: u64,
+        answer_max: u64,
+        budget: u64,
+    ) -> Result<Reservation, LedgerError> {
+        let tx = self.db.begin_write().map_err(ledger)?;
+        let reservation = {
+            let mut table = tx.open_table(USAGE).map_err(ledger)?;
+            let used = table.get((extension, day)).map_err(ledger)?.map(|v| v.value()).unwrap_or(0);
+            if used.saturating_add(prompt) >= budget {
+                return Ok(Reservation::Refused { used });
+            }
+            let answer = answer_max.min(budget - used - prompt);
+            let tokens = prompt + answer;
+            table.insert((extension, day), used + tokens).map_err(ledger)?;
+            Reservation::Reserved { tokens, answer }
+        };
+        tx.commit().map_err(ledger)?;
+        Ok(reservation)
+    }
+
+    /// Replaces a reservation of `reserved` tokens on `day` by the `actual` use: the
+    /// unused part is released, use beyond it is charged. The new total.
+    pub fn settle(&self, extension: &str, day: u64, reserved: u64, actual: u64) -> Result<u64, LedgerError> {
+        let tx = self.db.begin_write().map_err(ledger)?;
+        let total = {
+            let mut table = tx.open_table(USAGE).map_err(ledger)?;
+            let used = table.get((extension, day)).map_err(ledger)?.map(|v| v.value()).unwrap_or(0);
+            let total = used.saturating_sub(reserved).saturating_add(actual);
+            table.insert((extension, day), total).map_err(ledger)?;
+            total
+        };
+        tx.commit().map_err(ledger)?;
+        Ok(total)
+    }
+
     /// Adds `tokens` to `extension`'s use on `day`; the new total.
     pub fn add(&self, extension: &str, day: u64, tokens: u64) -> Result<u64, LedgerError> {
         let tx = self.db.begin_write().map_err(ledger)?;
@@ -445,6 +490,35 @@ impl UsageLedger {
         tx.commit().map_err(ledger)?;
         Ok(total)
     }
+}
+
+/// The outcome of [`UsageLedger::reserve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// `tokens` are held against the budget, `answer` of them for the answer.
+    Reserved {
+        /// Prompt estimate plus answer tokens.
+        tokens: u64,
+        /// The most tokens the answer may have.
+        answer: u64,
+    },
+    /// The budget cannot take the prompt; `used` tokens were used already today.
+    Refused {
+        /// Tokens used today before this request.
+        used: u64,
+    },
+}
+
+/// Bytes counted as one prompt token before sending: the tokenizers of common models
+/// average about four bytes a token on prose, so counting one per three over-estimates
+/// ordinary text; the provider's own count replaces the estimate when the answer comes.
+pub const PROMPT_BYTES_PER_TOKEN: usize = 3;
+/// Tokens counted for each message's role and framing.
+pub const TOKENS_PER_MESSAGE: u64 = 4;
+
+/// The tokens a prompt is counted as before it is sent (see [`PROMPT_BYTES_PER_TOKEN`]).
+pub fn estimate_prompt_tokens<'a>(messages: impl IntoIterator<Item = &'a str>) -> u64 {
+    messages.into_iter().map(|m| m.len().div_ceil(PROMPT_BYTES_PER_TOKEN) as u64 + TOKENS_PER_MESSAGE).sum()
 }
 
 fn now_ms() -> u64 {
@@ -619,23 +693,6 @@ impl wit::Host for CallState {
             None => wanted,
         };
 
-        let now = now_ms();
-        let day = now / MS_PER_DAY;
-        if let Some((budget, setting)) = config.daily_budget() {
-            let used = match self.ledger_blocking(move |l, ext| l.used(ext, day)).await {
-                Ok(u) => u,
-                Err(e) => return Ok(Err(e)),
-            };
-            if used >= budget {
-                let reason = format!(
-                    "{} used {used} of its {budget} tokens for today ({setting} in [inference] of omni.toml); the budget refills at 00:00 UTC",
-                    self.ext.id
-                );
-                return Ok(Err(self.inference_over_budget(&target, reason, now).await));
-            }
-            max_tokens = max_tokens.min(u32::try_from(budget - used).unwrap_or(u32::MAX));
-        }
-
         for (i, m) in req.messages.iter().enumerate() {
             let what = format!("message {} of the prompt", i + 1);
             if let Err(e) = self.inference_screen(&m.content, omni_guardian::ScanPoint::Prompt, &what, &target).await {
@@ -649,6 +706,38 @@ impl wit::Host for CallState {
                 self.inference_screen(&whole, omni_guardian::ScanPoint::Prompt, "the assembled prompt", &target).await
             {
                 return Ok(Err(e));
+            }
+        }
+
+        // Checked and reserved in one step, after the Guardian and just before sending, so
+        // that concurrent requests cannot each pass the same check and a prompt's own
+        // tokens count against the budget before the provider sees it.
+        let now = now_ms();
+        let day = now / MS_PER_DAY;
+        let mut reserved = None;
+        if let Some((budget, setting)) = config.daily_budget() {
+            let prompt = estimate_prompt_tokens(req.messages.iter().map(|m| m.content.as_str()));
+            let answer_max = u64::from(max_tokens);
+            match self.ledger_blocking(move |l, ext| l.reserve(ext, day, prompt, answer_max, budget)).await {
+                Ok(Reservation::Reserved { tokens, answer }) => {
+                    max_tokens = u32::try_from(answer).unwrap_or(max_tokens).min(max_tokens);
+                    reserved = Some(tokens);
+                }
+                Ok(Reservation::Refused { used }) => {
+                    let reason = if used >= budget {
+                        format!(
+                            "{} used {used} of its {budget} tokens for today ({setting} in [inference] of omni.toml); the budget refills at 00:00 UTC",
+                            self.ext.id
+                        )
+                    } else {
+                        format!(
+                            "{} used {used} of its {budget} tokens for today ({setting} in [inference] of omni.toml) and the prompt counts as {prompt} more (one token per {PROMPT_BYTES_PER_TOKEN} bytes); send a shorter prompt or wait for the budget to refill at 00:00 UTC",
+                            self.ext.id
+                        )
+                    };
+                    return Ok(Err(self.inference_over_budget(&target, reason, now).await));
+                }
+                Err(e) => return Ok(Err(e)),
             }
         }
 
@@ -667,7 +756,14 @@ impl wit::Host for CallState {
         let backend = self.host.inference.clone();
         let answer = match backend.complete(request).await {
             Ok(a) => a,
-            Err(e) => return Ok(Err(to_cap_error(e))),
+            Err(e) => {
+                if let Some(tokens) = reserved {
+                    // Nothing was answered: the reservation goes back. A failure to
+                    // release it leaves the budget lower, never higher.
+                    let _ = self.ledger_blocking(move |l, ext| l.settle(ext, day, tokens, 0)).await;
+                }
+                return Ok(Err(to_cap_error(e)));
+            }
         };
         // A provider that reports no usage is charged an estimate (about 4 bytes a token),
         // so a budget cannot be dodged by a silent provider.
@@ -676,7 +772,11 @@ impl wit::Host for CallState {
         } else {
             ((prompt_chars + answer.content.len()) as u64).div_ceil(4).max(1)
         };
-        if let Err(e) = self.ledger_blocking(move |l, ext| l.add(ext, day, spent)).await {
+        let charged = match reserved {
+            Some(tokens) => self.ledger_blocking(move |l, ext| l.settle(ext, day, tokens, spent)).await,
+            None => self.ledger_blocking(move |l, ext| l.add(ext, day, spent)).await,
+        };
+        if let Err(e) = charged {
             return Ok(Err(e));
         }
         if let Err(e) = self
@@ -773,5 +873,19 @@ mod tests {
         assert!(matches!(check_request(&hot), Err(CapError::InvalidInput(_))));
         let zero = wit::ChatRequest { max_tokens: Some(0), ..ok };
         assert!(matches!(check_request(&zero), Err(CapError::InvalidInput(_))));
+    }
+
+    #[test]
+    fn reservations_hold_the_budget_and_settle_to_the_real_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("u.redb")).unwrap());
+        let l = UsageLedger::new(db).unwrap();
+        assert_eq!(l.reserve("e", 1, 100, 500, 1_000).unwrap(), Reservation::Reserved { tokens: 600, answer: 500 });
+        // What is reserved is taken: the next request gets only the rest.
+        assert_eq!(l.reserve("e", 1, 100, 500, 1_000).unwrap(), Reservation::Reserved { tokens: 400, answer: 300 });
+        assert_eq!(l.reserve("e", 1, 1, 500, 1_000).unwrap(), Reservation::Refused { used: 1_000 });
+        assert_eq!(l.settle("e", 1, 600, 150).unwrap(), 550);
+        assert_eq!(l.reserve("e", 1, 500, 500, 1_000).unwrap(), Reservation::Refused { used: 550 });
+        assert_eq!(estimate_prompt_tokens(["abcd", ""]), 2 + 4 + 4);
     }
 }

@@ -8,6 +8,12 @@
 //! `[messaging] webhook_url` set, [`WebhookBackend`] POSTs it as JSON instead. Sending
 //! real SMS or email is the embedder's business: subscribe to the bus, or point the
 //! webhook at a relay.
+//!
+//! The bus is shared: channel names are not namespaced per extension, so two extensions
+//! granted `"alerts"` publish on the same channel. Every [`Delivery`] names the sending
+//! extension in [`Delivery::extension`], set by the host; a subscriber that acts on a
+//! channel checks who sent each message. What the bus holds for a slow subscriber is
+//! bounded in bytes as well as messages ([`MessagingConfig::bus_slots`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +44,7 @@ pub const MAX_CHANNEL_NAME: usize = 256;
 /// webhook_url = "https://relay.example.org/omni"
 /// webhook_timeout_ms = 10000
 /// bus_capacity = 1024
+/// bus_max_bytes = 16777216
 /// max_message_bytes = 262144
 /// max_recipients = 50
 /// ```
@@ -52,6 +59,10 @@ pub struct MessagingConfig {
     /// Messages the channel bus keeps for a slow subscriber before it starts dropping the
     /// oldest (the subscriber is told how many it missed).
     pub bus_capacity: usize,
+    /// Bytes of messages the channel bus may hold for a slow subscriber: with messages
+    /// of up to `max_message_bytes`, it keeps at most `bus_max_bytes / max_message_bytes`
+    /// of them (and at most `bus_capacity`).
+    pub bus_max_bytes: usize,
     /// Largest message accepted (body, or email body plus attachments), in bytes.
     pub max_message_bytes: usize,
     /// Most recipients one message may have.
@@ -64,6 +75,7 @@ impl Default for MessagingConfig {
             webhook_url: None,
             webhook_timeout_ms: 10_000,
             bus_capacity: 1024,
+            bus_max_bytes: 16 * 1024 * 1024,
             max_message_bytes: 256 * 1024,
             max_recipients: 50,
         }
@@ -142,6 +154,14 @@ pub enum OutboundMessage {
         /// The thread to reply in.
         thread_id: Option<String>,
     },
+}
+
+impl MessagingConfig {
+    /// Messages the channel bus keeps for a slow subscriber: `bus_capacity`, but no more
+    /// than fit in `bus_max_bytes` at `max_message_bytes` each (at least one).
+    pub fn bus_slots(&self) -> usize {
+        self.bus_capacity.min(self.bus_max_bytes / self.max_message_bytes.max(1)).max(1)
+    }
 }
 
 /// One message handed to a [`MessagingBackend`], and what the bus carries.
@@ -616,6 +636,17 @@ mod tests {
         for mime in ["text/plain; charset=utf-8", "text", "text/plain\"", "/plain", "text/"] {
             assert!(attachment_problem("a.txt", mime).is_some(), "{mime:?} passed");
         }
+    }
+
+    #[test]
+    fn the_bus_holds_a_bounded_number_of_bytes() {
+        let config = MessagingConfig::default();
+        assert_eq!(config.bus_slots(), 64, "16 MiB of 256 KiB messages");
+        assert!(config.bus_slots() * config.max_message_bytes <= config.bus_max_bytes);
+        let small = MessagingConfig { max_message_bytes: 1024, ..MessagingConfig::default() };
+        assert_eq!(small.bus_slots(), 1024, "bus_capacity still applies");
+        let tiny = MessagingConfig { bus_max_bytes: 0, ..MessagingConfig::default() };
+        assert_eq!(tiny.bus_slots(), 1);
     }
 
     #[test]

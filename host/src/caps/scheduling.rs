@@ -291,6 +291,31 @@ impl ScheduleStore for RedbSchedules {
     }
 }
 
+/// Removes the jobs of `extension` (every extension's when `None`) from the default
+/// store's table in `db`, when revoking or the kill switch takes away the grant they ran
+/// under: a later grant must not revive arguments an extension chose before. Returns how
+/// many were removed. A no-op for an embedder's own [`ScheduleStore`].
+pub(crate) fn drop_stored_jobs(db: &Database, extension: Option<&str>) -> Result<usize, ScheduleError> {
+    let tx = db.begin_write().map_err(storage)?;
+    let removed = {
+        let mut table = tx.open_table(JOBS).map_err(storage)?;
+        let mut doomed = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            let (ext, id) = k.value();
+            if extension.is_none_or(|e| e == ext) {
+                doomed.push((ext.to_owned(), id.to_owned()));
+            }
+        }
+        for (ext, id) in &doomed {
+            table.remove((ext.as_str(), id.as_str())).map_err(storage)?;
+        }
+        doomed.len()
+    };
+    tx.commit().map_err(storage)?;
+    Ok(removed)
+}
+
 /// A parsed five-field cron expression (UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cron {
@@ -641,6 +666,10 @@ impl Omni {
             if !store.claim(&job.extension, &job.id, due_at, next)? {
                 continue;
             }
+            // A job may schedule new ones while it runs; none of them may run sooner than
+            // the shortest period after this run, or a job rescheduling itself `at` a
+            // past time would run on every pass.
+            let before: Vec<String> = store.list(&job.extension)?.into_iter().map(|j| j.id).collect();
             let outcome = match self.fire(&job).await {
                 Ok(outcome) => outcome,
                 Err(reason) => {
@@ -649,6 +678,12 @@ impl Omni {
                     RunOutcome::Refused(reason)
                 }
             };
+            let earliest = now_ms.saturating_add(self.config().scheduling.min_interval_ms);
+            for new in store.list(&job.extension)? {
+                if let Some(at) = new.next_run_ms.filter(|at| *at < earliest && !before.contains(&new.id)) {
+                    store.claim(&new.extension, &new.id, at, Some(earliest))?;
+                }
+            }
             runs.push(ScheduledRun {
                 job: job.id,
                 extension: job.extension,

@@ -324,7 +324,8 @@ impl HostConnection for CallState {
         if text.len() > MAX_MESSAGE_BYTES {
             return Ok(Err(too_big(text.len())));
         }
-        Ok(self.ws_with(&this, |h| Box::pin(send(h, WsFrame::Text(text)))).await)
+        let wait = receive_timeout(self, None);
+        Ok(self.ws_with(&this, move |h| Box::pin(send(h, WsFrame::Text(text), wait))).await)
     }
 
     async fn send_binary(
@@ -336,7 +337,8 @@ impl HostConnection for CallState {
         if data.len() > MAX_MESSAGE_BYTES {
             return Ok(Err(too_big(data.len())));
         }
-        Ok(self.ws_with(&this, |h| Box::pin(send(h, WsFrame::Binary(data)))).await)
+        let wait = receive_timeout(self, None);
+        Ok(self.ws_with(&this, move |h| Box::pin(send(h, WsFrame::Binary(data), wait))).await)
     }
 
     async fn receive(
@@ -393,6 +395,7 @@ impl HostConnection for CallState {
                 "close code {code} cannot be sent by a client; use 1000 or an application code from 3000 to 4999"
             ))));
         }
+        let wait = receive_timeout(self, None);
         Ok(self
             .ws_with(&this, move |h| {
                 Box::pin(async move {
@@ -400,7 +403,10 @@ impl HostConnection for CallState {
                         return Ok(());
                     }
                     h.closed = true;
-                    h.socket.close(code, reason).await.map_err(io)
+                    match tokio::time::timeout(wait, h.socket.close(code, reason)).await {
+                        Ok(r) => r.map_err(io),
+                        Err(_) => Err(out_of_time("closing", wait)),
+                    }
                 })
             })
             .await)
@@ -417,11 +423,27 @@ impl HostConnection for CallState {
 
 impl Host for CallState {}
 
-async fn send(h: &mut WsHandle, frame: WsFrame) -> Result<(), CapError> {
+/// Sends one message within `wait` (the `[network]` timeout): a peer that stops reading
+/// fills the TCP window, and the send would otherwise wait forever. A send cut short
+/// leaves the stream mid-message, so the connection is closed.
+async fn send(h: &mut WsHandle, frame: WsFrame, wait: Duration) -> Result<(), CapError> {
     if h.closed {
         return Err(CapError::Io("the connection is closed".into()));
     }
-    h.socket.send(frame).await.map_err(io)
+    match tokio::time::timeout(wait, h.socket.send(frame)).await {
+        Ok(sent) => sent.map_err(io),
+        Err(_) => {
+            h.closed = true;
+            Err(out_of_time("sending", wait))
+        }
+    }
+}
+
+fn out_of_time(what: &str, wait: Duration) -> CapError {
+    CapError::Io(format!(
+        "{what} took longer than {} ms (timeout_ms in [network] of omni.toml); the peer is not reading, and the connection is closed",
+        wait.as_millis()
+    ))
 }
 
 fn too_big(len: usize) -> CapError {
@@ -496,5 +518,34 @@ mod tests {
         let guest: Resource<Connection> = Resource::new_own(7);
         assert_eq!(entry(&guest).rep(), 7);
         assert!(!entry(&guest).owned());
+    }
+
+    /// A peer that never takes another byte.
+    struct Stalled;
+
+    impl WsSocket for Stalled {
+        fn send(&mut self, _: WsFrame) -> WsFuture<'_, ()> {
+            Box::pin(std::future::pending())
+        }
+        fn receive(&mut self) -> WsFuture<'_, Option<WsFrame>> {
+            Box::pin(std::future::pending())
+        }
+        fn close(&mut self, _: u16, _: String) -> WsFuture<'_, ()> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_peer_that_stops_reading_cannot_hold_a_send() {
+        let mut h = WsHandle { socket: Box::new(Stalled), url: Url::parse("wss://slow.test/").unwrap(), closed: false };
+        // Generous bound: this detects a hang, it does not measure time.
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            send(&mut h, WsFrame::Text("x".into()), Duration::from_millis(50)),
+        )
+        .await
+        .expect("the send gave up at its own timeout");
+        assert!(matches!(&sent, Err(CapError::Io(m)) if m.contains("timeout_ms")), "{sent:?}");
+        assert!(h.closed, "a send cut short closes the connection");
     }
 }
