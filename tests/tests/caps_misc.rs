@@ -904,7 +904,7 @@ fn hostile_kv_read_other_extension_keys() {
     let mut p = Probe::new();
     p.install(&[], &[]);
     p.install(&[(r#"id = "dev.omni.probe""#, &format!("id = {OTHER:?}"))], &[]);
-    let secrets = ["token", "a/b", "dev.omni.probe.other:token", "\u{0}token", "tökén/ключ", ""];
+    let secrets = ["token", "a/b", "dev.omni.probe.other:token", "tökén/ключ", ""];
     for (i, key) in secrets.iter().enumerate().filter(|(_, k)| !k.is_empty()) {
         ok(&p.call_ext(OTHER, "storage", json!({"op": "set", "key": key, "value": format!("secret-{i}")})));
     }
@@ -924,6 +924,13 @@ fn hostile_kv_read_other_extension_keys() {
         "to\u{301}ken",
     ];
     for key in crafted {
+        if omni_capabilities::text::first_unsafe(key).is_some() {
+            // A key no person could read in a prompt or the audit is refused outright.
+            for op in ["get", "exists", "delete"] {
+                error(&p.call("storage", json!({"op": op, "key": key})), "invalid-input");
+            }
+            continue;
+        }
         assert_eq!(
             ok(&p.call("storage", json!({"op": "get", "key": key}))),
             &Value::Null,
@@ -932,14 +939,15 @@ fn hostile_kv_read_other_extension_keys() {
         assert_eq!(ok(&p.call("storage", json!({"op": "exists", "key": key}))), false, "{key:?}");
         assert_eq!(ok(&p.call("storage", json!({"op": "delete", "key": key}))), false, "{key:?} must not be deletable");
     }
-    for prefix in ["", "t", "dev.omni.probe", "\u{0}", "a", "tö"] {
+    error(&p.call("storage", json!({"op": "list", "prefix": "\u{0}"})), "invalid-input");
+    for prefix in ["", "t", "dev.omni.probe", "a", "tö"] {
         assert_eq!(ok(&p.call("storage", json!({"op": "list", "prefix": prefix}))), &json!([]), "prefix {prefix:?}");
     }
     assert_eq!(ok(&p.call("storage", json!({"op": "usage"})))["used"], 0);
     // The probe's own writes under the same names do not touch the other's values.
     ok(&p.call("storage", json!({"op": "set", "key": "token", "value": "mine"})));
     assert_eq!(ok(&p.call_ext(OTHER, "storage", json!({"op": "get", "key": "token"}))), "secret-0");
-    assert_eq!(ok(&p.call_ext(OTHER, "storage", json!({"op": "get", "key": "tökén/ключ"}))), "secret-4");
+    assert_eq!(ok(&p.call_ext(OTHER, "storage", json!({"op": "get", "key": "tökén/ключ"}))), "secret-3");
     assert_eq!(ok(&p.call("storage", json!({"op": "list", "prefix": ""}))), &json!(["token"]));
     // An empty key is refused rather than mapped onto something else.
     error(&p.call("storage", json!({"op": "get", "key": ""})), "invalid-input");
@@ -956,17 +964,14 @@ fn hostile_kv_read_other_extension_keys() {
 fn hostile_automation_app_not_allowed() {
     let mut p = Probe::new();
     p.install(&[], &[]);
-    for app in [
-        "com.apple.Terminal",
-        "com.example.editor.evil",
-        "com.example.Editor",
-        "com.example.editor\u{200b}",
-        "com.example.edito",
-    ] {
+    for app in ["com.apple.Terminal", "com.example.editor.evil", "com.example.Editor", "com.example.edito"] {
         let message = error(&p.call("automation", json!({"app": app, "action": "open"})), "out-of-scope");
         assert!(message.contains("allowed_apps"), "{app:?}: {message}");
     }
-    error(&p.call("automation", json!({"app": "com.example.editor\n", "action": "open"})), "invalid-input");
+    // Names with control or invisible characters are refused before the scope is asked.
+    for app in ["com.example.editor\n", "com.example.editor\u{200b}"] {
+        error(&p.call("automation", json!({"app": app, "action": "open"})), "invalid-input");
+    }
     p.assert_denied("app.automation", &["com.apple.Terminal", "allowed_apps"]);
     assert!(p.fake.calls().is_empty(), "{:?}", p.fake.calls());
     ok(&p.call("automation", json!({"app": "com.example.editor", "action": "open"})));
