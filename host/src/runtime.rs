@@ -126,6 +126,18 @@ fn rules_note(rules: &[String]) -> String {
     }
 }
 
+/// Whether an update lets more programs run at once than the installed version could on
+/// this host. [`PolicyEngine::needs_review`] compares an unset process `max_concurrent`
+/// with the built-in default; this host's `[process] max_concurrent` may be lower, and
+/// then a newly set value between the two is still wider than what was approved.
+fn raises_process_slots(old: &Manifest, new: &Manifest, host_default: u32) -> bool {
+    let slots = |m: &Manifest| match m.permission("process.spawn").map(|p| &p.scope) {
+        Some(omni_capabilities::Scope::Process(s)) => Some(s.max_concurrent.unwrap_or(host_default)),
+        _ => None,
+    };
+    matches!((slots(old), slots(new)), (Some(before), Some(after)) if after > before)
+}
+
 fn imports_message(problems: &[ImportError]) -> String {
     let mut out = String::from("the component's imports do not match its manifest:");
     for p in problems {
@@ -560,7 +572,11 @@ impl Omni {
         let previous = self.registry.get(&manifest.extension.id)?;
         let needs_review = match &previous {
             None => true,
-            Some(old) => PolicyEngine::needs_review(&old.manifest()?, &manifest),
+            Some(old) => {
+                let old = old.manifest()?;
+                PolicyEngine::needs_review(&old, &manifest)
+                    || raises_process_slots(&old, &manifest, self.shared.config.process.max_concurrent)
+            }
         };
         Ok(InstallPlan { manifest, component, digest, imports, previous, needs_review })
     }

@@ -365,6 +365,27 @@ fn hostile_update_raising_a_limit_needs_a_new_review() {
     }
 }
 
+/// On a host whose `[process] max_concurrent` is below the built-in default, a newly set
+/// `max_concurrent` between the two still lets more programs run than were approved.
+#[test]
+fn hostile_update_raising_process_slots_above_this_hosts_default_needs_a_new_review() {
+    const PROBE: &str = "dev.omni.adversarial.fs-escape";
+    let mut config = OmniConfig::default();
+    config.process.max_concurrent = 1;
+    let (_dir, omni) = host(config);
+    install_granting_all(&omni, PROBE);
+    let from = "scope = { executables = [\"/usr/bin/env\"] }";
+    let update = |n: u32| {
+        omni_tests::sample_with_manifest(PROBE, |m| {
+            m.replacen(from, &format!("scope = {{ executables = [\"/usr/bin/env\"], max_concurrent = {n} }}"), 1)
+        })
+    };
+    let plan = omni.prepare_install(update(3).path()).expect("update");
+    assert!(plan.needs_review, "1 -> 3 programs at once carried the grants over without a review");
+    let plan = omni.prepare_install(update(1).path()).expect("update");
+    assert!(!plan.needs_review, "the same effective limit needs no review");
+}
+
 /// A two-kilobyte parameter schema whose definitions each refer to the next one twice
 /// (through `allOf`), 28 levels deep: checking arguments against it walks 2^28 schemas.
 fn doubling_parameters(depth: usize) -> String {
