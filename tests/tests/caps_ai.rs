@@ -909,30 +909,21 @@ fn hostile_email_recipient_delivered_other_than_matched() {
 /// A provider that bills what a real one would: a token per four bytes of the request's
 /// messages, plus every answer token the request allowed.
 fn billing_provider() -> Mock {
-    Mock::start(|r| {
-        let request = r.json();
-        let prompt: usize = request["messages"]
-            .as_array()
-            .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
-            .unwrap_or(0);
-        let answer = request["max_tokens"].as_u64().unwrap_or(0);
-        (200, completion("ok", (prompt as u64).div_ceil(4).saturating_add(answer) as u32))
-    })
+    Mock::start(|r| (200, completion("ok", u32::try_from(bill(&r.json())).unwrap_or(u32::MAX))))
+}
+
+/// What the billing provider charges for one request.
+fn bill(request: &Value) -> u64 {
+    let prompt: usize = request["messages"]
+        .as_array()
+        .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+        .unwrap_or(0);
+    (prompt as u64).div_ceil(4).saturating_add(request["max_tokens"].as_u64().unwrap_or(0))
 }
 
 /// Tokens the billing provider charged for everything it was sent.
 fn billed(mock: &Mock) -> u64 {
-    mock.requests()
-        .iter()
-        .map(|r| {
-            let request = r.json();
-            let prompt: usize = request["messages"]
-                .as_array()
-                .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
-                .unwrap_or(0);
-            (prompt as u64).div_ceil(4) + request["max_tokens"].as_u64().unwrap_or(0)
-        })
-        .sum()
+    mock.requests().iter().map(|r| bill(&r.json())).sum()
 }
 
 #[test]
