@@ -221,7 +221,11 @@ impl ArgumentValidator {
             .validator
             .iter_errors(args)
             .take(MAX_ARGUMENT_PROBLEMS + 1)
-            .map(|e| format!("{}: {}", e.instance_path(), e))
+            // A problem of the arguments as a whole has an empty pointer: say just what it is.
+            .map(|e| match e.instance_path().to_string() {
+                path if path.is_empty() => e.to_string(),
+                path => format!("{path}: {e}"),
+            })
             .collect();
         if errors.len() > MAX_ARGUMENT_PROBLEMS {
             errors.truncate(MAX_ARGUMENT_PROBLEMS);
@@ -867,6 +871,13 @@ fn parse_permissions(v: Option<&toml::Value>, p: &mut Problems) -> Vec<Permissio
                         }
                     };
                     p.push(cap_field, format!("unknown capability {:?}", truncate(key, 64)), fix);
+                    // A typo should not hide the entry's other problems: check its scope as
+                    // the capability it most likely means.
+                    if let Some(meant) = closest_key(key).and_then(lookup) {
+                        if let Err(problems) = Scope::parse(meant, t.get("scope"), &format!("{base}.scope")) {
+                            p.0.extend(problems);
+                        }
+                    }
                     None
                 }
             },
@@ -1401,6 +1412,20 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         HEADER.replacen(replace, by, 1)
     }
 
+    /// A mistyped capability key does not hide the entry's other problems: its scope is
+    /// checked as the capability the key most likely means.
+    #[test]
+    fn a_mistyped_capability_still_shows_its_scope_problems() {
+        let got = fields(&with(
+            "[[permissions]]\ncapability = \"network.htp\"\nreason = \"Fetch\"\nscope = { domains = [\"*\"], methods = [\"FETCH\"] }",
+        ));
+        assert_eq!(
+            got,
+            ["permissions[0].capability", "permissions[0].scope.domains[0]", "permissions[0].scope.methods[0]"],
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn minimal_manifest_gets_defaults() {
         let m = manifest(HEADER);
@@ -1751,6 +1776,9 @@ parameters = '{"type": "object", "properties": {"days": {"type": ["integer", "nu
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("/latitude")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("/longitude")), "{errs:?}");
+        // A missing property is a problem of the whole object: no empty pointer in front.
+        let errs = tool.validate_arguments(&json!({"latitude": 52.5})).unwrap_err();
+        assert_eq!(errs, ["\"longitude\" is a required property"], "{errs:?}");
         let errs = tool.validate_arguments(&json!({"latitude": 1})).unwrap_err();
         assert!(errs[0].contains("longitude"), "{errs:?}");
         assert!(tool.validate_arguments(&json!("not an object")).is_err());

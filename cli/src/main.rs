@@ -223,6 +223,8 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
     let duration: GrantDuration = args.duration.into();
     let interactive = std::io::stdin().is_terminal() && !cli.json;
     let mut decisions = Vec::new();
+    // Capabilities refused only because nobody could be asked: said out loud below.
+    let mut unasked = Vec::new();
     for row in plan.review() {
         let decision = if args.yes || args.grant.contains(&row.capability) {
             Some(Decision::Allow)
@@ -234,6 +236,7 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
         } else if interactive {
             Some(ask(&format!("Grant {} ({})?", row.capability, row.severity))?)
         } else {
+            unasked.push(row.capability.clone());
             Some(Decision::Deny)
         };
         if let Some(decision) = decision {
@@ -241,6 +244,14 @@ fn install(cli: &Globals, args: &InstallArgs) -> anyhow::Result<i32> {
         }
     }
     let record = omni.install(&plan, &decisions)?;
+    if !unasked.is_empty() && !cli.json {
+        let grants: Vec<String> = unasked.iter().map(|c| format!("--grant {c}")).collect();
+        eprintln!(
+            "note: not granted, since there is no terminal to ask on: {}; to grant, install again with {} (or --yes for all)",
+            unasked.join(", "),
+            grants.join(" ")
+        );
+    }
     if cli.json {
         print_json(&json!({
                 "id": record.id,

@@ -99,6 +99,13 @@ fn install_refusals_are_clear() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("does not declare"), "{}", text(&out));
 
+    // No terminal and no --grant for an optional capability: installed without it, and
+    // the person is told so, with the flag that would grant it.
+    let out = omni(data.path(), &["install", sample("dev.omni.adversarial.output-injection").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("not granted") && said.contains("--grant storage.persistent"), "{said}");
+
     let out = omni(data.path(), &["install", data.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("manifest.toml"), "{}", text(&out));
