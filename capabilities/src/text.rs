@@ -20,6 +20,7 @@
 //!   which every JSON reader decodes back to the same value.
 //! - [`first_unsafe`]: where a name holds a character that has no business in one,
 //!   for callers that refuse such names outright (storage keys, flowchart names...).
+//! - [`error_chain`]: an error and its causes, each said once.
 //!
 //! ```
 //! use omni_capabilities::text;
@@ -189,6 +190,31 @@ pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}…", &s[..end]))
 }
 
+/// An error with every cause a person needs: its own message, then each source that
+/// adds something, joined with `: `. A cause whose text the message so far already holds
+/// is left out, so an error that repeats its source (`cannot read x: not found`) does not
+/// print it twice, and one that hides it (`error sending request`) shows it.
+///
+/// ```
+/// use omni_capabilities::text::error_chain;
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+/// let outer = std::io::Error::other(io);
+/// assert_eq!(error_chain(&outer), "No such file or directory");
+/// ```
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +243,30 @@ mod tests {
             let shown = csv_cell(attack);
             assert!(first_unsafe(&shown).is_none(), "{attack:?} -> {shown:?}");
         }
+    }
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn error_chains_show_each_cause_once() {
+        let repeated = Layer("cannot read x.wasm: No such file", Some(Box::new(Layer("No such file", None))));
+        assert_eq!(error_chain(&repeated), "cannot read x.wasm: No such file");
+        let hidden = Layer(
+            "error sending request",
+            Some(Box::new(Layer("client error (Connect)", Some(Box::new(Layer("dns error: no such host", None)))))),
+        );
+        assert_eq!(error_chain(&hidden), "error sending request: client error (Connect): dns error: no such host");
     }
 
     #[test]

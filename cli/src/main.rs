@@ -125,12 +125,14 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let code = exit_code_for(&e);
+            // Each cause once: many errors already repeat their source in their message.
+            let text = omni_capabilities::text::error_chain(e.as_ref());
             if json {
-                print_json(&json!({ "error": format!("{e:#}"), "exit_code": code }));
+                print_json(&json!({ "error": text, "exit_code": code }));
             } else {
                 // Errors repeat what extensions and manifests said (tool errors, a
                 // guest's stderr, schemas): printed as text that cannot drive the terminal.
-                eprintln!("error: {}", escape_multiline(&format!("{e:#}")));
+                eprintln!("error: {}", escape_multiline(&text));
             }
             code
         }

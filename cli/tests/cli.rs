@@ -106,6 +106,16 @@ fn install_refusals_are_clear() {
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(said.contains("not granted") && said.contains("--grant storage.persistent"), "{said}");
 
+    // A folder with a manifest but no component: the cause is said once.
+    let folder = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(sample("dev.omni.weather").join("manifest.toml"), folder.path().join("manifest.toml"))
+        .expect("copy the manifest");
+    let out = omni(data.path(), &["install", folder.path().to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("weather.wasm"), "{said}");
+    assert_eq!(said.matches("os error 2").count(), 1, "the cause is printed once: {said}");
+
     let out = omni(data.path(), &["install", data.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("manifest.toml"), "{}", text(&out));

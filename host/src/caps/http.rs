@@ -135,7 +135,11 @@ fn map_reqwest(e: reqwest::Error, timeout: Duration) -> HttpError {
         }
         source = s.source();
     }
-    HttpError::Io(format!("{e:#}"))
+    // reqwest's own message ("error sending request for url") hides the cause (a name
+    // that does not resolve, a refused connection): say it.
+    // The URL is left out: the extension knows what it asked for, and a query string
+    // may carry a key that has no business in an error message.
+    HttpError::Io(omni_capabilities::text::error_chain(&e.without_url()))
 }
 
 /// reqwest's view of the [`CheckedResolver`].
