@@ -140,6 +140,18 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Whether a tool's error message only repeats one of the refusals it met: tools usually
+/// pass the host's refusal on (`out of scope: <the refusal>`), and saying it twice hides
+/// nothing but wastes the person's attention. Compared by the refusal's last words, since
+/// the refusal is kept as `<capability> <target>: <why>` (maybe with `(N times)`).
+fn repeats_a_denial(message: &str, denials: &[String]) -> bool {
+    denials.iter().any(|d| {
+        let d = d.rsplit_once(" (").filter(|(_, n)| n.ends_with(" times)")).map_or(d.as_str(), |(d, _)| d);
+        let start = d.char_indices().rev().nth(59).map_or(0, |(i, _)| i);
+        message.contains(&d[start..])
+    })
+}
+
 /// Prints a JSON value on one line, with C1 and bidi characters escaped
 /// ([`omni_capabilities::text::escape_json`]): the value is unchanged for any reader, and
 /// the printed text cannot drive a terminal.
@@ -444,7 +456,7 @@ fn call(
                 print_json(&json!({ "error": message, "denials": denials, "exit_code": EXIT_DENIED }));
             } else {
                 eprintln!("permission denied: {}", escape(&denials.join("; ")));
-                if !denials.iter().any(|d| message.contains(d.as_str())) {
+                if !repeats_a_denial(&message, &denials) {
                     eprintln!("the tool reported: {}", escape_multiline(&message));
                 }
             }

@@ -73,6 +73,8 @@ fn calculator_notes_and_weather_through_the_cli() {
         omni(data.path(), &["call", "dev.omni.weather", "get_weather", r#"{"latitude":52.52,"longitude":13.41}"#]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("network.http"), "{}", text(&out));
+    // The tool passed the refusal on; it is said once.
+    assert_eq!(text(&out).matches("was not granted").count(), 1, "{}", text(&out));
 
     let out = omni(data.path(), &["uninstall", "dev.omni.notes"]);
     assert!(out.status.success(), "{}", text(&out));
