@@ -583,9 +583,12 @@ impl Omni {
 
     /// Installs a prepared extension with a person's decisions.
     ///
-    /// Capabilities without a decision are denied. A denied required capability refuses
-    /// the install. On an update that needs no review, existing grants carry over for
-    /// capabilities without a new decision.
+    /// Capabilities without a decision get no grant: the host's `default_policy` decides
+    /// them at call time (refused under `"deny"`, the default; asked through the
+    /// [`Prompter`](crate::policy::Prompter) under `"prompt"`). Pass
+    /// [`Decision::Deny`](crate::policy::Decision::Deny) to refuse one for good. A required
+    /// capability that is not allowed refuses the install. On an update that needs no
+    /// review, existing grants carry over for capabilities without a new decision.
     pub fn install(
         &self,
         plan: &InstallPlan,
@@ -628,11 +631,11 @@ impl Omni {
         }
         self.registry.put(&record, &plan.component)?;
         for permission in &plan.manifest.permissions {
-            let (decision, duration) = match decision_for(&permission.capability) {
-                Some(d) => (d.decision, d.duration),
-                None if keep_existing => continue,
-                None => (Decision::Deny, GrantDuration::Always),
-            };
+            // A capability nobody decided stays undecided: no grant is stored, so the
+            // host's `default_policy` applies to it (refused under "deny", asked under
+            // "prompt"). Storing a refusal here would silence "prompt" for good.
+            let Some(d) = decision_for(&permission.capability) else { continue };
+            let (decision, duration) = (d.decision, d.duration);
             self.shared.policy.record_decision(&id, permission, decision, duration).map_err(policy_err)?;
         }
         self.audit

@@ -162,3 +162,47 @@ fn a_tool_result_carrying_an_injection_is_withheld_and_audited() {
         "the blocked results must be audited"
     );
 }
+
+/// Asks nothing of a person: answers "once" and remembers what it was asked.
+struct AllowOnce(std::sync::Mutex<Vec<String>>);
+
+impl omni_host::policy::Prompter for AllowOnce {
+    fn ask(&self, req: &omni_host::policy::PromptRequest<'_>) -> omni_host::policy::PromptAnswer {
+        self.0.lock().expect("lock").push(format!("{} {}", req.capability, req.target));
+        omni_host::policy::PromptAnswer::AllowOnce
+    }
+}
+
+/// An embedder that installs without deciding a capability and sets
+/// `default_policy = "prompt"` gets the prompt: nothing undecided is stored as a refusal.
+#[test]
+fn undecided_capabilities_are_left_to_the_default_policy() {
+    const ID: &str = "dev.omni.adversarial.output-injection";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = OmniConfig::default();
+    config.security.default_policy = omni_host::policy::DefaultPolicy::Prompt;
+    let prompter = std::sync::Arc::new(AllowOnce(std::sync::Mutex::default()));
+    let omni = omni_host::Omni::builder(dir.path())
+        .engine(omni_tests::engine())
+        .config(config)
+        .prompter(prompter.clone())
+        .open()
+        .expect("host");
+    let plan = omni.prepare_install(&sample(ID)).expect("prepare");
+    omni.install(&plan, &[]).expect("install with no decision");
+    assert!(omni.policy().grants(Some(ID)).expect("grants").is_empty(), "nothing undecided is stored");
+    let out = runtime().block_on(omni.call(ID, "remember", r#"{"key": "k", "value": "v"}"#));
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(*prompter.0.lock().expect("lock"), ["storage.persistent set k"]);
+
+    // Under the default policy ("deny") the same install refuses the call, and says how to grant.
+    let (_dir, omni) = host(OmniConfig::default());
+    let plan = omni.prepare_install(&sample(ID)).expect("prepare");
+    omni.install(&plan, &[]).expect("install with no decision");
+    match runtime().block_on(omni.call(ID, "remember", r#"{"key": "k", "value": "v"}"#)) {
+        Err(OmniError::Call(CallError::Tool { denials, .. })) => {
+            assert!(denials.iter().any(|d| d.contains("storage.persistent")), "{denials:?}")
+        }
+        other => panic!("the call must be refused, got {other:?}"),
+    }
+}
