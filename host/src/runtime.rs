@@ -755,14 +755,14 @@ impl Omni {
     /// returned with the audit record that says so.
     async fn screen_error(&self, session: &str, id: &str, tool: &str, e: CallError) -> Result<OmniError, OmniError> {
         let (part, text) = match &e {
-            CallError::Tool { message, .. } => ("error message", message.clone()),
-            CallError::InvalidArguments(m) | CallError::UnknownTool(m) => ("error message", m.clone()),
-            CallError::Trap { stderr, .. } => ("stderr", stderr.clone()),
+            CallError::Tool { message, .. } => ("error message", message.as_str()),
+            CallError::InvalidArguments(m) | CallError::UnknownTool(m) => ("error message", m.as_str()),
+            CallError::Trap { stderr, .. } => ("stderr", stderr.as_str()),
             // Host-written messages with nothing the guest chose.
             CallError::Limit(_) | CallError::Link(_) | CallError::OutputTooLarge { .. } => return Ok(e.into()),
         };
         if !text.is_empty() {
-            self.screen(session, id, tool, part, &text).await?;
+            self.screen(session, id, tool, part, text).await?;
         }
         Ok(e.into())
     }

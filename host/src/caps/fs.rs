@@ -316,6 +316,14 @@ impl CapStdFs {
     }
 }
 
+/// `: <link> is a symbolic link to <target>` for the last link a resolution followed,
+/// so an escape names the link that led it there; empty when none was followed.
+fn link_note(root: &Path, last_link: Option<&(PathBuf, PathBuf)>) -> String {
+    last_link
+        .map(|(l, t)| format!(": {} is a symbolic link to {}", root.join(l).display(), t.display()))
+        .unwrap_or_default()
+}
+
 impl FsBackend for CapStdFs {
     fn resolve(&self, root: &FsRoot, rel: &Path, follow_last: bool) -> Result<Resolved, FsError> {
         let dir = Self::open_root(root)?;
@@ -333,10 +341,7 @@ impl FsBackend for CapStdFs {
                 // first). The system fails `missing/..`, and stepping back out of the
                 // missing part would leave every later part uninspected: a link behind it
                 // could lead into a blocked folder unseen.
-                let via = last_link
-                    .as_ref()
-                    .map(|(l, t)| format!(": {} is a symbolic link to {}", root.dir.join(l).display(), t.display()))
-                    .unwrap_or_default();
+                let via = link_note(&root.dir, last_link.as_ref());
                 return Err(FsError::Escape(format!(
                     "{} climbs back out of the missing {} with \"..\", which the system does not resolve{via}",
                     root.dir.join(rel).display(),
@@ -345,10 +350,7 @@ impl FsBackend for CapStdFs {
             }
             if name == ".." {
                 if !done.pop() {
-                    let via = last_link
-                        .as_ref()
-                        .map(|(l, t)| format!(": {} is a symbolic link to {}", root.dir.join(l).display(), t.display()))
-                        .unwrap_or_default();
+                    let via = link_note(&root.dir, last_link.as_ref());
                     return Err(FsError::Escape(format!(
                         "the path leads above the granted folder {}{via}",
                         root.dir.display()
